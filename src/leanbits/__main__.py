@@ -1,0 +1,3 @@
+from leanbits.cli import main
+
+raise SystemExit(main())

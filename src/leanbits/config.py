@@ -1,0 +1,239 @@
+"""Configuration: one frozen dataclass per stage, each field with its help text.
+
+CLI flags are generated from the fields (:func:`add_arguments`), TOML files load into the
+same dataclasses (:func:`load`), and :func:`stage_hash` names output directories by the
+settings that differ from the defaults.
+
+A field is declared with :func:`option`::
+
+    @dataclass(frozen=True)
+    class TrainConfig:
+        epochs: int = option(5, "passes over the training set")
+        head: str = option("llr", "output head", choices=("softmax", "llr", "llr-code"))
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import math
+import tomllib
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+from leanbits.errors import ConfigError
+
+T = TypeVar("T")
+
+
+def option(
+    default: Any,
+    help: str,
+    *,
+    choices: tuple[Any, ...] | None = None,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    flag: str | None = None,
+) -> Any:
+    """Declare a config field with help text and optional validation bounds."""
+    meta = {"help": help, "choices": choices, "min": minimum, "max": maximum, "flag": flag}
+    if isinstance(default, list | dict):
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def _base_type(tp: Any) -> tuple[Any, bool]:
+    """(underlying type, optional?) for annotations like ``int | None`` or ``tuple[int, ...]``."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _base_type(args[0])[0], True
+    return tp, False
+
+
+def _coerce(cls: type, name: str, tp: Any, value: Any) -> Any:
+    base, optional = _base_type(tp)
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"{cls.__name__}.{name}: a value is required")
+    origin = typing.get_origin(base)
+    try:
+        if origin in (tuple, list):
+            (inner, *_rest) = typing.get_args(base) or (str,)
+            if isinstance(value, str):
+                value = [v for v in value.replace(" ", "").split(",") if v != ""]
+            if not isinstance(value, list | tuple):
+                raise TypeError
+            items = [_coerce(cls, name, inner, v) for v in value]
+            return tuple(items) if origin is tuple else items
+        if origin is dict or base is dict:
+            if not isinstance(value, dict):
+                raise TypeError
+            return dict(value)
+        if base is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on"):
+                return True
+            if isinstance(value, str) and value.lower() in ("false", "0", "no", "off"):
+                return False
+            raise TypeError
+        if base is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise TypeError
+            return int(value)
+        if base is float:
+            if isinstance(value, bool):
+                raise TypeError
+            out = float(value)
+            if math.isnan(out):
+                raise TypeError
+            return out
+        if base is str:
+            if not isinstance(value, str):
+                raise TypeError
+            return value
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"{cls.__name__}.{name}: {value!r} is not a valid {getattr(base, '__name__', base)}"
+        ) from None
+    return value
+
+
+def _validate(cls: type, f: dataclasses.Field, value: Any) -> None:
+    meta = f.metadata
+    values = value if isinstance(value, list | tuple) else [value]
+    for v in values:
+        if v is None:
+            continue
+        if meta.get("choices") and v not in meta["choices"]:
+            raise ConfigError(
+                f"{cls.__name__}.{f.name}: {v!r} is not allowed; valid: "
+                + ", ".join(map(str, meta["choices"]))
+            )
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            if meta.get("min") is not None and v < meta["min"]:
+                raise ConfigError(
+                    f"{cls.__name__}.{f.name}: {v} is below the minimum {meta['min']}"
+                )
+            if meta.get("max") is not None and v > meta["max"]:
+                raise ConfigError(
+                    f"{cls.__name__}.{f.name}: {v} is above the maximum {meta['max']}"
+                )
+
+
+def make(cls: type[T], values: dict[str, Any]) -> T:
+    """Build a config dataclass from a dict, coercing and validating every value.
+
+    Raises:
+        ConfigError: an unknown key (the message lists the valid ones) or a bad value.
+    """
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(values) - set(fields)
+    if unknown:
+        raise ConfigError(
+            f"unknown {cls.__name__} key(s) {', '.join(sorted(unknown))}; valid: "
+            + ", ".join(sorted(fields))
+        )
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for name, value in values.items():
+        kwargs[name] = _coerce(cls, name, hints[name], value)
+        _validate(cls, fields[name], kwargs[name])
+    return cls(**kwargs)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain dict of a config (tuples become lists)."""
+    out = {}
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        out[f.name] = list(v) if isinstance(v, tuple) else v
+    return out
+
+
+def non_default(cfg: Any) -> dict[str, Any]:
+    """Only the fields whose value differs from the default."""
+    default = type(cfg)()
+    return {k: v for k, v in to_dict(cfg).items() if to_dict(default)[k] != v}
+
+
+def stage_hash(*parts: Any, length: int = 10) -> str:
+    """Stable short hash of configs (their non-default fields) and extra values."""
+    blob = []
+    for p in parts:
+        blob.append(non_default(p) if dataclasses.is_dataclass(p) else p)
+    text = json.dumps(blob, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def add_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
+    """Add one ``--flag`` per field of ``cls`` (defaults left as None = "not given")."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+        base, _ = _base_type(hints[f.name])
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        shown = ",".join(map(str, default)) if isinstance(default, list | tuple) else default
+        help_text = f"{f.metadata.get('help', '')} (default: {shown})"
+        if f.metadata.get("choices"):
+            help_text += "; one of: " + ", ".join(map(str, f.metadata["choices"]))
+        if base is bool:
+            parser.add_argument(
+                flag, dest=f.name, default=None, action=argparse.BooleanOptionalAction,
+                help=help_text,
+            )
+        else:
+            parser.add_argument(flag, dest=f.name, default=None, metavar=f.name.upper(),
+                                help=help_text)
+
+
+def from_sources(
+    cls: type[T], args: argparse.Namespace | None = None, toml_path: str | Path | None = None,
+    section: str | None = None, extra: dict[str, Any] | None = None,
+) -> T:
+    """Defaults < TOML file (optionally one ``[section]``) < ``extra`` < command-line flags."""
+    values: dict[str, Any] = {}
+    if toml_path is not None:
+        data = load_toml(toml_path)
+        if section is not None:
+            data = data.get(section, {})
+        values.update(data)
+    values.update(extra or {})
+    if args is not None:
+        names = {f.name for f in dataclasses.fields(cls)}
+        for k, v in vars(args).items():
+            if k in names and v is not None:
+                values[k] = v
+    return make(cls, values)
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {p} does not exist")
+    try:
+        return tomllib.loads(p.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: not valid TOML ({exc})") from None
+
+
+def reference(cls: type) -> str:
+    """Markdown table of a config's fields (for the CLI reference in docs/)."""
+    hints = typing.get_type_hints(cls)
+    rows = [f"### {cls.__name__}", "", "| key | type | default | meaning |", "|---|---|---|---|"]
+    for f in dataclasses.fields(cls):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        tp = str(hints[f.name]).replace("typing.", "").replace("|", "or")
+        meaning = f.metadata.get("help", "")
+        if f.metadata.get("choices"):
+            meaning += " (one of: " + ", ".join(map(str, f.metadata["choices"])) + ")"
+        rows.append(f"| `{f.name}` | `{tp}` | `{default!r}` | {meaning} |")
+    return "\n".join(rows) + "\n"

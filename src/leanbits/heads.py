@@ -1,0 +1,171 @@
+"""Output heads: how a network's last-layer outputs become a loss, class scores and probabilities.
+
+Three heads are provided:
+
+``softmax``
+    K logits, cross-entropy on their softmax.
+``llr``
+    K outputs; output k is the log-likelihood ratio
+    ``L_k = log P(y=k | x) / P(y != k | x)`` of the binary event "the class is k".
+    Loss: the sum over classes of the binary cross-entropy of ``sigmoid(L_k)`` against the
+    one-hot target. Scores are the LLRs themselves (argmax picks the class).
+``llr-code``
+    M outputs, one LLR per bit of the class codeword: ``L_m = log P(b_m=1 | x) / P(b_m=0 | x)``.
+    A K x M 0/1 code matrix ``C`` gives each class its codeword (default: the
+    ceil(log2 K)-bit binary code of the class index, most significant bit first).
+    Loss: binary cross-entropy per bit. Decoding is maximum-likelihood soft decoding
+    assuming independent bits: ``score_k = sum_m log sigmoid(s_km * L_m)`` with
+    ``s_km = +1`` if ``C[k, m] == 1`` else ``-1``.
+
+Sign convention (both LLR heads): a **positive** LLR means the event (class k, or bit = 1)
+is **more likely** than its complement.
+
+``llr_target`` (``A`` > 0) bounds the LLR targets: instead of driving ``L`` to +-inf, the
+binary targets become ``sigmoid(+-A)``, i.e. smoothed labels whose LLR is exactly +-A.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from leanbits.errors import ConfigError
+
+HEADS = ("softmax", "llr", "llr-code")
+
+
+def binary_code(num_classes: int) -> Tensor:
+    """The ceil(log2 K)-bit binary code: row k is k in binary, most significant bit first."""
+    bits = max(1, math.ceil(math.log2(num_classes)))
+    k = torch.arange(num_classes).unsqueeze(1)
+    shifts = torch.arange(bits - 1, -1, -1).unsqueeze(0)
+    return ((k >> shifts) & 1).to(torch.float32)
+
+
+def _check_code(code: Tensor, num_classes: int) -> Tensor:
+    code = torch.as_tensor(code, dtype=torch.float32)
+    if code.ndim != 2 or code.shape[0] != num_classes:
+        raise ConfigError(
+            f"code matrix must be {num_classes} x M (one row per class), got shape "
+            f"{tuple(code.shape)}"
+        )
+    if not torch.all((code == 0) | (code == 1)):
+        raise ConfigError("code matrix entries must be 0 or 1")
+    if len({tuple(r.tolist()) for r in code}) != num_classes:
+        raise ConfigError("code matrix rows must be distinct: two classes share a codeword")
+    return code
+
+
+@dataclass
+class Head:
+    """A head: turns network outputs into a loss, class scores and probabilities.
+
+    Args:
+        kind: ``softmax``, ``llr`` or ``llr-code``.
+        num_classes: K.
+        llr_target: optional bound A on the LLR targets (LLR heads only).
+        code: K x M 0/1 code matrix for ``llr-code`` (default :func:`binary_code`).
+
+    Example:
+        >>> head = Head("llr", 10)
+        >>> head.out_features
+        10
+    """
+
+    kind: str
+    num_classes: int
+    llr_target: float | None = None
+    code: Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in HEADS:
+            raise ConfigError(f"unknown head {self.kind!r}; valid: {', '.join(HEADS)}")
+        if self.num_classes < 2:
+            raise ConfigError(f"a head needs at least 2 classes, got {self.num_classes}")
+        if self.llr_target is not None:
+            if self.kind == "softmax":
+                raise ConfigError("llr_target applies to the llr and llr-code heads only")
+            if not (self.llr_target > 0 and math.isfinite(self.llr_target)):
+                raise ConfigError(f"llr_target must be a positive number, got {self.llr_target}")
+        if self.kind == "llr-code":
+            self.code = _check_code(
+                binary_code(self.num_classes) if self.code is None else self.code,
+                self.num_classes,
+            )
+        elif self.code is not None:
+            raise ConfigError("a code matrix applies to the llr-code head only")
+
+    @property
+    def out_features(self) -> int:
+        """Number of network outputs this head reads."""
+        return self.code.shape[1] if self.kind == "llr-code" else self.num_classes
+
+    def _binary_targets(self, targets: Tensor) -> Tensor:
+        if self.kind == "llr":
+            t = F.one_hot(targets, self.num_classes).to(torch.float32)
+        else:
+            t = self.code.to(targets.device)[targets]
+        if self.llr_target is not None:
+            hi = 1.0 / (1.0 + math.exp(-self.llr_target))
+            t = t * hi + (1 - t) * (1 - hi)
+        return t
+
+    def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        """Mean over the batch of the head's loss (summed over binary events for LLR heads)."""
+        if self.kind == "softmax":
+            return F.cross_entropy(outputs, targets)
+        t = self._binary_targets(targets)
+        per = F.binary_cross_entropy_with_logits(outputs, t, reduction="none")
+        return per.sum(dim=1).mean()
+
+    def scores(self, outputs: Tensor) -> Tensor:
+        """Class scores; ``scores(outputs).argmax(1)`` is the prediction."""
+        if self.kind in ("softmax", "llr"):
+            return outputs
+        signs = 2.0 * self.code.to(outputs.device) - 1.0  # K x M, +1 where the bit is 1
+        return F.logsigmoid(outputs.unsqueeze(1) * signs.unsqueeze(0)).sum(dim=2)
+
+    def probs(self, outputs: Tensor) -> Tensor:
+        """Class probabilities (rows sum to 1).
+
+        softmax: the softmax. llr: the one-vs-rest probabilities ``sigmoid(L_k)``
+        renormalised. llr-code: the softmax of the soft-decoding scores, i.e. the
+        posterior under independent bits and a uniform prior over codewords.
+        """
+        if self.kind == "llr":
+            p = torch.sigmoid(outputs)
+            return p / p.sum(dim=1, keepdim=True).clamp_min(1e-30)
+        return torch.softmax(self.scores(outputs), dim=1)
+
+    def predict(self, outputs: Tensor) -> Tensor:
+        return self.scores(outputs).argmax(dim=1)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"kind": self.kind, "num_classes": self.num_classes}
+        if self.llr_target is not None:
+            d["llr_target"] = self.llr_target
+        if self.kind == "llr-code":
+            d["code"] = self.code.to(torch.int64).tolist()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Head:
+        code = d.get("code")
+        return cls(
+            kind=d["kind"],
+            num_classes=int(d["num_classes"]),
+            llr_target=d.get("llr_target"),
+            code=None if code is None else torch.tensor(code, dtype=torch.float32),
+        )
+
+
+def make_head(
+    kind: str, num_classes: int, llr_target: float | None = None, code: Any = None
+) -> Head:
+    """Build a head by name (see :class:`Head`)."""
+    return Head(kind, num_classes, llr_target, None if code is None else torch.as_tensor(code))
