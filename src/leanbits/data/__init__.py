@@ -1,0 +1,1 @@
+"""Data: IDX files, sources (cache, mirrors, offline packages), train/val/test splits."""
