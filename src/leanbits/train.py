@@ -141,9 +141,14 @@ def iterate_batches(
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, head: Head, x: Tensor, y: Tensor, batch_size: int = 1000
-) -> dict[str, float]:
+    model: nn.Module, head: Head, x: Tensor, y: Tensor, batch_size: int = 1000,
+    track_dead: bool = False,
+) -> dict[str, Any]:
     """Loss (the head's), accuracy and mean |output| of ``model`` on ``(x, y)``.
+
+    Args:
+        track_dead: also count, per ReLU module, the units (conv channels) that never fire
+            on ``x`` (key ``dead_units``), in the same pass.
 
     Returns:
         ``{"loss": float, "acc": float, "mean_abs_output": float, "n": int}``.
@@ -154,43 +159,50 @@ def evaluate(
     """
     was_training = model.training
     model.eval()
-    total_loss, correct, abs_out, n = 0.0, 0, 0.0, 0
-    for xb, yb in iterate_batches(x, y, batch_size):
-        out = model(xb)
-        total_loss += float(head.loss(out, yb)) * len(yb)
-        correct += int((head.predict(out) == yb).sum())
-        abs_out += float(out.abs().mean(dim=1).sum())
-        n += len(yb)
-    model.train(was_training)
-    if n == 0:
-        return {"loss": math.nan, "acc": math.nan, "mean_abs_output": math.nan, "n": 0}
-    return {"loss": total_loss / n, "acc": correct / n, "mean_abs_output": abs_out / n, "n": n}
-
-
-@torch.no_grad()
-def dead_units(model: nn.Module, x: Tensor, batch_size: int = 1000) -> dict[str, int]:
-    """Units (or conv channels) after each ReLU that never fire on ``x``."""
     fired: dict[str, Tensor] = {}
     hooks = []
-    for name, m in model.named_modules():
-        if isinstance(m, nn.ReLU):
-            def hook(_m, _inp, out, name=name):
-                act = out > 0
-                if act.ndim == 4:
-                    act = act.any(dim=(2, 3))
-                f = act.any(dim=0)
-                fired[name] = f if name not in fired else fired[name] | f
-            hooks.append(m.register_forward_hook(hook))
-    was_training = model.training
-    model.eval()
+    if track_dead:
+        for name, m in model.named_modules():
+            if isinstance(m, nn.ReLU):
+                def hook(_m, _inp, out, name=name):
+                    act = out > 0
+                    if act.ndim == 4:
+                        act = act.any(dim=(2, 3))
+                    f = act.any(dim=0)
+                    fired[name] = f if name not in fired else fired[name] | f
+                hooks.append(m.register_forward_hook(hook))
+    total_loss, correct, abs_out, n = 0.0, 0, 0.0, 0
     try:
-        for start in range(0, x.shape[0], batch_size):
-            model(x[start : start + batch_size])
+        for xb, yb in iterate_batches(x, y, batch_size):
+            out = model(xb)
+            total_loss += float(head.loss(out, yb)) * len(yb)
+            correct += int((head.predict(out) == yb).sum())
+            abs_out += float(out.abs().mean(dim=1).sum())
+            n += len(yb)
     finally:
         for h in hooks:
             h.remove()
         model.train(was_training)
-    return {k: int((~v).sum()) for k, v in fired.items()}
+    if n == 0:
+        return {"loss": math.nan, "acc": math.nan, "mean_abs_output": math.nan, "n": 0}
+    result: dict[str, Any] = {"loss": total_loss / n, "acc": correct / n,
+                              "mean_abs_output": abs_out / n, "n": n}
+    if track_dead:
+        result["dead_units"] = {k: int((~v).sum()) for k, v in fired.items()}
+    return result
+
+
+def dead_units(model: nn.Module, x: Tensor, batch_size: int = 1000) -> dict[str, int]:
+    """Units (or conv channels) after each ReLU that never fire on ``x``."""
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        width = model(x[:1]).shape[1]
+    model.train(was_training)
+    # Any head works here: only the hooks' counts are used, not the loss.
+    probe = Head("softmax", max(2, width))
+    labels = torch.zeros(x.shape[0], dtype=torch.int64)
+    return evaluate(model, probe, x, labels, batch_size, track_dead=True)["dead_units"]
 
 
 @torch.no_grad()
@@ -346,7 +358,7 @@ def train(
         if bar is not None:
             bar.close()
         epoch_time = time.perf_counter() - t0
-        val = evaluate(model, head, splits.val.x, splits.val.y)
+        val = evaluate(model, head, splits.val.x, splits.val.y, track_dead=True)
         tr_eval = evaluate(model, head, x_train[:n_eval], y_train[:n_eval]) if n_eval else {}
         record = {
             "epoch": epoch,
@@ -360,7 +372,7 @@ def train(
             "gap_acc": (tr_eval["acc"] - val["acc"]) if tr_eval else None,
             "mean_abs_output": val["mean_abs_output"],
             "layers": weight_diagnostics(model),
-            "dead_units": dead_units(model, splits.val.x),
+            "dead_units": val["dead_units"],
             "epoch_time_s": epoch_time,
         }
         history.append(record)
