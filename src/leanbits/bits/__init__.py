@@ -1,0 +1,34 @@
+"""Count every bit: quantize, index and entropy-code a model into a ``.lbits`` file.
+
+``count_bits`` reports, per layer, the exact bits of values, positions, codebooks and
+non-weight parameters, plus header and totals; ``pack`` writes the same bits to a file
+whose size is the total; ``unpack`` / ``load`` read it back bit for bit.
+
+Example:
+    >>> from leanbits.bits import count_bits, pack, load
+    >>> acc = pack(model, "net.lbits", plan, head, bits=4)  # doctest: +SKIP
+    >>> print(acc.format_table())  # doctest: +SKIP
+    >>> net = load("net.lbits")  # doctest: +SKIP
+"""
+
+from leanbits.bits.account import Account, LayerAccount, count_bits
+from leanbits.bits.cli import BitsConfig, evaluate_lbits, quantize_snapshot
+from leanbits.bits.container import Unpacked, load, pack, unpack
+from leanbits.bits.quantize import Quantized, dequantize, quantize_kmeans, quantize_uniform
+
+__all__ = [
+    "Account",
+    "BitsConfig",
+    "LayerAccount",
+    "Quantized",
+    "Unpacked",
+    "count_bits",
+    "dequantize",
+    "evaluate_lbits",
+    "load",
+    "pack",
+    "quantize_kmeans",
+    "quantize_snapshot",
+    "quantize_uniform",
+    "unpack",
+]

@@ -1,0 +1,265 @@
+"""The bit account: every bit of a ``.lbits`` file, per layer and per purpose.
+
+An :class:`Account` is not an estimate. :func:`count_bits` encodes the model exactly as
+:func:`leanbits.bits.pack` writes it and adds up the bits each part of the encoder wrote,
+so ``Account.total_bytes`` equals the size of the packed file, and reading a file back
+tallies the same numbers again.
+
+Columns per layer (a layer is a module, e.g. ``fc1`` holding ``fc1.weight`` and ``fc1.bias``):
+
+* ``values``: the value codes of the stored weights, with the frequency table an
+  entropy coder needs;
+* ``positions``: where the nonzeros are (nonzero count, gap width, coded words, ...);
+* ``codebook``: codebook entries or quantization scales;
+* ``nonweight``: biases and other non-weight tensors at their storage precision.
+
+``header`` holds the magic number, version, plan, head, per-tensor tags and settings,
+the checksum, and (for a model without a plan) tensor names and shapes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from leanbits.heads import Head
+from leanbits.models import Plan
+
+PARTS = ("values", "positions", "codebook", "nonweight")
+
+
+@dataclass
+class LayerAccount:
+    """Bits of one layer (module).
+
+    Attributes:
+        name: module name (``fc1``).
+        params: elements of all the layer's float tensors.
+        weights: ``n``, elements of its quantized weight (0 if it has none).
+        nonzero: ``k``, nonzero weights.
+        quant, bits, index, values: how the weight was stored (None without a weight).
+        values_bits, position_bits, codebook_bits, nonweight_bits: exact bits written.
+        position_bound_bits: ``log2 C(n, k)``, the least any position code needs.
+        value_entropy_bits: ``k * H`` of the empirical distribution of the nonzero codes.
+    """
+
+    name: str
+    params: int = 0
+    weights: int = 0
+    nonzero: int = 0
+    quant: str | None = None
+    bits: int | None = None
+    index: str | None = None
+    values: str | None = None
+    values_bits: int = 0
+    position_bits: int = 0
+    codebook_bits: int = 0
+    nonweight_bits: int = 0
+    position_bound_bits: float = 0.0
+    value_entropy_bits: float = 0.0
+
+    @property
+    def total_bits(self) -> int:
+        return self.values_bits + self.position_bits + self.codebook_bits + self.nonweight_bits
+
+    @property
+    def compression(self) -> float:
+        """Dense float32 size of the layer over its stored size."""
+        return 32 * self.params / self.total_bits if self.total_bits else math.inf
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["total_bits"] = self.total_bits
+        d["compression"] = self.compression
+        return d
+
+
+@dataclass
+class Account:
+    """Bits of a whole packed model.
+
+    Attributes:
+        layers: one :class:`LayerAccount` per module, in state-dict order.
+        header_bits: magic, version, plan, head, per-tensor tags, checksum (see module doc).
+        dense_float32_bits: ``32 *`` elements of all float tensors (the uncompressed model).
+        settings: how the model was encoded (bits, quant, index, values, nonweight_dtype, ...).
+
+    Example:
+        >>> acc = count_bits(model, bits=4)  # doctest: +SKIP
+        >>> acc.total_bytes == Path("model.lbits").stat().st_size  # after pack()  # doctest: +SKIP
+        True
+    """
+
+    layers: list[LayerAccount]
+    header_bits: int
+    dense_float32_bits: int
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def _sum(self, attr: str) -> Any:
+        return sum(getattr(layer, attr) for layer in self.layers)
+
+    @property
+    def values_bits(self) -> int:
+        return self._sum("values_bits")
+
+    @property
+    def position_bits(self) -> int:
+        return self._sum("position_bits")
+
+    @property
+    def codebook_bits(self) -> int:
+        return self._sum("codebook_bits")
+
+    @property
+    def nonweight_bits(self) -> int:
+        return self._sum("nonweight_bits")
+
+    @property
+    def total_bits(self) -> int:
+        """Every bit written, the final byte's padding excepted."""
+        return self.header_bits + self._sum("total_bits")
+
+    @property
+    def total_bytes(self) -> int:
+        """File size: ``ceil(total_bits / 8)``."""
+        return (self.total_bits + 7) // 8
+
+    @property
+    def padding_bits(self) -> int:
+        return 8 * self.total_bytes - self.total_bits
+
+    @property
+    def compression(self) -> float:
+        """Dense float32 bits over the total bits."""
+        return self.dense_float32_bits / self.total_bits if self.total_bits else math.inf
+
+    @property
+    def position_bound_bits(self) -> float:
+        """Sum over layers of ``log2 C(n, k)``."""
+        return self._sum("position_bound_bits")
+
+    @property
+    def value_entropy_bits(self) -> float:
+        return self._sum("value_entropy_bits")
+
+    @property
+    def params(self) -> int:
+        return self._sum("params")
+
+    @property
+    def weights(self) -> int:
+        return self._sum("weights")
+
+    @property
+    def nonzero(self) -> int:
+        return self._sum("nonzero")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict: settings, per-layer rows and totals."""
+        return {
+            "settings": dict(self.settings),
+            "layers": [layer.to_dict() for layer in self.layers],
+            "header_bits": self.header_bits,
+            "values_bits": self.values_bits,
+            "position_bits": self.position_bits,
+            "codebook_bits": self.codebook_bits,
+            "nonweight_bits": self.nonweight_bits,
+            "total_bits": self.total_bits,
+            "total_bytes": self.total_bytes,
+            "padding_bits": self.padding_bits,
+            "params": self.params,
+            "weights": self.weights,
+            "nonzero": self.nonzero,
+            "dense_float32_bits": self.dense_float32_bits,
+            "compression": self.compression,
+            "position_bound_bits": self.position_bound_bits,
+            "value_entropy_bits": self.value_entropy_bits,
+            "bits_per_nonzero": self.total_bits / self.nonzero if self.nonzero else math.inf,
+        }
+
+    def format_table(self) -> str:
+        """Human-readable per-layer table with totals (what ``leanbits bits`` prints)."""
+        head = (
+            f"{'layer':<10} {'params':>9} {'nonzero':>9} {'values':>9} {'positions':>10} "
+            f"{'(bound)':>10} {'codebook':>9} {'nonweight':>10} {'total':>10} {'x f32':>7}"
+        )
+        lines = [head, "-" * len(head)]
+        for r in self.layers:
+            lines.append(
+                f"{r.name:<10} {r.params:>9} {r.nonzero:>9} {r.values_bits:>9} "
+                f"{r.position_bits:>10} {r.position_bound_bits:>10.0f} {r.codebook_bits:>9} "
+                f"{r.nonweight_bits:>10} {r.total_bits:>10} {r.compression:>7.1f}"
+            )
+        lines.append(f"{'header':<10} {'':>9} {'':>9} {'':>9} {'':>10} {'':>10} {'':>9} "
+                     f"{'':>10} {self.header_bits:>10}")
+        lines.append("-" * len(head))
+        lines.append(
+            f"{'total':<10} {self.params:>9} {self.nonzero:>9} {self.values_bits:>9} "
+            f"{self.position_bits:>10} {self.position_bound_bits:>10.0f} "
+            f"{self.codebook_bits:>9} {self.nonweight_bits:>10} {self.total_bits:>10} "
+            f"{self.compression:>7.1f}"
+        )
+        s = self.settings
+        lines.append("")
+        lines.append(
+            f"total {self.total_bits} bits = {self.total_bytes} bytes; "
+            f"{self.compression:.1f}x smaller than dense float32 "
+            f"({self.dense_float32_bits // 8} bytes)"
+        )
+        lines.append(
+            f"positions {self.position_bits} bits vs information bound log2 C(n,k) = "
+            f"{self.position_bound_bits:.0f}; values {self.values_bits} bits vs empirical "
+            f"entropy {self.value_entropy_bits:.0f}"
+        )
+        if s:
+            lines.append("settings: " + ", ".join(f"{k}={v}" for k, v in s.items()))
+        return "\n".join(lines)
+
+
+def count_bits(
+    model: nn.Module,
+    plan: Plan | None = None,
+    head: Head | None = None,
+    bits: int = 4,
+    quant: str = "kmeans",
+    index: str = "coded",
+    values: str = "entropy",
+    nonweight_dtype: str = "float16",
+    masks: dict[str, torch.Tensor] | None = None,
+    per_channel: bool = False,
+) -> Account:
+    """Encode ``model`` as :func:`leanbits.bits.pack` would and account for every bit.
+
+    Args:
+        model: any ``nn.Module``; the weights of its Linear/Conv layers are quantized,
+            every other tensor of its state dict is a non-weight.
+        plan: width plan of a leanbits model (stored in the header; omit for other models,
+            whose tensor names and shapes are stored instead).
+        head: output head (stored in the header when given).
+        bits: bits per nonzero weight, 1..16.
+        quant: ``kmeans`` or ``uniform``.
+        index: ``dense``, ``bitmask``, ``relative``, ``coded`` or ``auto`` (smallest per layer).
+        values: ``entropy`` (range-coded) or ``fixed`` (fixed-width codes).
+        nonweight_dtype: ``float16``, ``bfloat16`` or ``float32``.
+        masks: optional ``{"fc1.weight": bool tensor}``; False entries count as zero.
+        per_channel: uniform quantization with one scale per output channel.
+
+    Returns:
+        The :class:`Account`.
+
+    Example:
+        >>> from leanbits.models import build, preset
+        >>> acc = count_bits(build(preset("lenet-300-100")), preset("lenet-300-100"), bits=4)
+        >>> acc.total_bytes < 266610 * 4 / 7
+        True
+    """
+    from leanbits.bits.container import encode  # container builds on this module
+
+    return encode(
+        model, plan, head, bits=bits, quant=quant, index=index, values=values,
+        nonweight_dtype=nonweight_dtype, masks=masks, per_channel=per_channel,
+    ).account

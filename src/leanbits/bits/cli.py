@@ -1,0 +1,347 @@
+"""``leanbits bits | pack | unpack``: count every bit of a snapshot, write and read ``.lbits``.
+
+Registered by :mod:`leanbits.cli` through :func:`register`::
+
+    leanbits bits SNAPSHOT --bits 4 --quant kmeans --index coded [--values entropy|fixed]
+                  [--nonweight-dtype float16] [--refit EPOCHS] [--accuracy] [--json]
+    leanbits pack SNAPSHOT -o model.lbits  (same options)
+    leanbits unpack model.lbits -o SNAPSHOT_DIR
+
+``leanbits eval model.lbits`` (the lead's command) calls :func:`evaluate_lbits`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from leanbits.bits.container import (
+    DTYPES,
+    INDEX_CHOICES,
+    Encoded,
+    encode,
+    unpack,
+    weight_names,
+)
+from leanbits.bits.quantize import QUANTIZERS
+from leanbits.config import add_arguments, from_sources, option, to_dict
+from leanbits.errors import FormatError, TrainingError
+from leanbits.fileio import write_bytes_atomic
+from leanbits.heads import Head
+
+#: BitsConfig fields that :func:`leanbits.bits.pack` takes; the others drive the CLI (re-fit)
+ENCODE_FIELDS = ("bits", "quant", "per_channel", "index", "values", "nonweight_dtype")
+
+
+@dataclass(frozen=True)
+class BitsConfig:
+    """How a snapshot is quantized, indexed, entropy-coded and (optionally) re-fitted."""
+
+    bits: int = option(4, "bits per nonzero weight: a codebook of at most 2**bits values",
+                       minimum=1, maximum=16)
+    quant: str = option("kmeans", "weight quantizer: k-means codebook or symmetric uniform",
+                        choices=QUANTIZERS)
+    per_channel: bool = option(False, "uniform only: one scale per output channel, not per layer")
+    index: str = option("coded", "how positions of nonzero weights are stored (auto: the "
+                        "smallest per layer)", choices=INDEX_CHOICES)
+    values: str = option("entropy", "value codes: range-coded with a stored frequency table, "
+                         "or fixed width", choices=("entropy", "fixed"))
+    nonweight_dtype: str = option("float16", "storage precision of biases and other "
+                                  "non-weight tensors", choices=DTYPES)
+    refit: int = option(0, "after quantizing, re-fit the non-weight parameters (weights "
+                        "frozen) for this many epochs with Adam; 0 = off", minimum=0)
+    refit_lr: float = option(1e-3, "Adam learning rate of the re-fit", minimum=0.0)
+    refit_batch_size: int = option(128, "minibatch size of the re-fit", minimum=1)
+    seed: int = option(0, "seed of the re-fit's minibatch order")
+
+    def encode_settings(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`leanbits.bits.pack` / ``count_bits``."""
+        return {k: getattr(self, k) for k in ENCODE_FIELDS}
+
+
+# ----------------------------------------------------------------------- helpers
+
+
+def _load_splits(config: Mapping[str, Any]) -> Any:
+    """The data set a snapshot was trained on (imported lazily: data is a heavy module)."""
+    from leanbits.data.datasets import load_splits
+
+    data = config.get("data", {}) if isinstance(config, Mapping) else {}
+    return load_splits(
+        str(data.get("dataset", "mnist")),
+        val_size=int(data.get("val_size", 5000)),
+        seed=int(data.get("split_seed", 0)),
+    )
+
+
+def _part(splits: Any, name: str) -> Any:
+    if isinstance(splits, Mapping):
+        return splits.get(name)
+    return getattr(splits, name, None)
+
+
+def _refit_nonweights(
+    model: nn.Module, head: Head, x: torch.Tensor, y: torch.Tensor, epochs: int,
+    lr: float = 1e-3, batch_size: int = 128, seed: int = 0,
+) -> dict[str, float]:
+    """Train only the non-weight parameters (biases, ...) with Adam; weights stay frozen.
+
+    A small private helper: the quantized weights must not move, or the file would no longer
+    hold the model that was measured.
+
+    Returns:
+        ``{"refit_epochs": epochs, "refit_loss": mean loss of the last epoch}``.
+    """
+    from leanbits.train import iterate_batches
+
+    frozen = set(weight_names(model))
+    was = {n: p.requires_grad for n, p in model.named_parameters()}
+    trainable = []
+    for n, p in model.named_parameters():
+        p.requires_grad_(n not in frozen)
+        if n not in frozen:
+            trainable.append(p)
+    if not trainable:
+        return {"refit_epochs": 0, "refit_loss": math.nan}
+    opt = torch.optim.Adam(trainable, lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+    model.train()
+    last = math.nan
+    try:
+        for epoch in range(epochs):
+            total, count = 0.0, 0
+            for xb, yb in iterate_batches(x, y, batch_size, gen):
+                opt.zero_grad(set_to_none=True)
+                loss = head.loss(model(xb), yb)
+                value = float(loss.detach())
+                if not math.isfinite(value):
+                    raise TrainingError(f"re-fit loss became {value} in epoch {epoch + 1}")
+                loss.backward()
+                opt.step()
+                total += value * len(yb)
+                count += len(yb)
+            last = total / max(count, 1)
+    finally:
+        for n, p in model.named_parameters():
+            p.requires_grad_(was[n])
+        model.eval()
+    return {"refit_epochs": epochs, "refit_loss": last}
+
+
+def quantize_snapshot(snap: Any, cfg: BitsConfig, splits: Any = None) -> tuple[Encoded, dict]:
+    """Encode a snapshot as ``cfg`` says, re-fitting its non-weights first if asked.
+
+    Args:
+        snap: a :class:`leanbits.snapshot.Snapshot` (model, plan, head, masks, config).
+        cfg: the settings.
+        splits: train/val/test data for the re-fit (loaded from the snapshot's data set when
+            needed and not given).
+
+    Returns:
+        ``(encoded, report)``: the encoded file (bytes, account, state) and re-fit figures.
+    """
+    settings = cfg.encode_settings()
+    encoded = encode(snap.model, snap.plan, snap.head, masks=snap.masks, **settings)
+    if cfg.refit <= 0:
+        return encoded, {}
+    model = copy.deepcopy(snap.model)
+    model.load_state_dict(encoded.state)  # quantized weights, non-weights as stored
+    splits = splits if splits is not None else _load_splits(snap.config)
+    train = _part(splits, "train")
+    report = _refit_nonweights(model, snap.head, train.x, train.y, cfg.refit, cfg.refit_lr,
+                               cfg.refit_batch_size, cfg.seed)
+    refitted = encode(model, snap.plan, snap.head, masks=snap.masks, **settings)
+    for name in weight_names(model):  # re-quantizing quantized weights must be exact
+        if not torch.equal(refitted.state[name], encoded.state[name]):
+            raise RuntimeError(f"re-quantizing {name} after the re-fit changed it")
+    return refitted, report
+
+
+def _accuracy(snap: Any, encoded: Encoded, splits: Any) -> dict[str, float]:
+    from leanbits.train import evaluate
+
+    model = copy.deepcopy(snap.model)
+    model.load_state_dict(encoded.state)
+    out = {}
+    for name in ("val", "test"):
+        part = _part(splits, name)
+        if part is not None:
+            r = evaluate(model, snap.head, part.x, part.y)
+            out[f"{name}_acc"], out[f"{name}_loss"] = r["acc"], r["loss"]
+    return out
+
+
+def evaluate_lbits(
+    path: str | Path, splits: Any = None, dataset: str = "mnist",
+    names: Sequence[str] = ("val", "test"),
+) -> dict[str, Any]:
+    """Accuracy and loss of the model a ``.lbits`` file holds, with its bit totals.
+
+    Args:
+        path: the file (packed with a plan and a head).
+        splits: data with ``.val``/``.test`` parts (each ``.x``, ``.y``) or a mapping of them;
+            None loads ``dataset`` with :func:`leanbits.data.datasets.load_splits`.
+        dataset: data set to load when ``splits`` is None.
+        names: which parts to evaluate.
+
+    Returns:
+        ``{"model", "val_acc", "val_loss", "test_acc", "test_loss", "total_bits",
+        "total_bytes", "compression"}`` (accuracy keys for the parts evaluated).
+
+    Example:
+        >>> evaluate_lbits("lenet.lbits", splits)["test_acc"]  # doctest: +SKIP
+        0.981
+    """
+    from leanbits.models import build
+    from leanbits.train import evaluate
+
+    unpacked = unpack(path)
+    if unpacked.plan is None or unpacked.head is None:
+        raise FormatError(f"{path}: packed without a plan or head; it cannot be evaluated alone")
+    model = build(unpacked.plan)
+    model.load_state_dict(unpacked.state)
+    if splits is None:
+        splits = _load_splits({"data": {"dataset": dataset}})
+    acc = unpacked.account
+    report: dict[str, Any] = {"model": str(path)}
+    for name in names:
+        part = _part(splits, name)
+        if part is None:
+            continue
+        r = evaluate(model, unpacked.head, part.x, part.y)
+        report[f"{name}_acc"], report[f"{name}_loss"] = r["acc"], r["loss"]
+    report.update(total_bits=acc.total_bits, total_bytes=acc.total_bytes,
+                  compression=acc.compression)
+    return report
+
+
+def _emit_json(obj: Any) -> None:
+    print(json.dumps(obj, sort_keys=True, default=float))
+
+
+# ----------------------------------------------------------------------- commands
+
+
+def _run(args: argparse.Namespace) -> tuple[Any, BitsConfig, Encoded, dict[str, Any]]:
+    from leanbits import snapshot
+
+    cfg = from_sources(BitsConfig, args, getattr(args, "config", None), section="bits")
+    snap = snapshot.load(args.snapshot)
+    splits = None
+    if cfg.refit > 0 or getattr(args, "accuracy", False):
+        splits = _load_splits(snap.config)
+    encoded, extra = quantize_snapshot(snap, cfg, splits)
+    if getattr(args, "accuracy", False):
+        extra.update(_accuracy(snap, encoded, splits))
+    return snap, cfg, encoded, extra
+
+
+def _print_extra(extra: dict[str, Any]) -> None:
+    if "refit_epochs" in extra:
+        print(f"re-fit non-weights: {extra['refit_epochs']} epochs, last loss "
+              f"{extra['refit_loss']:.4f}")
+    if "val_acc" in extra or "test_acc" in extra:
+        parts = [f"{k} {extra[k]:.4f}" for k in ("val_acc", "test_acc") if k in extra]
+        print("quantized model: " + "   ".join(parts))
+
+
+def run_bits(args: argparse.Namespace) -> int:
+    """``leanbits bits``: print the bit account of a snapshot (nothing written)."""
+    _snap, cfg, encoded, extra = _run(args)
+    if args.json:
+        _emit_json({"snapshot": str(args.snapshot), "config": to_dict(cfg),
+                    **encoded.account.to_dict(), **extra})
+        return 0
+    print(encoded.account.format_table())
+    _print_extra(extra)
+    return 0
+
+
+def run_pack(args: argparse.Namespace) -> int:
+    """``leanbits pack``: write the ``.lbits`` file and print its account."""
+    _snap, cfg, encoded, extra = _run(args)
+    write_bytes_atomic(args.output, encoded.data)
+    acc = encoded.account
+    if args.json:
+        _emit_json({"snapshot": str(args.snapshot), "output": str(args.output),
+                    "file_bytes": len(encoded.data), "config": to_dict(cfg),
+                    **acc.to_dict(), **extra})
+        return 0
+    print(acc.format_table())
+    _print_extra(extra)
+    print(f"wrote {args.output}: {len(encoded.data)} bytes")
+    return 0
+
+
+def run_unpack(args: argparse.Namespace) -> int:
+    """``leanbits unpack``: decode a ``.lbits`` file into a normal snapshot directory."""
+    from leanbits import snapshot
+    from leanbits.models import build
+
+    unpacked = unpack(args.lbits)
+    if unpacked.plan is None or unpacked.head is None:
+        raise FormatError(
+            f"{args.lbits}: packed without a plan or head, so it cannot become a snapshot; "
+            "use leanbits.bits.load(path, model=template) from Python"
+        )
+    model = build(unpacked.plan)
+    model.load_state_dict(unpacked.state)
+    acc = unpacked.account
+    summary = {"total_bits": acc.total_bits, "total_bytes": acc.total_bytes,
+               "compression": acc.compression, "source": str(args.lbits)}
+    out = snapshot.save(args.output, model, unpacked.plan, unpacked.head,
+                        config={"bits": dict(acc.settings)}, metrics={"bits": summary},
+                        masks=unpacked.masks)
+    if args.json:
+        _emit_json({"snapshot": str(out), **summary})
+    else:
+        print(f"unpacked {args.lbits} ({acc.total_bytes} bytes) -> snapshot {out}")
+    return 0
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("snapshot", help="snapshot directory (from leanbits train or prune)")
+    add_arguments(p, BitsConfig)
+    p.add_argument("--config", help="TOML file; its [bits] section gives BitsConfig values")
+    p.add_argument("--accuracy", action="store_true",
+                   help="also evaluate the quantized model on the validation and test sets")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``bits``, ``pack`` and ``unpack`` subcommands."""
+    b = subparsers.add_parser(
+        "bits", help="count every bit a snapshot needs when quantized and packed",
+        description="Quantize a snapshot's weights, index the nonzeros, entropy-code the "
+        "values, and print the exact bits per layer (as `leanbits pack` would write them) "
+        "beside the information bound.",
+    )
+    _add_common(b)
+    b.set_defaults(func=run_bits)
+
+    p = subparsers.add_parser(
+        "pack", help="write a snapshot as a .lbits file (file size == bit account)",
+        description="Like `leanbits bits`, then write the .lbits file.",
+    )
+    _add_common(p)
+    p.add_argument("-o", "--output", required=True, help="the .lbits file to write")
+    p.set_defaults(func=run_pack)
+
+    u = subparsers.add_parser(
+        "unpack", help="decode a .lbits file into a snapshot directory",
+        description="Read a .lbits file (refusing a truncated or corrupted one) and write a "
+        "normal snapshot: quantized weights bit for bit, masks of the stored nonzeros.",
+    )
+    u.add_argument("lbits", help="the .lbits file")
+    u.add_argument("-o", "--output", required=True, help="snapshot directory to write")
+    u.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    u.set_defaults(func=run_unpack)

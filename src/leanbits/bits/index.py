@@ -1,0 +1,233 @@
+"""Positions of the nonzero weights: dense, bitmask, relative (Han et al.) and entropy-coded.
+
+A layer of ``n`` weights with ``k`` nonzeros needs at least ``log2 C(n, k)`` bits to say
+which ``k`` are nonzero (:func:`info_bound_bits`); every encoding is reported beside it.
+
+``dense``
+    No position data: every weight has a value code and zero is one of the codes.
+``bitmask``
+    One bit per possible connection, ``n`` bits.
+``relative``
+    Han et al. 2016: each stored entry holds the gap ``d`` (zeros skipped since the previous
+    entry) in an ``r``-bit field. A gap ``>= 2**r`` is bridged by *filler* entries
+    (field ``2**r - 1``, i.e. 2**r positions further, value slot = the zero code), so a gap
+    ``d`` costs ``d // 2**r + 1`` entries. ``r`` is chosen per layer to minimise
+    ``entries * (r + value bits)`` (:func:`choose_relative_r`).
+``coded``
+    The bitmask, range-coded with an adaptive binary model: the weight matrix is scanned row
+    by row (or column by column), and the probability that entry ``(i, j)`` is nonzero is
+    ``(c_j + a * k / n) / (i + a)`` where ``c_j`` counts the nonzeros of column ``j`` in the
+    rows already coded. This learns dead inputs (all-zero columns) or dead outputs
+    (transposed) as it goes; the prior strength ``a`` (1, 2, 4, ..., 64 or infinity = the
+    static ``k/n``) and the orientation are picked per layer and stored (4 bits). The
+    decoder needs ``k`` (stored) and decodes one row per range-decoder call.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import constriction
+import numpy as np
+
+POSITION_ENCODINGS = ("dense", "bitmask", "relative", "coded")
+#: largest gap field width stored in a file (5-bit field holding r - 1)
+MAX_R = 32
+#: prior strengths of the coded scheme; index 7 (None) is the static model p = k / n
+CODED_PRIORS: tuple[int | None, ...] = (1, 2, 4, 8, 16, 32, 64, None)
+
+
+def info_bound_bits(n: int, k: int) -> float:
+    """``log2 C(n, k)``: bits any code needs on average to say which ``k`` of ``n`` are set.
+
+    Example:
+        >>> info_bound_bits(4, 2) == math.log2(6)
+        True
+    """
+    if not 0 <= k <= n:
+        raise ValueError(f"need 0 <= k <= n, got n={n}, k={k}")
+    return (math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)) / math.log(2)
+
+
+def fixed_width(alphabet: int) -> int:
+    """Bits of a fixed-width code for ``alphabet`` symbols (0 for a single symbol).
+
+    Example:
+        >>> [fixed_width(a) for a in (1, 2, 3, 16, 17)]
+        [0, 1, 2, 4, 5]
+    """
+    return max(0, int(alphabet) - 1).bit_length()
+
+
+# ----------------------------------------------------------------------------- relative
+
+
+def _gaps(positions: np.ndarray) -> np.ndarray:
+    positions = np.asarray(positions, dtype=np.int64)
+    return np.diff(positions, prepend=-1) - 1
+
+
+def relative_entries(positions: np.ndarray, r: int) -> int:
+    """Number of entries (real + filler) the relative scheme with ``r``-bit gaps needs."""
+    gaps = _gaps(positions)
+    return int((gaps >> r).sum() + gaps.size)
+
+
+def relative_size_bits(positions: np.ndarray, r: int, codebook_size: int) -> int:
+    """``entries * (r + value bits)``: the cost the choice of ``r`` minimises.
+
+    The value alphabet gains the zero (filler) code when any filler is needed.
+    """
+    entries = relative_entries(positions, r)
+    has_filler = entries > len(positions)
+    return entries * (r + fixed_width(codebook_size + int(has_filler)))
+
+
+def choose_relative_r(positions: np.ndarray, codebook_size: int) -> int:
+    """The gap width ``r`` in ``1..32`` that minimises :func:`relative_size_bits` (smallest wins
+    a tie).
+
+    Example:
+        >>> choose_relative_r(np.array([0, 3, 4, 12]), codebook_size=4)  # gaps 0, 2, 0, 7
+        3
+    """
+    gaps = _gaps(positions)
+    top = max(1, int(gaps.max()).bit_length()) if gaps.size else 1
+    # Beyond the width of the largest gap there are no fillers left, so cost only rises.
+    candidates = range(1, min(MAX_R, top) + 1)
+    return min(candidates, key=lambda r: (relative_size_bits(positions, r, codebook_size), r))
+
+
+def relative_encode(positions: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gap fields and filler flags for sorted ``positions``.
+
+    Returns:
+        ``(fields, is_filler)``: int64 fields in ``[0, 2**r)`` and a bool array, one per entry.
+
+    Example:
+        >>> f, filler = relative_encode(np.array([1, 10]), r=2)
+        >>> f.tolist(), filler.tolist()
+        ([1, 3, 3, 0], [False, True, True, False])
+    """
+    if not 1 <= r <= MAX_R:
+        raise ValueError(f"r must be in [1, {MAX_R}], got {r}")
+    gaps = _gaps(positions)
+    step = 1 << r
+    fills = gaps >> r
+    counts = fills + 1
+    total = int(counts.sum())
+    fields = np.full(total, step - 1, dtype=np.int64)
+    is_filler = np.ones(total, dtype=bool)
+    last = np.cumsum(counts) - 1  # the real entry closes each group of fillers
+    fields[last] = gaps - fills * step
+    is_filler[last] = False
+    return fields, is_filler
+
+
+def relative_decode(fields: np.ndarray, is_filler: np.ndarray, n: int) -> np.ndarray:
+    """Positions of the real (non-filler) entries.
+
+    Raises:
+        ValueError: the entries run past the end of the layer.
+    """
+    fields = np.asarray(fields, dtype=np.int64)
+    pos = np.cumsum(fields + 1) - 1
+    if pos.size and int(pos[-1]) >= n:
+        raise ValueError(f"relative index runs past the layer end ({int(pos[-1])} >= {n})")
+    return pos[~np.asarray(is_filler, dtype=bool)]
+
+
+# -------------------------------------------------------------------------------- coded
+
+
+@dataclass
+class CodedPositions:
+    """A range-coded bitmask: orientation (0 rows, 1 columns), prior index, words."""
+
+    transpose: bool
+    prior: int
+    words: np.ndarray
+
+
+def _matrix(mask: np.ndarray, rows: int, transpose: bool) -> np.ndarray:
+    m = np.asarray(mask, dtype=bool).reshape(rows, -1)
+    return np.ascontiguousarray(m.T) if transpose else m
+
+
+def _row_probs(col_counts: np.ndarray, i: int, n: int, k: int, prior: int) -> np.ndarray:
+    """P(nonzero) for each entry of row ``i`` given column counts of rows ``< i``.
+
+    Integer numerator and denominator, one float64 division: encoder and decoder get the
+    same bits.
+    """
+    a = CODED_PRIORS[prior]
+    if a is None:
+        return np.full(col_counts.shape, k / n, dtype=np.float64)
+    return (col_counts * n + a * k) / float((i + a) * n)
+
+
+def _all_probs(m: np.ndarray, n: int, k: int, prior: int) -> np.ndarray:
+    a = CODED_PRIORS[prior]
+    if a is None:
+        return np.full(m.shape, k / n, dtype=np.float64)
+    before = np.cumsum(m, axis=0, dtype=np.int64) - m
+    i = np.arange(m.shape[0], dtype=np.int64).reshape(-1, 1)
+    return (before * n + a * k) / ((i + a) * n).astype(np.float64)
+
+
+def _cost_bits(m: np.ndarray, p: np.ndarray) -> float:
+    return float(-np.where(m, np.log2(p), np.log2(1.0 - p)).sum())
+
+
+def coded_encode(mask: np.ndarray, rows: int) -> CodedPositions | None:
+    """Range-code a bitmask (viewed as ``rows x n/rows``) with the best of 16 adaptive models.
+
+    Returns:
+        ``None`` when there is nothing to code (no or all nonzeros: ``k`` says it all).
+    """
+    flat = np.asarray(mask, dtype=bool).ravel()
+    n, k = flat.size, int(flat.sum())
+    if k in (0, n):
+        return None
+    best = None
+    for transpose in (False, True):
+        m = _matrix(flat, rows, transpose)
+        for prior in range(len(CODED_PRIORS)):
+            cost = _cost_bits(m, _all_probs(m, n, k, prior))
+            if best is None or cost < best[0] - 1e-9:
+                best = (cost, transpose, prior)
+    _, transpose, prior = best
+    m = _matrix(flat, rows, transpose)
+    encoder = constriction.stream.queue.RangeEncoder()
+    encoder.encode(
+        m.ravel().astype(np.int32),
+        constriction.stream.model.Bernoulli(perfect=False),
+        _all_probs(m, n, k, prior).ravel(),
+    )
+    return CodedPositions(transpose, prior, encoder.get_compressed().astype(np.uint32))
+
+
+def coded_decode(
+    words: np.ndarray, rows: int, n: int, k: int, transpose: bool, prior: int
+) -> np.ndarray:
+    """Inverse of :func:`coded_encode`: the flat bool mask of ``n`` entries.
+
+    Raises:
+        ValueError: the decoded mask does not have exactly ``k`` nonzeros.
+    """
+    if k == 0 or k == n:
+        return np.full(n, k == n, dtype=bool)
+    cols = n // rows
+    r, c = (cols, rows) if transpose else (rows, cols)
+    decoder = constriction.stream.queue.RangeDecoder(np.asarray(words, dtype=np.uint32))
+    family = constriction.stream.model.Bernoulli(perfect=False)
+    out = np.zeros((r, c), dtype=bool)
+    counts = np.zeros(c, dtype=np.int64)
+    for i in range(r):
+        row = decoder.decode(family, _row_probs(counts, i, n, k, prior)).astype(bool)
+        out[i] = row
+        counts += row
+    if int(counts.sum()) != k:
+        raise ValueError(f"coded positions decode to {int(counts.sum())} nonzeros, expected {k}")
+    return (out.T if transpose else out).ravel()
