@@ -67,8 +67,8 @@ def _mnist_ready() -> bool:
 @pytest.mark.skipif(not _mnist_ready(), reason="MNIST not cached; run `leanbits data fetch mnist`")
 def test_train_then_eval_json_on_real_mnist(tmp_path, capsys):
     out = tmp_path / "snap"
-    rc = main(["train", "--limit-train", "600", "--epochs", "3", "--batch-size", "32", "--fc", "32,16",
-               "--out", str(out), "--json", "--no-progress"])
+    rc = main(["train", "--limit-train", "600", "--epochs", "3", "--batch-size", "32",
+               "--fc", "32,16", "--out", str(out), "--json", "--no-progress"])
     assert rc == 0
     final = json.loads(capsys.readouterr().out)
     assert final["snapshot"] == str(out) and final["val_acc"] > 0.5
