@@ -1,0 +1,86 @@
+"""Snapshot pruning: prune a trained model once, re-fit only its non-weight parameters.
+
+Scoring is pure (:mod:`.magnitude`), masks only shrink (:mod:`.masks`), structure and
+compaction live in :mod:`.structure`, the non-weight re-fit and bias compensation in
+:mod:`.refit`, the baselines in :mod:`.baselines`, reporting and the sparsity search in
+:mod:`.search`, and the ``prune`` / ``profile`` commands in :mod:`.cli`.
+
+Example:
+    >>> from leanbits.prune import prune, apply_masks, refit_nonweights, compact
+    >>> masks = prune(model, sparsity=0.95)  # doctest: +SKIP
+    >>> bias_compensate(model, masks, x_train[:5000])  # doctest: +SKIP
+    >>> refit_nonweights(model, (x_train, y_train), head.loss, epochs=2)  # doctest: +SKIP
+    >>> small, small_plan = compact(model, plan, masks)  # doctest: +SKIP
+"""
+
+from leanbits.prune.baselines import METHODS, MethodResult, PruneConfig, run_method, train_masked
+from leanbits.prune.magnitude import (
+    geometric_schedule,
+    global_magnitude,
+    layer_magnitude,
+    prune,
+    std_masks,
+    threshold_masks,
+    unit_masks,
+    unit_scores,
+)
+from leanbits.prune.masks import Masks, apply_masks, combine, masked_fraction, prunable_weights
+from leanbits.prune.refit import bias_compensate, nonweight_parameters, refit_nonweights
+from leanbits.prune.search import (
+    PruneResult,
+    SearchResult,
+    measure,
+    profile,
+    prune_snapshot,
+    prune_to_target,
+    search_sparsity,
+)
+from leanbits.prune.structure import (
+    Structure,
+    analyse,
+    compact,
+    compact_sequential,
+    effective_connections,
+    find_dead_units,
+    macs,
+    remove_dead_units,
+)
+
+__all__ = [
+    "METHODS",
+    "Masks",
+    "MethodResult",
+    "PruneConfig",
+    "PruneResult",
+    "SearchResult",
+    "Structure",
+    "analyse",
+    "apply_masks",
+    "bias_compensate",
+    "combine",
+    "compact",
+    "compact_sequential",
+    "effective_connections",
+    "find_dead_units",
+    "geometric_schedule",
+    "global_magnitude",
+    "layer_magnitude",
+    "macs",
+    "masked_fraction",
+    "measure",
+    "nonweight_parameters",
+    "profile",
+    "prunable_weights",
+    "prune",
+    "prune_snapshot",
+    "prune_to_target",
+    "refit_nonweights",
+    "remove_dead_units",
+    "run_method",
+    "search_sparsity",
+    "std_masks",
+    "threshold_masks",
+    "train_masked",
+    "unit_masks",
+    "unit_scores",
+]

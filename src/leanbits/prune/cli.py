@@ -1,0 +1,264 @@
+"""``leanbits prune`` and ``leanbits profile``.
+
+Usage::
+
+    leanbits prune SNAPSHOT --method refit --sparsity 0.98 --out DIR [--json]
+    leanbits prune SNAPSHOT --method refit --target-accuracy 0.98 --out DIR
+    leanbits prune SNAPSHOT --method refit --max-drop 0.005 --out DIR
+    leanbits profile SNAPSHOT --methods none,refit,finetune \\
+        --sparsities 0.5,0.8,0.9,0.95,0.98 --out DIR [--json]
+
+``prune`` writes a snapshot with masks to DIR (``weights.safetensors``, ``masks.safetensors``,
+``model.json``, ``config.toml`` with a ``[prune]`` section, ``metrics.json``), the compact
+rebuild as a second snapshot in ``DIR/compact/``, and ``report.json`` last. An output whose
+``report.json`` was written with the same settings is reused unless ``--force`` is given.
+``profile`` writes ``profile.json`` and ``profile.png`` (accuracy vs nonzero weights).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from leanbits.config import add_arguments, from_sources, stage_hash, to_dict
+from leanbits.errors import ConfigError, PruneError
+from leanbits.prune.baselines import METHODS, PruneConfig
+from leanbits.prune.masks import weight_layers
+
+__all__ = ["PruneConfig", "register", "run_profile", "run_prune"]
+
+_SEARCH_FIELDS = ("method", "sparsity", "target_accuracy", "max_drop", "search_lo", "search_hi",
+                  "search_tol")
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``prune`` and ``profile`` subcommands to the ``leanbits`` parser."""
+    p = subparsers.add_parser(
+        "prune", help="prune a snapshot once, then re-fit non-weights (or run a baseline)",
+        description="Magnitude-prune a trained snapshot and re-fit only its non-weight "
+        "parameters (method refit) or run a baseline; writes a pruned snapshot, its compact "
+        "rebuild in OUT/compact/ and report.json.",
+    )
+    p.add_argument("snapshot", help="snapshot directory (from `leanbits train`)")
+    add_arguments(p, PruneConfig)
+    p.add_argument("--config", help="TOML file with a [prune] section")
+    p.add_argument("--out", help="output directory (default: SNAPSHOT-prune-<hash> beside it)")
+    p.add_argument("--force", action="store_true", help="redo even if OUT has this result")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=run_prune)
+
+    q = subparsers.add_parser(
+        "profile", help="accuracy vs size of one snapshot over methods and sparsities",
+        description="Prune one snapshot with each method at each sparsity; print a table, "
+        "write profile.json and profile.png (accuracy vs nonzero weights).",
+    )
+    q.add_argument("snapshot", help="snapshot directory")
+    q.add_argument("--methods", default="none,refit,finetune",
+                   help=f"comma-separated methods (default: none,refit,finetune); "
+                   f"any of {', '.join(METHODS)}")
+    q.add_argument("--sparsities", default="0.5,0.8,0.9,0.95,0.98",
+                   help="comma-separated levels in [0, 1) (default: 0.5,0.8,0.9,0.95,0.98)")
+    add_arguments(q, PruneConfig, skip=_SEARCH_FIELDS)
+    q.add_argument("--config", help="TOML file with a [prune] section")
+    q.add_argument("--out", help="output directory (default: SNAPSHOT-profile-<hash>)")
+    q.add_argument("--plot", action=argparse.BooleanOptionalAction, default=True,
+                   help="write profile.png (default: yes)")
+    q.add_argument("--json", action="store_true", help="print the rows as JSON")
+    q.set_defaults(func=run_profile)
+
+
+def _load_data(snap: Any, cfg: PruneConfig) -> Any:
+    # Imported here: the data layer (and the top-level CLI) must not load for `--help`.
+    from leanbits import cli as main_cli
+
+    return main_cli.data_for_snapshot(snap.config, limit_train=cfg.limit_train)
+
+
+def _default_out(snap_dir: Path, kind: str, *parts: Any) -> Path:
+    snap_dir = snap_dir.resolve()
+    return snap_dir.parent / f"{snap_dir.name}-{kind}-{stage_hash(*parts)}"
+
+
+def _emit(obj: Any) -> None:
+    print(json.dumps(obj, sort_keys=True, default=float))
+
+
+def _table(headers: list[str], rows: list[list[Any]], title: str | None = None) -> str:
+    try:
+        from leanbits.report.tables import table
+    except ImportError:  # the report package is optional for this command
+        return "\n".join([title or "", "  ".join(headers)]
+                         + ["  ".join(map(str, r)) for r in rows])
+    return table(headers, rows, title=title)
+
+
+def save_result(out: Path, result: Any, report: dict[str, Any]) -> None:
+    """Write the pruned snapshot, ``compact/`` and ``report.json`` (last) into ``out``."""
+    from leanbits import paths, snapshot
+    from leanbits.fileio import write_text_atomic
+
+    paths.report(out).unlink(missing_ok=True)
+    snapshot.save(out, result.model, result.plan, result.head, result.config, report,
+                  result.masks)
+    small = result.compact_model
+    # The compact model stores its zeros as masks so later stages see the same sparsity.
+    small_masks = {f"{n}.weight": m.weight.detach() != 0 for n, m in weight_layers(small)}
+    compact_metrics = {k: report[k] for k in ("val_acc", "test_acc") if k in report}
+    compact_metrics.update(report.get("compact", {}))
+    snapshot.save(out / "compact", small, result.compact_plan, result.head, result.config,
+                  compact_metrics, small_masks)
+    write_text_atomic(paths.report(out), json.dumps(report, indent=2, sort_keys=True))
+
+
+def _reusable(out: Path, cfg: PruneConfig, source: Path) -> dict[str, Any] | None:
+    from leanbits import paths
+    from leanbits.snapshot import read_toml
+
+    if not (paths.report(out).is_file() and paths.config(out).is_file()):
+        return None
+    stored = read_toml(paths.config(out))
+    want = {k: v for k, v in to_dict(cfg).items() if v is not None}
+    if stored.get("prune") != want or stored.get("source") != str(source):
+        return None
+    try:
+        return json.loads(paths.report(out).read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        return None
+
+
+def _print_report(report: dict[str, Any], out: Path) -> None:
+    rows = [[layer, report["units"][layer], report["live_units"][layer],
+             report["connections"].get(layer, 0)] for layer in report["units"]]
+    print(_table(["layer", "units", "live", "connections"], rows,
+                 title=f"{report['method']} at sparsity {report['sparsity_requested']}"))
+    d = report["dense"]
+    print(f"\nvalidation accuracy {report['val_acc']:.4f} (dense {d['val_acc']:.4f})   "
+          f"test accuracy {report['test_acc']:.4f} (dense {d['test_acc']:.4f})")
+    print(f"nonzero weights {report['nonzero_weights']:,} of {report['weights']:,}   "
+          f"effective connections {report['effective_connections']:,}   "
+          f"MACs/example {report['macs_sparse']:,} sparse, {report['macs_dense']:,} dense")
+    print(f"backprop epochs {report['backprop_epochs']}   time {report['wall_time_s']:.1f}s")
+    if "search" in report:
+        print(f"searched: sparsest level meeting validation accuracy "
+              f"{report['search']['required_val_acc']:.4f}")
+    print(f"pruned snapshot: {out}   compact: {out / 'compact'}")
+
+
+def run_prune(args: argparse.Namespace) -> int:
+    """Handler of ``leanbits prune``."""
+    from leanbits import snapshot
+    from leanbits.prune.search import prune_to_target
+
+    snap = snapshot.load(args.snapshot)
+    cfg = from_sources(PruneConfig, args, args.config, section="prune")
+    if cfg.target_accuracy is not None and cfg.max_drop is not None:
+        raise ConfigError("give at most one of --target-accuracy and --max-drop")
+    source = Path(args.snapshot).resolve()
+    out = Path(args.out) if args.out else _default_out(source, "prune", cfg)
+    report = None if args.force else _reusable(out, cfg, source)
+    if report is not None:
+        print(f"{out} already holds this result (use --force to redo)", file=sys.stderr)
+    else:
+        splits = _load_data(snap, cfg)
+        result, report, _ = prune_to_target(snap, splits, cfg)
+        result.config["source"] = str(source)
+        report["source"] = str(source)
+        save_result(out, result, report)
+    if args.json:
+        _emit(dict(report, out=str(out)))
+    else:
+        _print_report(report, out)
+    return 0
+
+
+def _parse_list(text: str, what: str, convert: Any) -> list[Any]:
+    items = [t.strip() for t in str(text).split(",") if t.strip()]
+    if not items:
+        raise ConfigError(f"--{what} is empty")
+    try:
+        return [convert(t) for t in items]
+    except ValueError:
+        raise ConfigError(f"--{what}: {text!r} is not a comma-separated list") from None
+
+
+def plot_profile(rows: list[dict[str, Any]], path: Path, title: str = "") -> Path:
+    """Save test (solid) and validation (dashed) accuracy vs nonzero weights, per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from leanbits.fileio import atomic_path
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    rows = [r for r in rows if r.get("nonzero_weights") is not None]  # skip failed levels
+    methods = [m for m in dict.fromkeys(r["method"] for r in rows) if m != "dense"]
+    for i, method in enumerate(methods):
+        rs = sorted((r for r in rows if r["method"] == method), key=lambda r: r["nonzero_weights"])
+        xs = [max(r["nonzero_weights"], 1) for r in rs]
+        color = f"C{i}"
+        ax.plot(xs, [r["test_acc"] for r in rs], "o-", color=color, label=f"{method} (test)")
+        ax.plot(xs, [r["val_acc"] for r in rs], "x--", color=color, alpha=0.6,
+                label=f"{method} (val)")
+    for r in rows:
+        if r["method"] == "dense":
+            ax.plot([max(r["nonzero_weights"], 1)], [r["test_acc"]], "k*", markersize=12,
+                    label="dense (test)")
+    ax.set_xscale("log")
+    ax.set_xlabel("nonzero weights")
+    ax.set_ylabel("accuracy")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+    return path
+
+
+def run_profile(args: argparse.Namespace) -> int:
+    """Handler of ``leanbits profile``."""
+    from leanbits import snapshot
+    from leanbits.fileio import write_text_atomic
+    from leanbits.prune.search import ROW_KEYS, profile
+
+    methods = _parse_list(args.methods, "methods", str)
+    for m in methods:
+        if m not in METHODS:
+            raise PruneError(f"unknown method {m!r}; valid: {', '.join(METHODS)}")
+    levels = _parse_list(args.sparsities, "sparsities", float)
+    snap = snapshot.load(args.snapshot)
+    cfg = from_sources(PruneConfig, args, args.config, section="prune")
+    source = Path(args.snapshot).resolve()
+    out = Path(args.out) if args.out else _default_out(source, "profile", cfg, methods, levels)
+    splits = _load_data(snap, cfg)
+
+    def progress(row: dict[str, Any]) -> None:
+        if not args.json:
+            what = (f"val acc {row['val_acc']:.4f}" if row.get("val_acc") is not None
+                    else row.get("error", "failed"))
+            print(f"  {row['method']:>9} at {row['sparsity_requested']:.4f}: {what}",
+                  file=sys.stderr, flush=True)
+
+    rows = profile(snap, methods, levels, splits, cfg, on_row=progress)
+    out.mkdir(parents=True, exist_ok=True)
+    doc = {"source": str(source), "config": to_dict(cfg), "methods": methods,
+           "sparsities": levels, "rows": rows}
+    write_text_atomic(out / "profile.json", json.dumps(doc, indent=2, sort_keys=True))
+    plot = None
+    if args.plot:
+        try:
+            plot = plot_profile(rows, out / "profile.png", title=source.name)
+        except ImportError:
+            print("matplotlib is not installed; skipping profile.png", file=sys.stderr)
+    if args.json:
+        _emit({"out": str(out), "plot": str(plot) if plot else None, "rows": rows})
+        return 0
+    keys = [*ROW_KEYS, "compact_params"]
+    print(_table(keys, [[r[k] for k in keys] for r in rows], title=f"profile of {source.name}"))
+    print(f"\nprofile: {out / 'profile.json'}" + (f"   plot: {plot}" if plot else ""))
+    return 0

@@ -1,0 +1,372 @@
+"""Pruning a snapshot with full reporting, profiles over levels, and the sparsity search.
+
+Every method is measured the same way (:func:`measure`): validation and test accuracy,
+nonzero weights, effective connections, live units per layer, dense / sparse /
+effective multiply-accumulates per example, backprop epochs and wall time.
+
+``data`` is any object with ``.train.x/.train.y/.val.x/.val.y/.test.x/.test.y`` tensors
+(:class:`leanbits.data.datasets.Splits` or a test double).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import Tensor, nn
+
+from leanbits.config import make, to_dict
+from leanbits.errors import PruneError
+from leanbits.prune.baselines import PruneConfig, run_method
+from leanbits.prune.magnitude import LayerEmptiedError
+from leanbits.prune.masks import check_amount, count_nonzero_weights, model_masks, weight_layers
+from leanbits.prune.refit import nonweight_parameters
+from leanbits.prune.structure import analyse, compact, macs
+from leanbits.snapshot import Snapshot
+
+
+@dataclass
+class PruneResult(Snapshot):
+    """A pruned snapshot (masked model, same plan) plus its compact rebuild."""
+
+    compact_model: nn.Module | None = None
+    compact_plan: Any = None
+
+
+def _train_part(data: Any, cfg: PruneConfig) -> tuple[Tensor, Tensor]:
+    x, y = data.train.x, data.train.y
+    if cfg.limit_train is not None:
+        x, y = x[: cfg.limit_train], y[: cfg.limit_train]
+    return x, y
+
+
+def _accuracy(model: nn.Module, head: Any, data: Any) -> dict[str, float]:
+    from leanbits.train import evaluate
+
+    out = {}
+    for split in ("val", "test"):
+        part = getattr(data, split)
+        r = evaluate(model, head, part.x, part.y)
+        out[f"{split}_acc"], out[f"{split}_loss"] = r["acc"], r["loss"]
+    return out
+
+
+def measure(
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    head: Any,
+    data: Any,
+    masks: Mapping[str, Tensor] | None = None,
+    x_dead: Tensor | None = None,
+) -> dict[str, Any]:
+    """Accuracy and size of a (masked) model: the common part of every report.
+
+    Returns:
+        ``val_acc``, ``val_loss``, ``test_acc``, ``test_loss``, ``weights`` (prunable
+        weights in total), ``nonzero_weights``, ``sparsity`` (fraction of prunable weights
+        that are zero or masked), ``effective_connections``, ``connections`` and
+        ``live_units`` / ``units`` per layer, ``macs_dense``, ``macs_sparse``,
+        ``macs_effective`` (per example) and ``nonweight_params``.
+    """
+    full = model_masks(model, masks)
+    report: dict[str, Any] = dict(_accuracy(model, head, data))
+    total = sum(m.weight.numel() for _, m in weight_layers(model))
+    mac = macs(model, input_shape, full)
+    nonzero = count_nonzero_weights(model, full)
+    s = analyse(model, full, x_dead)
+    conns = s.connections()
+    report.update(
+        weights=total,
+        nonzero_weights=nonzero,
+        sparsity=1.0 - nonzero / total if total else 0.0,
+        effective_connections=sum(conns.values()),
+        connections=conns,
+        live_units=s.live_units(),
+        units=dict(s.units),
+        macs_dense=mac["dense"],
+        macs_sparse=mac["sparse"],
+        macs_effective=sum(mac["layers"][k]["positions"] * c for k, c in conns.items()),
+        nonweight_params=sum(p.numel() for _, p in nonweight_parameters(model)),
+    )
+    return report
+
+
+def dense_report(snapshot: Snapshot, data: Any) -> dict[str, Any]:
+    """:func:`measure` of the snapshot as it is (its own masks, if any)."""
+    return measure(snapshot.model, snapshot.plan.in_shape, snapshot.head, data, snapshot.masks)
+
+
+def load_early_state(snapshot: Snapshot) -> dict[str, Tensor] | None:
+    """The snapshot's early weights (for rewinding), or None if it has none."""
+    from leanbits import paths
+    from leanbits.snapshot import load_tensors
+
+    if snapshot.path is None or not paths.early_weights(snapshot.path).is_file():
+        return None
+    return load_tensors(paths.early_weights(snapshot.path))
+
+
+def _with(cfg: PruneConfig, **changes: Any) -> PruneConfig:
+    values = to_dict(cfg)
+    values.update(changes)
+    return make(PruneConfig, values)
+
+
+def prune_snapshot(
+    snapshot: Snapshot,
+    method: str,
+    sparsity: float,
+    data: Any,
+    config: PruneConfig | None = None,
+    *,
+    early_state: Mapping[str, Tensor] | None = None,
+    dense: Mapping[str, Any] | None = None,
+) -> tuple[PruneResult, dict[str, Any]]:
+    """Prune a snapshot with one method and report it like every other method.
+
+    Args:
+        snapshot: a loaded snapshot (:func:`leanbits.snapshot.load`); not modified.
+        method: ``none``, ``refit``, ``finetune``, ``iterative`` or ``rewind``.
+        sparsity: fraction in [0, 1) of prunable weights removed.
+        data: splits with ``train``, ``val`` and ``test`` parts.
+        config: all other settings (default :class:`PruneConfig`).
+        early_state: early weights for ``rewind`` (default: read from the snapshot dir).
+        dense: a precomputed :func:`dense_report` (saves time in profiles).
+
+    Returns:
+        ``(result, report)``: ``result`` is a :class:`PruneResult` (masked model, masks,
+        the snapshot's plan and head, ``compact_model`` / ``compact_plan``) and ``report``
+        a JSON-able dict (see :func:`measure`) with ``method``, ``sparsity_requested``,
+        ``backprop_epochs``, ``wall_time_s``, ``dense`` and ``compact`` added.
+
+    Example:
+        >>> result, report = prune_snapshot(snap, "refit", 0.95, splits)  # doctest: +SKIP
+        >>> report["test_acc"], report["effective_connections"]  # doctest: +SKIP
+        (0.9791, 12894)
+    """
+    sparsity = check_amount(sparsity)
+    cfg = _with(config or PruneConfig(), method=method, sparsity=sparsity)
+    if early_state is None and method == "rewind":
+        early_state = load_early_state(snapshot)
+    x, y = _train_part(data, cfg)
+    res = run_method(snapshot.model, method, sparsity, (x, y), snapshot.head.loss, cfg,
+                     early_state, snapshot.masks)
+    x_dead = x[: cfg.compensation_examples] if cfg.dead_on_data else None
+    report: dict[str, Any] = {
+        "method": method,
+        "sparsity_requested": sparsity,
+        "scope": cfg.scope,
+        "criterion": cfg.criterion,
+        "granularity": cfg.granularity,
+    }
+    report.update(measure(res.model, snapshot.plan.in_shape, snapshot.head, data, res.masks,
+                          x_dead))
+    report.update({k: v for k, v in res.record.items() if k != "method"})
+    small, small_plan = compact(res.model, snapshot.plan, res.masks, x_dead)
+    report["compact"] = {
+        "conv": list(small_plan.conv),
+        "fc": list(small_plan.fc),
+        "params": sum(p.numel() for p in small.parameters()),
+        "nonzero_weights": sum(int((m.weight != 0).sum()) for _, m in weight_layers(small)),
+        **{k: v for k, v in _accuracy(small, snapshot.head, data).items() if k.endswith("acc")},
+    }
+    d = dense if dense is not None else dense_report(snapshot, data)
+    report["dense"] = {k: d[k] for k in ("val_acc", "test_acc", "nonzero_weights", "macs_dense")}
+    config = dict(snapshot.config)
+    config["prune"] = to_dict(cfg)
+    result = PruneResult(
+        model=res.model, plan=snapshot.plan, head=snapshot.head, config=config,
+        metrics=report, masks=res.masks, path=None, compact_model=small,
+        compact_plan=small_plan,
+    )
+    return result, report
+
+
+ROW_KEYS = ("method", "sparsity_requested", "sparsity", "val_acc", "test_acc",
+            "nonzero_weights", "effective_connections", "macs_sparse", "macs_effective",
+            "backprop_epochs", "wall_time_s")
+
+
+def profile(
+    snapshot: Snapshot,
+    methods: Iterable[str],
+    sparsities: Iterable[float],
+    data: Any,
+    config: PruneConfig | None = None,
+    on_row: Callable[[dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Prune one snapshot with every method at every level; one row per run.
+
+    The first row (method ``dense``) is the snapshot itself.
+
+    Returns:
+        Rows with the keys of :data:`ROW_KEYS`, ``compact_params`` and the rest of each
+        report (everything :func:`measure` gives, ``compact``, ...). A level that would
+        empty a layer gives a row with ``error`` and None values instead of stopping.
+
+    Example:
+        >>> rows = profile(snap, ["none", "refit"], [0.5, 0.9], splits)  # doctest: +SKIP
+    """
+    methods, levels = list(methods), [check_amount(s) for s in sparsities]
+    if not methods or not levels:
+        raise PruneError("profile needs at least one method and one sparsity")
+    cfg = config or PruneConfig()
+    early = load_early_state(snapshot) if "rewind" in methods else None
+    d = dense_report(snapshot, data)
+    rows = [dict({k: d.get(k, 0) for k in ROW_KEYS}, **d, method="dense",
+                 sparsity_requested=0.0,
+                 compact_params=sum(p.numel() for p in snapshot.model.parameters()))]
+    if on_row is not None:
+        on_row(rows[0])
+    for method in methods:
+        for level in levels:
+            try:
+                _, rep = prune_snapshot(snapshot, method, level, data, cfg,
+                                        early_state=early, dense=d)
+            except LayerEmptiedError as exc:  # too sparse for this net: say so, go on
+                row = {k: None for k in (*ROW_KEYS, "compact_params")}
+                row.update(method=method, sparsity_requested=level, error=str(exc))
+            else:
+                row = {k: rep.get(k, 0) for k in ROW_KEYS}
+                row.update((k, v) for k, v in rep.items() if k != "dense")
+                row["compact_params"] = rep["compact"]["params"]
+            rows.append(row)
+            if on_row is not None:
+                on_row(row)
+    return rows
+
+
+@dataclass
+class SearchResult:
+    """Outcome of :func:`search_sparsity`.
+
+    Attributes:
+        sparsity: the sparsest level found that meets the requirement.
+        accuracy: its validation accuracy.
+        required: the accuracy it had to reach.
+        evaluations: every ``(sparsity, accuracy)`` tried, in order.
+    """
+
+    sparsity: float
+    accuracy: float
+    required: float
+    evaluations: list[tuple[float, float]] = field(default_factory=list)
+
+
+def search_sparsity(
+    evaluate_fn: Callable[[float], float],
+    target: float | None = None,
+    lo: float = 0.0,
+    hi: float = 0.999,
+    tol: float = 0.005,
+    *,
+    max_drop: float | None = None,
+    dense_acc: float | None = None,
+) -> SearchResult:
+    """Bisection for the sparsest level whose validation accuracy meets a requirement.
+
+    Assumes accuracy does not increase with sparsity. The requirement is either an absolute
+    ``target`` accuracy or at most ``max_drop`` below ``dense_acc`` (evaluated at sparsity
+    0 if not given). The returned level always met the requirement when evaluated.
+
+    Args:
+        evaluate_fn: sparsity -> validation accuracy (called at most once per level).
+        target: required accuracy.
+        lo, hi: bracket, ``0 <= lo <= hi < 1``.
+        tol: stop when ``hi - lo <= tol``.
+        max_drop: allowed loss of accuracy relative to dense.
+        dense_acc: dense accuracy for ``max_drop``.
+
+    Returns:
+        A :class:`SearchResult`.
+
+    Raises:
+        PruneError: neither or both requirements given, a bad bracket, or even ``lo``
+            misses the requirement.
+
+    Example:
+        >>> r = search_sparsity(lambda s: 1.0 - s, target=0.25, tol=1e-3)
+        >>> 0.749 <= r.sparsity <= 0.75
+        True
+    """
+    if (target is None) == (max_drop is None):
+        raise PruneError("give exactly one of target accuracy or max_drop")
+    lo, hi = check_amount(lo, "search lo"), check_amount(hi, "search hi")
+    if lo > hi:
+        raise PruneError(f"search bracket is empty: lo={lo} > hi={hi}")
+    if not tol > 0:
+        raise PruneError(f"search tolerance must be > 0, got {tol}")
+    seen: dict[float, float] = {}
+    evaluations: list[tuple[float, float]] = []
+
+    def f(s: float) -> float:
+        if s not in seen:
+            seen[s] = float(evaluate_fn(s))
+            evaluations.append((s, seen[s]))
+        return seen[s]
+
+    if target is None:
+        base = f(0.0) if dense_acc is None else float(dense_acc)
+        required = base - float(max_drop)
+    else:
+        required = float(target)
+    if f(lo) < required:
+        raise PruneError(
+            f"even sparsity {lo} reaches only {seen[lo]:.4f} validation accuracy; "
+            f"{required:.4f} is required"
+        )
+    if f(hi) >= required:
+        return SearchResult(hi, seen[hi], required, evaluations)
+    while hi - lo > tol:
+        mid = (lo + hi) / 2
+        if f(mid) >= required:
+            lo = mid
+        else:
+            hi = mid
+    return SearchResult(lo, seen[lo], required, evaluations)
+
+
+def prune_to_target(
+    snapshot: Snapshot, data: Any, config: PruneConfig
+) -> tuple[PruneResult, dict[str, Any], SearchResult | None]:
+    """:func:`prune_snapshot` at ``config.sparsity``, or at the searched level when
+    ``config.target_accuracy`` / ``config.max_drop`` is set (validation accuracy only).
+
+    Returns:
+        ``(result, report, search)``; ``search`` is None without a requirement.
+    """
+    if config.target_accuracy is None and config.max_drop is None:
+        res, rep = prune_snapshot(snapshot, config.method, config.sparsity, data, config)
+        return res, rep, None
+    early = load_early_state(snapshot) if config.method == "rewind" else None
+    dense = dense_report(snapshot, data)
+    runs: dict[float, tuple[PruneResult, dict[str, Any]]] = {}
+
+    def val_acc(s: float) -> float:
+        if s == 0.0 and not snapshot.masks:
+            return float(dense["val_acc"])
+        try:
+            runs[s] = prune_snapshot(snapshot, config.method, s, data, config,
+                                     early_state=early, dense=dense)
+        except LayerEmptiedError:
+            return -math.inf  # too sparse to keep every layer: fails any requirement
+        return float(runs[s][1]["val_acc"])
+
+    search = search_sparsity(
+        val_acc, config.target_accuracy, max_drop=config.max_drop,
+        dense_acc=dense["val_acc"], lo=config.search_lo, hi=config.search_hi,
+        tol=config.search_tol,
+    )
+    if search.sparsity not in runs:
+        runs[search.sparsity] = prune_snapshot(snapshot, config.method, search.sparsity, data,
+                                               config, early_state=early, dense=dense)
+    res, rep = runs[search.sparsity]
+    rep["search"] = {
+        "required_val_acc": search.required,
+        # JSON has no infinity: an infeasible level is reported with accuracy null
+        "evaluations": [[s, a if math.isfinite(a) else None] for s, a in search.evaluations],
+    }
+    return res, rep, search
+

@@ -1,0 +1,526 @@
+"""Structure after masking: dead units, effective connections, compaction, MACs.
+
+The analysis walks an ``nn.Sequential`` chain of ``Linear`` / ``Conv2d`` layers with
+``ReLU``, ``MaxPool2d``, ``Flatten``, ``BatchNorm1d/2d``, ``Dropout`` and ``Identity``
+between them (every leanbits model is such a chain). A *unit* is a neuron of a Linear
+layer or an output channel of a Conv2d layer. A weight is *live* when its mask is True and
+its value is nonzero. A hidden unit is **dead** when
+
+* it has **no live outputs** (nothing downstream reads it), or
+* it has **no live inputs**, so it emits a constant ``c = ops(bias)``, and that constant
+  can be folded *exactly* into the next layer's biases: ``c == 0``, or the next layer is a
+  Linear / an unpadded Conv2d with a bias. (With zero padding a nonzero constant channel is
+  not spatially constant after padding, so such a unit stays alive as a constant source.)
+* or, when data is given, its output (after the ops following it) is **zero on every
+  example** - e.g. a ReLU that never fires. This removal is exact on that data only.
+
+Removing a unit removes its incoming and outgoing weights, which can kill more units, so
+the rules are applied until nothing changes. Output units are never removed, inputs are
+never touched, and the analysis assumes eval-mode behaviour (BatchNorm running stats).
+
+An **effective connection** is a live weight whose source and target units are both alive
+after this process; :func:`compact` builds a model whose nonzero weights are exactly the
+effective connections.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from leanbits.errors import PruneError
+from leanbits.prune.masks import Masks, apply_masks, model_masks, weight_key
+
+WEIGHT_TYPES = (nn.Linear, nn.Conv2d)
+PASS_TYPES = (nn.ReLU, nn.MaxPool2d, nn.Flatten, nn.BatchNorm1d, nn.BatchNorm2d, nn.Dropout,
+              nn.Identity)
+_SUPPORTED = "Linear, Conv2d, ReLU, MaxPool2d, Flatten, BatchNorm1d/2d, Dropout, Identity"
+
+
+@dataclass
+class _Layer:
+    """One weight layer of the chain and the pass-through modules after it."""
+
+    name: str
+    module: nn.Linear | nn.Conv2d
+    ops: list[tuple[str, nn.Module]] = field(default_factory=list)
+    #: units of the previous weight layer feeding this one (None: first layer, raw inputs)
+    in_units: int | None = None
+
+    @property
+    def units(self) -> int:
+        m = self.module
+        return m.out_features if isinstance(m, nn.Linear) else m.out_channels
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}.weight"
+
+    def view(self, w: Tensor) -> Tensor:
+        """``w`` as ``[out units, in units, positions per in unit]``."""
+        groups = self.in_units if self.in_units is not None else (
+            w.shape[1] if w.ndim > 1 else 1)
+        return w.reshape(w.shape[0], groups, -1)
+
+
+def _padded(conv: nn.Conv2d) -> bool:
+    if isinstance(conv.padding, str):
+        return conv.padding == "same" and any(k > 1 for k in conv.kernel_size)
+    return any(p > 0 for p in conv.padding)
+
+
+def parse_chain(model: nn.Module) -> list[_Layer]:
+    """The weight layers of a Sequential chain, each with the modules that follow it.
+
+    Raises:
+        PruneError: ``model`` is not a flat ``nn.Sequential`` of supported layers; the
+            message names the first layer that cannot be handled.
+    """
+    if not isinstance(model, nn.Sequential):
+        raise PruneError(
+            f"structure analysis needs an nn.Sequential chain ({_SUPPORTED}); "
+            f"got {type(model).__name__}"
+        )
+    layers: list[_Layer] = []
+    flattened = False
+    for name, m in model.named_children():
+        if isinstance(m, WEIGHT_TYPES):
+            if isinstance(m, nn.Conv2d) and (m.groups != 1 or m.padding_mode != "zeros"):
+                raise PruneError(
+                    f"cannot analyse layer {name!r}: Conv2d with groups={m.groups}, "
+                    f"padding_mode={m.padding_mode!r} (only groups=1, zeros padding)"
+                )
+            prev = layers[-1] if layers else None
+            layer = _Layer(name, m)
+            if prev is not None:
+                layer.in_units = prev.units
+                fan_in = m.in_features if isinstance(m, nn.Linear) else m.in_channels
+                if isinstance(prev.module, nn.Conv2d) and isinstance(m, nn.Linear):
+                    if not flattened or fan_in % prev.units:
+                        raise PruneError(
+                            f"cannot analyse layer {name!r}: {fan_in} inputs do not split "
+                            f"into the {prev.units} channels of {prev.name!r} after a Flatten"
+                        )
+                elif isinstance(prev.module, nn.Linear) and isinstance(m, nn.Conv2d):
+                    raise PruneError(f"cannot analyse layer {name!r}: a Conv2d after a Linear")
+                elif fan_in != prev.units:
+                    raise PruneError(
+                        f"cannot analyse layer {name!r}: expects {fan_in} inputs, "
+                        f"{prev.name!r} has {prev.units} units"
+                    )
+            layers.append(layer)
+            flattened = False
+        elif isinstance(m, PASS_TYPES):
+            if isinstance(m, nn.Flatten):
+                if m.start_dim != 1 or m.end_dim != -1:
+                    raise PruneError(f"cannot analyse layer {name!r}: Flatten must be (1, -1)")
+                flattened = True
+            if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d) and layers:
+                if m.num_features != layers[-1].units:
+                    raise PruneError(
+                        f"cannot analyse layer {name!r}: {m.num_features} features after "
+                        f"{layers[-1].name!r} with {layers[-1].units} units"
+                    )
+            if layers:
+                layers[-1].ops.append((name, m))
+        else:
+            raise PruneError(
+                f"cannot analyse layer {name!r} ({type(m).__name__}); supported: {_SUPPORTED}"
+            )
+    if not layers:
+        raise PruneError("the model has no Linear or Conv2d layer")
+    return layers
+
+
+def _through_ops(ops: list[tuple[str, nn.Module]], c: Tensor) -> Tensor:
+    """The per-unit constant after ``ops``, for units emitting the constant ``c``."""
+    for _, m in ops:
+        if isinstance(m, nn.ReLU):
+            c = c.clamp_min(0)
+        elif isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d):
+            if m.running_mean is not None:
+                c = (c - m.running_mean) / torch.sqrt(m.running_var + m.eps)
+            else:  # batch statistics of a constant: zero after centring
+                c = torch.zeros_like(c)
+            if m.affine:
+                c = c * m.weight.detach() + m.bias.detach()
+        # MaxPool2d of a constant map is that constant (it pads with -inf); Flatten,
+        # Dropout (eval) and Identity leave values unchanged.
+    return c
+
+
+@torch.no_grad()
+def _silent_units(model: nn.Sequential, layers: list[_Layer], masks: Masks, x: Tensor,
+                  batch_size: int = 1000) -> list[Tensor]:
+    """Per layer, units whose output (after their ops) is exactly zero on every example."""
+    masked = apply_masks(copy.deepcopy(model), masks).eval()
+    nonzero: list[Tensor | None] = [None] * len(layers)
+    hooks = []
+    for i, layer in enumerate(layers[1:]):
+        def hook(_m, inputs, i=i):
+            a = inputs[0]
+            units = layers[i].units
+            nz = (a.reshape(a.shape[0], units, -1) != 0).any(dim=2).any(dim=0)
+            nonzero[i] = nz if nonzero[i] is None else nonzero[i] | nz
+        hooks.append(dict(masked.named_children())[layer.name].register_forward_pre_hook(hook))
+    try:
+        for start in range(0, x.shape[0], batch_size):
+            masked(x[start : start + batch_size])
+    finally:
+        for h in hooks:
+            h.remove()
+    out = []
+    for i, layer in enumerate(layers):
+        if i == len(layers) - 1 or nonzero[i] is None:
+            out.append(torch.zeros(layer.units, dtype=torch.bool))
+        else:
+            out.append(~nonzero[i].cpu())
+    return out
+
+
+@dataclass
+class Structure:
+    """Result of :func:`analyse`: what survives once dead units are removed.
+
+    Attributes:
+        layers: weight layer names, in order.
+        dead: layer -> bool per unit, True where the unit is removed.
+        masks: weight name -> bool, True for effective connections only.
+        biases: layer -> bias after folding the constants of removed units (None: no bias).
+        units: layer -> total units (before removal).
+    """
+
+    layers: list[str]
+    dead: dict[str, Tensor]
+    masks: Masks
+    biases: dict[str, Tensor | None]
+    units: dict[str, int]
+
+    def live_units(self) -> dict[str, int]:
+        return {k: int((~d).sum()) for k, d in self.dead.items()}
+
+    def connections(self) -> dict[str, int]:
+        """Effective connections per layer."""
+        return {k.removesuffix(".weight"): int(m.sum()) for k, m in self.masks.items()}
+
+    def effective_connections(self) -> int:
+        return sum(self.connections().values())
+
+
+@torch.no_grad()
+def analyse(
+    model: nn.Module, masks: Mapping[str, Tensor] | None = None, x: Tensor | None = None
+) -> Structure:
+    """Find dead units and effective connections of ``model`` under ``masks``.
+
+    Pure: the model is not modified (folded biases are returned, not written).
+
+    Args:
+        model: an ``nn.Sequential`` chain (see the module docstring).
+        masks: weight name -> keep mask; missing layers are all kept.
+        x: optional inputs; units whose output is zero on all of them are removed too.
+
+    Returns:
+        A :class:`Structure`.
+    """
+    layers = parse_chain(model)
+    full = model_masks(model, masks)
+    n = len(layers)
+    w_views, live = [], []
+    for layer in layers:
+        w = layer.module.weight.detach()
+        keep = full[layer.key].to(w.device) & (w != 0)
+        live.append(layer.view(keep).clone())
+        w_views.append(layer.view(w * keep))
+    biases = [None if l.module.bias is None else l.module.bias.detach().clone() for l in layers]
+    silent = (_silent_units(model, layers, full, x) if x is not None
+              else [torch.zeros(l.units, dtype=torch.bool) for l in layers])
+    dead = [torch.zeros(l.units, dtype=torch.bool) for l in layers]
+
+    changed = True
+    while changed:
+        changed = False
+        for i in range(n - 1):  # output units are never removed
+            nxt = layers[i + 1]
+            has_in = live[i].flatten(1).any(dim=1).cpu()
+            has_out = live[i + 1].any(dim=2).any(dim=0).cpu()
+            bias = biases[i] if biases[i] is not None else torch.zeros(layers[i].units)
+            const = _through_ops(layers[i].ops, bias).cpu()
+            can_fold = (const == 0) | torch.tensor(
+                biases[i + 1] is not None
+                and not (isinstance(nxt.module, nn.Conv2d) and _padded(nxt.module))
+            )
+            new = ~dead[i] & (~has_out | silent[i] | (~has_in & can_fold))
+            if not bool(new.any()):
+                continue
+            changed = True
+            idx = new.nonzero().flatten()
+            # A unit without inputs still sends its constant: move it into the next bias.
+            fold = idx[~has_in[idx] & ~silent[i][idx] & (const[idx] != 0)]
+            if len(fold):
+                contrib = w_views[i + 1][:, fold, :].sum(dim=2) @ const[fold].to(
+                    w_views[i + 1].dtype).to(w_views[i + 1].device)
+                biases[i + 1] = biases[i + 1] + contrib
+            dead[i][idx] = True
+            live[i][idx] = False
+            w_views[i][idx] = 0
+            live[i + 1][:, idx] = False
+            w_views[i + 1][:, idx] = 0
+    out_masks = {}
+    for layer, lv in zip(layers, live, strict=True):
+        out_masks[layer.key] = lv.reshape(layer.module.weight.shape)
+    for k, m in full.items():  # layers outside the chain analysis keep their masks
+        out_masks.setdefault(k, m)
+    return Structure(
+        layers=[l.name for l in layers],
+        dead={l.name: d for l, d in zip(layers, dead, strict=True)},
+        masks=out_masks,
+        biases={l.name: b for l, b in zip(layers, biases, strict=True)},
+        units={l.name: l.units for l in layers},
+    )
+
+
+def find_dead_units(
+    model: nn.Module, masks: Mapping[str, Tensor] | None = None, x: Tensor | None = None
+) -> dict[str, Tensor]:
+    """Layer name -> bool tensor (one entry per unit), True where the unit is dead.
+
+    Example:
+        >>> dead = find_dead_units(model, masks)  # doctest: +SKIP
+        >>> {k: int(v.sum()) for k, v in dead.items()}  # doctest: +SKIP
+        {'fc1': 3, 'fc2': 0, 'out': 0}
+    """
+    return analyse(model, masks, x).dead
+
+
+def effective_connections(
+    model: nn.Module, masks: Mapping[str, Tensor] | None = None, x: Tensor | None = None
+) -> int:
+    """Number of live weights whose source and target units both survive dead-unit removal.
+
+    Example:
+        >>> effective_connections(model, prune(model, sparsity=0.9))  # doctest: +SKIP
+        2591
+    """
+    return analyse(model, masks, x).effective_connections()
+
+
+@torch.no_grad()
+def remove_dead_units(
+    model: nn.Module, masks: Mapping[str, Tensor] | None = None, x: Tensor | None = None
+) -> Masks:
+    """Remove dead units in place: fold their constants into biases, zero their weights.
+
+    Returns:
+        The shrunken masks (True = effective connection), already applied to ``model``.
+    """
+    s = analyse(model, masks, x)
+    mods = dict(model.named_children())
+    for name, b in s.biases.items():
+        if b is not None:
+            mods[name].bias.copy_(b)
+    apply_masks(model, s.masks)
+    return s.masks
+
+
+def _slice_module(m: nn.Module, out_idx: Tensor | None, in_idx: Tensor | None) -> nn.Module:
+    """A new Linear / Conv2d / BatchNorm with only the given output and input units."""
+    if isinstance(m, nn.Linear | nn.Conv2d):
+        w = m.weight.detach()
+        if out_idx is not None:
+            w = w[out_idx]
+        if in_idx is not None:
+            w = w[:, in_idx]
+        b = None if m.bias is None else m.bias.detach()
+        if b is not None and out_idx is not None:
+            b = b[out_idx]
+        if isinstance(m, nn.Linear):
+            new = nn.Linear(w.shape[1], w.shape[0], bias=b is not None)
+        else:
+            new = nn.Conv2d(w.shape[1], w.shape[0], m.kernel_size, m.stride, m.padding,
+                            m.dilation, bias=b is not None, padding_mode=m.padding_mode)
+        new = new.to(device=w.device, dtype=w.dtype)
+        new.weight.copy_(w)
+        if b is not None:
+            new.bias.copy_(b)
+        new.train(m.training)
+        return new
+    if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d):
+        new = copy.deepcopy(m)
+        if out_idx is None:
+            return new
+        new.num_features = len(out_idx)
+        for pname in ("weight", "bias"):
+            p = getattr(m, pname)
+            if p is not None:
+                setattr(new, pname, nn.Parameter(p.detach()[out_idx].clone()))
+        for bname in ("running_mean", "running_var"):
+            buf = getattr(m, bname)
+            if buf is not None:
+                setattr(new, bname, buf[out_idx].clone())
+        return new
+    return copy.deepcopy(m)
+
+
+@torch.no_grad()
+def compact_sequential(
+    model: nn.Sequential, masks: Mapping[str, Tensor] | None = None, x: Tensor | None = None
+) -> tuple[nn.Sequential, dict[str, Tensor]]:
+    """A physically smaller copy of a Sequential chain that computes the masked function.
+
+    Dead units are removed (constants folded into the next biases) and every layer keeps at
+    least one unit: a layer with no survivors keeps unit 0 with zero weights and bias, whose
+    outgoing weights are zero too, so it contributes nothing.
+
+    Args:
+        model: an ``nn.Sequential`` of supported layers; it is not modified.
+        masks: keep masks; missing layers are all kept.
+        x: optional inputs for the "output zero on all data" rule (exact on ``x`` only).
+
+    Returns:
+        ``(compact model, kept)`` where ``kept[layer]`` holds the indices of the original
+        units kept in each weight layer. Module names are preserved.
+
+    Raises:
+        PruneError: the model is not a chain of supported layers (names the first bad one).
+    """
+    s = analyse(model, masks, x)
+    layers = parse_chain(model)
+    by_name = {l.name: l for l in layers}
+    work = copy.deepcopy(model)
+    wmods = dict(work.named_children())
+    for name, b in s.biases.items():
+        if b is not None:
+            wmods[name].bias.copy_(b)
+    apply_masks(work, s.masks)
+    kept: dict[str, Tensor] = {}
+    for i, layer in enumerate(layers):
+        alive = (~s.dead[layer.name]).nonzero().flatten()
+        if len(alive) == 0:
+            alive = torch.zeros(1, dtype=torch.long)
+            wmods[layer.name].weight[0] = 0
+            if wmods[layer.name].bias is not None:
+                wmods[layer.name].bias[0] = 0
+            if i + 1 < len(layers):
+                layers[i + 1].view(wmods[layers[i + 1].name].weight)[:, 0] = 0
+        kept[layer.name] = alive
+    new: OrderedDict[str, nn.Module] = OrderedDict()
+    current: str | None = None  # the weight layer whose units flow at this point
+    for name, m in work.named_children():
+        if name in by_name:
+            layer = by_name[name]
+            in_idx = None
+            if current is not None:
+                prev_kept = kept[current]
+                per_unit = m.weight.shape[1] // layer.in_units
+                in_idx = (prev_kept[:, None] * per_unit + torch.arange(per_unit)).flatten()
+            new[name] = _slice_module(m, kept[name], in_idx)
+            current = name
+        elif isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d) and current is not None:
+            new[name] = _slice_module(m, kept[current], None)
+        else:
+            new[name] = copy.deepcopy(m)
+    out = nn.Sequential(new)
+    out.train(model.training)
+    return out, kept
+
+
+def compact(
+    model: nn.Sequential, plan, masks: Mapping[str, Tensor] | None = None,
+    x: Tensor | None = None,
+):
+    """Rebuild a leanbits model from a shrunken width plan; same function as the masked model.
+
+    Args:
+        model: a model built by :func:`leanbits.models.build` from ``plan``.
+        plan: its :class:`leanbits.models.Plan`.
+        masks: keep masks (weight name -> bool); missing layers are all kept.
+        x: optional inputs for removing units silent on every example (exact on ``x`` only).
+
+    Returns:
+        ``(compact_model, compact_plan)``: ``build(compact_plan)`` with the surviving
+        weights (pruned positions are zero) and folded biases. Its nonzero weights are
+        exactly :func:`effective_connections`.
+
+    Raises:
+        PruneError: ``model`` does not match ``plan``.
+
+    Example:
+        >>> small, small_plan = compact(model, plan, masks)  # doctest: +SKIP
+        >>> small_plan.fc  # doctest: +SKIP
+        (212, 61)
+    """
+    from leanbits.models import build
+
+    seq, kept = compact_sequential(model, masks, x)
+    try:
+        conv = tuple(len(kept[f"conv{i}"]) for i in range(1, len(plan.conv) + 1))
+        fc = tuple(len(kept[f"fc{j}"]) for j in range(1, len(plan.fc) + 1))
+    except KeyError as exc:
+        raise PruneError(f"the model does not match its plan: no layer {exc}") from None
+    small_plan = plan.with_widths(conv, fc)
+    small = build(small_plan)
+    state = seq.state_dict()
+    ref = small.state_dict()
+    if set(state) != set(ref) or any(state[k].shape != ref[k].shape for k in ref):
+        raise PruneError("the model does not match its plan; cannot rebuild it compactly")
+    small.load_state_dict(state)
+    small.to(next(model.parameters()).device)
+    small.train(model.training)
+    return small, small_plan
+
+
+@torch.no_grad()
+def macs(
+    model: nn.Module, input_shape: tuple[int, ...], masks: Mapping[str, Tensor] | None = None
+) -> dict[str, object]:
+    """Multiply-accumulates per example, dense and sparse, per Linear / Conv layer.
+
+    Dense: output positions x weights of the layer (for a conv, positions x out-channels
+    x in-channels x kernel). Sparse: output positions x nonzero unmasked weights.
+
+    Args:
+        model: any module with Linear / Conv layers.
+        input_shape: shape of one example, e.g. ``(1, 28, 28)``.
+        masks: keep masks; missing layers are all kept.
+
+    Returns:
+        ``{"dense": int, "sparse": int, "layers": {name: {"positions", "dense", "sparse"}}}``.
+
+    Example:
+        >>> from leanbits.models import Plan, build
+        >>> macs(build(Plan("mlp", (1, 8, 8), (), (16,), 10)), (1, 8, 8))["dense"]
+        1184
+    """
+    full = model_masks(model, masks)
+    positions: dict[str, int] = {}
+    hooks = []
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Linear | nn.modules.conv._ConvNd):
+            def hook(mod, _inp, out, name=name):
+                per = mod.out_features if isinstance(mod, nn.Linear) else mod.out_channels
+                positions[name] = out.numel() // per
+            hooks.append(m.register_forward_hook(hook))
+    p0 = next(model.parameters())
+    was = model.training
+    model.eval()
+    try:
+        model(torch.zeros(1, *input_shape, dtype=p0.dtype, device=p0.device))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was)
+    layers, dense, sparse = {}, 0, 0
+    for name, m in model.named_modules():
+        if name in positions:
+            w = m.weight.detach()
+            nz = int(((w != 0) & full[weight_key(name)].to(w.device)).sum())
+            d, s = positions[name] * w.numel(), positions[name] * nz
+            layers[name] = {"positions": positions[name], "dense": d, "sparse": s}
+            dense, sparse = dense + d, sparse + s
+    return {"dense": dense, "sparse": sparse, "layers": layers}

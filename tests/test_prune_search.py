@@ -1,0 +1,218 @@
+"""Sparsity search, snapshot pruning reports, profiles and the prune/profile commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+from leanbits import paths, snapshot
+from leanbits.errors import PruneError
+from leanbits.heads import Head
+from leanbits.models import Plan, build
+from leanbits.prune import PruneConfig, profile, prune_snapshot, search_sparsity, train_masked
+from leanbits.prune import cli as prune_cli
+
+PLAN = Plan("mlp", (1, 8, 8), (), (16, 12), 10)
+HEAD = Head("softmax", 10)
+
+
+@dataclass
+class Part:
+    x: torch.Tensor
+    y: torch.Tensor
+
+
+@dataclass
+class Splits:
+    train: Part
+    val: Part
+    test: Part
+
+
+def tiny_splits(seed: int = 0) -> Splits:
+    g = torch.Generator().manual_seed(seed)
+    centers = torch.randn(10, *PLAN.in_shape, generator=g)
+
+    def part(n: int) -> Part:
+        y = torch.randint(0, 10, (n,), generator=g)
+        return Part(centers[y] + 0.5 * torch.randn(n, *PLAN.in_shape, generator=g), y)
+
+    return Splits(part(256), part(64), part(64))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny trained snapshot on disk (with early weights for rewinding) and its data."""
+    splits = tiny_splits()
+    torch.manual_seed(0)
+    model = build(PLAN)
+    early = {k: v.clone() for k, v in model.state_dict().items()}
+    train_masked(model, None, (splits.train.x, splits.train.y), HEAD.loss, epochs=3, lr=1e-2,
+                 batch_size=32)
+    d = tmp_path_factory.mktemp("snap")
+    snapshot.save(d, model, PLAN, HEAD, {"data": {"dataset": "tiny"}}, {"val_acc": 0.0})
+    snapshot._save_tensors(paths.early_weights(d), early)
+    return snapshot.load(d), splits
+
+
+# ----------------------------------------------------------------------------- search
+def step(boundary: float, calls: list[float] | None = None):
+    def acc(s: float) -> float:
+        if calls is not None:
+            calls.append(s)
+        return 0.99 if s <= boundary else 0.5 - s * 0.1
+
+    return acc
+
+
+@pytest.mark.parametrize("boundary", [0.1234, 0.5, 0.873, 0.98])
+def test_bisection_returns_the_sparsest_level_meeting_the_target(boundary):
+    calls: list[float] = []
+    r = search_sparsity(step(boundary, calls), target=0.9, tol=1e-3)
+    assert boundary - 1e-3 <= r.sparsity <= boundary
+    assert r.accuracy >= 0.9 and r.required == 0.9
+    assert len(calls) == len(set(calls)) <= 2 + 10  # log2(0.999 / 1e-3) steps
+    # relative requirement: at most 0.05 below dense
+    r2 = search_sparsity(step(boundary), max_drop=0.05, dense_acc=0.99, tol=1e-3)
+    assert boundary - 1e-3 <= r2.sparsity <= boundary
+
+
+def test_search_edges_and_errors():
+    assert search_sparsity(lambda s: 1.0, target=0.5, hi=0.95).sparsity == 0.95
+    r = search_sparsity(lambda s: 1.0 - s, max_drop=0.25, tol=1e-4)  # dense from f(0)
+    assert 0.2499 <= r.sparsity <= 0.25
+    with pytest.raises(PruneError, match="even sparsity"):
+        search_sparsity(lambda s: 0.1, target=0.5)
+    with pytest.raises(PruneError, match="exactly one"):
+        search_sparsity(lambda s: 1.0)
+    with pytest.raises(PruneError, match="exactly one"):
+        search_sparsity(lambda s: 1.0, target=0.5, max_drop=0.1)
+    with pytest.raises(PruneError):
+        search_sparsity(lambda s: 1.0, target=0.5, hi=1.0)
+
+
+# ------------------------------------------------------------------ snapshot reporting
+def test_prune_snapshot_reports_everything_consistently(trained):
+    snap, splits = trained
+    cfg = PruneConfig(refit_epochs=1, batch_size=64)
+    before = {k: v.clone() for k, v in snap.model.state_dict().items()}
+    result, rep = prune_snapshot(snap, "refit", 0.7, splits, cfg)
+    assert all(torch.equal(before[k], v) for k, v in snap.model.state_dict().items())
+    total = 64 * 16 + 16 * 12 + 12 * 10
+    assert rep["weights"] == total
+    assert rep["nonzero_weights"] == total - round(0.7 * total)
+    assert abs(rep["sparsity"] - round(0.7 * total) / total) < 1e-12
+    assert rep["effective_connections"] <= rep["nonzero_weights"]
+    assert sum(rep["connections"].values()) == rep["effective_connections"]
+    assert set(rep["live_units"]) == {"fc1", "fc2", "out"} and rep["live_units"]["out"] == 10
+    assert rep["macs_dense"] == total and rep["macs_sparse"] == rep["nonzero_weights"]
+    assert rep["macs_effective"] == rep["effective_connections"]
+    assert rep["backprop_epochs"] == 1 and rep["wall_time_s"] > 0
+    for k in ("val_acc", "test_acc"):
+        assert 0.0 <= rep[k] <= 1.0
+        assert rep["compact"][k] == rep[k]  # the compact model is the same function
+    assert rep["compact"]["nonzero_weights"] == rep["effective_connections"]
+    assert rep["dense"]["val_acc"] > 0.5  # the snapshot learned something
+    assert result.config["prune"]["method"] == "refit"
+    json.dumps(rep)  # JSON-able
+    for k, m in result.masks.items():
+        assert torch.all(result.model.state_dict()[k][~m] == 0)
+
+
+def test_profile_gives_one_row_per_method_and_level(trained):
+    snap, splits = trained
+    cfg = PruneConfig(refit_epochs=1, finetune_epochs=1, batch_size=128)
+    rows = profile(snap, ["none", "refit", "rewind"], [0.5, 0.9], splits, cfg)
+    assert [(r["method"], r["sparsity_requested"]) for r in rows] == [
+        ("dense", 0.0), ("none", 0.5), ("none", 0.9), ("refit", 0.5), ("refit", 0.9),
+        ("rewind", 0.5), ("rewind", 0.9)]
+    by = {(r["method"], r["sparsity_requested"]): r for r in rows}
+    assert by[("none", 0.9)]["nonzero_weights"] < by[("none", 0.5)]["nonzero_weights"]
+    assert by[("none", 0.5)]["nonzero_weights"] == by[("refit", 0.5)]["nonzero_weights"]
+    assert by[("none", 0.5)]["backprop_epochs"] == 0
+    assert by[("rewind", 0.5)]["backprop_epochs"] == 1
+
+
+# ------------------------------------------------------------------------------- CLI
+def run_cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="leanbits")
+    prune_cli.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+@pytest.fixture
+def fake_data(trained, monkeypatch):
+    from leanbits import cli as main_cli
+
+    seen = []
+
+    def data_for_snapshot(config, limit_train=None):
+        seen.append(config["data"]["dataset"])
+        return trained[1]
+
+    monkeypatch.setattr(main_cli, "data_for_snapshot", data_for_snapshot)
+    return seen
+
+
+def test_prune_command_writes_snapshot_compact_and_report(trained, fake_data, tmp_path, capsys):
+    snap, _ = trained
+    out = tmp_path / "pruned"
+    rc = run_cli(["prune", str(snap.path), "--method", "none", "--sparsity", "0.8",
+                  "--out", str(out), "--json"])
+    assert rc == 0 and fake_data == ["tiny"]
+    printed = json.loads(capsys.readouterr().out)
+    report = json.loads(paths.report(out).read_text())
+    assert printed["nonzero_weights"] == report["nonzero_weights"]
+    pruned = snapshot.load(out)
+    small = snapshot.load(out / "compact")
+    assert pruned.masks is not None and pruned.config["prune"]["sparsity"] == 0.8
+    assert pruned.config["data"]["dataset"] == "tiny"
+    assert small.plan.fc == tuple(report["compact"]["fc"])
+    x = torch.randn(8, *PLAN.in_shape)
+    with torch.no_grad():
+        assert torch.allclose(small.model(x), pruned.model(x), atol=1e-5, rtol=0)
+    # same settings again: reused, not recomputed
+    assert run_cli(["prune", str(snap.path), "--method", "none", "--sparsity", "0.8",
+                    "--out", str(out), "--json"]) == 0
+    assert fake_data == ["tiny"]
+    assert "already holds" in capsys.readouterr().err
+
+
+def test_prune_command_searches_for_a_target_accuracy(trained, fake_data, tmp_path, capsys):
+    snap, splits = trained
+    out = tmp_path / "searched"
+    rc = run_cli(["prune", str(snap.path), "--method", "none", "--max-drop", "0.05",
+                  "--search-tol", "0.05", "--out", str(out)])
+    assert rc == 0
+    report = json.loads(paths.report(out).read_text())
+    assert report["val_acc"] >= report["search"]["required_val_acc"]
+    assert report["search"]["evaluations"]
+    assert "validation accuracy" in capsys.readouterr().out
+
+
+def test_profile_command_writes_json_and_plot(trained, fake_data, tmp_path, capsys):
+    snap, _ = trained
+    out = tmp_path / "prof"
+    rc = run_cli(["profile", str(snap.path), "--methods", "none,refit", "--sparsities",
+                  "0.5,0.9", "--refit-epochs", "1", "--out", str(out)])
+    assert rc == 0
+    doc = json.loads((out / "profile.json").read_text())
+    assert len(doc["rows"]) == 1 + 2 * 2
+    assert (out / "profile.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "nonzero_weights" in capsys.readouterr().out
+    with pytest.raises(PruneError, match="unknown method"):
+        run_cli(["profile", str(snap.path), "--methods", "none,bogus", "--out", str(out)])
+
+
+def test_profile_rows_carry_the_full_measurements(trained):
+    snap, splits = trained
+    rows = profile(snap, ["none"], [0.6], splits, PruneConfig())
+    for row in rows:
+        assert {"weights", "connections", "live_units", "units", "macs_dense"} <= set(row)
+    assert rows[0]["nonzero_weights"] == rows[0]["weights"]  # the dense snapshot
+    json.dumps(rows)
