@@ -1,0 +1,42 @@
+"""``leanbits report RUN_DIR``: write report.md (+ figures/) and a self-contained report.html."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Build the report of ``args.run_dir``; print where it is (or JSON with ``--json``)."""
+    from leanbits.report.build import build_report
+
+    files = build_report(args.run_dir, args.out)
+    if args.json:
+        from leanbits.cli import emit_json
+
+        emit_json(files.to_dict())
+        return 0
+    for note in files.notes:
+        print(f"note: {note}")
+    print(f"report: {files.markdown} ({len(files.figures)} figures in "
+          f"{files.markdown.parent / 'figures'})")
+    print(f"html:   {files.html} (self-contained, opens offline)")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``report`` subcommand to the ``leanbits`` parser."""
+    p = subparsers.add_parser(
+        "report",
+        help="plots and tables of a run, snapshot or profile directory (Markdown + HTML)",
+        description="Write report.md (PNG figures in figures/) and a self-contained "
+        "report.html: weight size, output magnitude and losses per epoch, accuracy against "
+        "nonzero weights and against total bits (Pareto frontier), per-layer sparsity, bit "
+        "breakdowns, the numbers behind every plot and the configs that produced them.",
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR",
+                   help="sweep run directory, snapshot directory or `leanbits profile` output")
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help="where to write the report (default: RUN_DIR)")
+    p.add_argument("--json", action="store_true",
+                   help="print the written paths, sections and notes as JSON")
+    p.set_defaults(func=cmd_report)

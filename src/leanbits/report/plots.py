@@ -1,0 +1,337 @@
+"""Report figures: plain numbers in, PNG bytes out.
+
+matplotlib is imported inside the functions, so ``import leanbits`` stays fast, and only
+the object-oriented API is used (``Figure`` + Agg canvas, never ``pyplot``): no global
+backend is switched and no window can open, whatever the user's matplotlib settings.
+Every figure shares :data:`STYLE`, labels its axes with units and, where bits are on an
+axis, uses a log scale - bit counts of a sweep span orders of magnitude.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+#: rc settings shared by every figure (a consistent look across reports)
+STYLE: dict[str, object] = {
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "axes.labelsize": 9,
+    "legend.fontsize": 7.5,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "figure.dpi": 100,
+    "savefig.dpi": 100,
+    "lines.linewidth": 1.5,
+    "lines.markersize": 4,
+}
+#: fixed colours per output head, so a head looks the same in every figure of a report
+HEAD_COLORS: dict[str, str] = {"softmax": "#1f77b4", "llr": "#d62728", "llr-code": "#2ca02c"}
+_CYCLE = ("#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+#: colours of the bit categories in stacked bars, in stacking order
+PART_COLORS: dict[str, str] = {"values": "#4c72b0", "positions": "#dd8452",
+                               "codebook": "#55a868", "non-weight": "#c44e52",
+                               "header": "#8172b3"}
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+_LINESTYLES = ("-", "--", ":", "-.")
+
+
+def color_for(key: str | None, index: int) -> str:
+    """The colour of a head (fixed) or of the ``index``-th other group (cycled)."""
+    if key in HEAD_COLORS:
+        return HEAD_COLORS[key]
+    return _CYCLE[index % len(_CYCLE)]
+
+
+def marker_for(index: int) -> str:
+    return _MARKERS[index % len(_MARKERS)]
+
+
+def linestyle_for(index: int) -> str:
+    return _LINESTYLES[index % len(_LINESTYLES)]
+
+
+@dataclass(frozen=True)
+class Series:
+    """One line (or set of markers) of a panel."""
+
+    label: str
+    x: Sequence[float]
+    y: Sequence[float]
+    color: str | None = None
+    linestyle: str = "-"
+    marker: str | None = None
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One set of axes: a title, labelled axes (with units) and its series."""
+
+    title: str
+    xlabel: str
+    ylabel: str
+    series: Sequence[Series] = field(default_factory=tuple)
+    logx: bool = False
+    logy: bool = False
+    #: x values are counts (weights, bits): label ticks 10k, 1.5M
+    xcounts: bool = False
+
+
+def si(value: float) -> str:
+    """``1500000`` -> ``"1.5M"``: short tick labels for counts spanning many decades.
+
+    Example:
+        >>> si(1500000), si(20000), si(0.5)
+        ('1.5M', '20k', '0.5')
+    """
+    for factor, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= factor:
+            return f"{value / factor:.3g}{suffix}"
+    return f"{value:.3g}"
+
+
+def _plain_log_axis(axis, counts: bool) -> None:
+    """Plain tick labels (``20``, ``0.6``, ``1.5M``) on a log axis instead of ``6x10^1``.
+
+    matplotlib's LogFormatter still decides *which* ticks get a label (so minor ticks are
+    labelled only over short ranges); only the text changes.
+    """
+    from matplotlib.ticker import LogFormatter
+
+    text = si if counts else (lambda v: f"{v:.3g}")
+
+    class PlainLog(LogFormatter):
+        def __call__(self, x, pos=None):
+            return text(x) if super().__call__(x, pos) else ""
+
+    axis.set_major_formatter(PlainLog())
+    axis.set_minor_formatter(PlainLog(labelOnlyBase=False, minor_thresholds=(1.5, 0.6)))
+
+
+def _render(fig) -> bytes:
+    buf = io.BytesIO()
+    # No "Software"/date metadata: the same numbers give byte-identical PNGs.
+    fig.savefig(buf, format="png", metadata={"Software": None}, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def _figure(n_panels: int, width_per_panel: float = 4.6, height: float = 3.4):
+    from matplotlib.figure import Figure
+
+    ncols = min(n_panels, 2)
+    nrows = (n_panels + ncols - 1) // ncols
+    fig = Figure(figsize=(width_per_panel * ncols, height * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax in axes[n_panels:]:
+        ax.set_visible(False)
+    return fig, axes[:n_panels]
+
+
+def _legend(ax, n_entries: int) -> None:
+    if n_entries == 0:
+        return
+    # Many runs: the legend goes outside the axes rather than over the curves.
+    if n_entries > 6:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    else:
+        ax.legend(frameon=False)
+
+
+def _positive(values: Sequence[float]) -> bool:
+    return all(v is not None and v > 0 for v in values)
+
+
+def line_figure(panels: Sequence[Panel], title: str | None = None) -> bytes:
+    """Line plots, one panel per :class:`Panel`, two panels per row.
+
+    Args:
+        panels: what to draw; a series whose x or y is empty is skipped.
+        title: figure title.
+
+    Returns:
+        PNG bytes.
+
+    Example:
+        >>> png = line_figure([Panel("loss", "epoch", "loss (nats)",
+        ...                          [Series("llr", [1, 2], [0.5, 0.3])])])
+        >>> png[:4] == b"\\x89PNG"
+        True
+    """
+    import matplotlib
+
+    with matplotlib.rc_context(STYLE):
+        fig, axes = _figure(len(panels))
+        labels = [[s.label for s in p.series if len(s.x)] for p in panels]
+        # The same runs in every panel: one legend for the figure instead of one per panel.
+        shared = len(panels) > 1 and all(lb == labels[0] for lb in labels) and labels[0]
+        for ax, panel in zip(axes, panels, strict=True):
+            drawn = 0
+            for s in panel.series:
+                if not len(s.x) or not len(s.y):
+                    continue
+                # A line through one or two points is hard to see: mark the points.
+                marker = s.marker or ("o" if len(s.x) < 4 else None)
+                ax.plot(list(s.x), list(s.y), label=s.label, color=s.color,
+                        linestyle=s.linestyle, marker=marker)
+                drawn += 1
+            ax.set_title(panel.title)
+            ax.set_xlabel(panel.xlabel)
+            ax.set_ylabel(panel.ylabel)
+            all_x = [v for s in panel.series for v in s.x]
+            all_y = [v for s in panel.series for v in s.y]
+            if all_x and all(isinstance(v, int) for v in all_x):
+                from matplotlib.ticker import MaxNLocator
+
+                # Epochs are whole numbers: no tick at epoch 0.96.
+                if len(set(all_x)) <= 10:
+                    ax.set_xticks(sorted(set(all_x)))
+                else:
+                    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            # A log axis over a zero or negative value would hide the point: stay linear.
+            if panel.logx and all_x and _positive(all_x):
+                ax.set_xscale("log")
+                _plain_log_axis(ax.xaxis, panel.xcounts)
+            if panel.logy and all_y and _positive(all_y):
+                ax.set_yscale("log")
+                _plain_log_axis(ax.yaxis, False)
+            if not shared:
+                _legend(ax, drawn)
+        if shared:
+            handles, names = axes[0].get_legend_handles_labels()
+            fig.legend(handles, names, loc="outside right upper", frameon=False)
+        if title:
+            fig.suptitle(title)
+        return _render(fig)
+
+
+@dataclass(frozen=True)
+class PointGroup:
+    """The points of one group (e.g. one head) and that group's own Pareto frontier."""
+
+    label: str
+    points: Sequence[tuple[float, float]]
+    front: Sequence[tuple[float, float]] = ()
+    color: str | None = None
+    marker: str = "o"
+
+
+def frontier_figure(groups: Sequence[PointGroup], front: Sequence[tuple[float, float]],
+                    xlabel: str, ylabel: str, title: str) -> bytes:
+    """Accuracy against bits (log x): every point, each group's frontier as a step line, and
+    the overall frontier circled.
+
+    A frontier is drawn as a step function (``where="post"``): between two measured points
+    the best known accuracy stays that of the cheaper one - nothing is interpolated.
+
+    Args:
+        groups: the point groups.
+        front: the overall Pareto-optimal ``(bits, accuracy)`` points.
+        xlabel: label of the bits axis (with its unit).
+        ylabel: label of the accuracy axis (with its unit).
+        title: axes title.
+
+    Returns:
+        PNG bytes.
+    """
+    import matplotlib
+
+    with matplotlib.rc_context(STYLE):
+        fig, (ax,) = _figure(1, width_per_panel=6.4, height=4.2)
+        for g in groups:
+            if not g.points:
+                continue
+            xs, ys = zip(*g.points, strict=True)
+            ax.scatter(xs, ys, s=16, alpha=0.55, color=g.color, marker=g.marker,
+                       label=g.label)
+            if len(g.front) > 1:
+                fx, fy = zip(*g.front, strict=True)
+                ax.step(fx, fy, where="post", color=g.color, alpha=0.8, linewidth=1.2)
+        if front:
+            fx, fy = zip(*front, strict=True)
+            ax.scatter(fx, fy, s=70, facecolors="none", edgecolors="black", linewidths=1.2,
+                       label="Pareto frontier (all)", zorder=3)
+        all_x = [p[0] for g in groups for p in g.points]
+        if all_x and _positive(all_x):
+            ax.set_xscale("log")
+            _plain_log_axis(ax.xaxis, True)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        _legend(ax, sum(1 for g in groups if g.points) + bool(front))
+        return _render(fig)
+
+
+def stacked_bars(labels: Sequence[str], parts: Mapping[str, Sequence[float]], ylabel: str,
+                 title: str) -> bytes:
+    """Horizontal stacked bars: one bar per label, one segment per part.
+
+    Horizontal, because point labels are long; the bit axis is linear, because segment
+    lengths of a stacked bar only add up on a linear axis.
+
+    Args:
+        labels: one per bar (top to bottom).
+        parts: part name -> one value per bar, stacked in the mapping's order.
+        ylabel: label of the value axis (with its unit).
+        title: axes title.
+
+    Returns:
+        PNG bytes.
+    """
+    import matplotlib
+
+    with matplotlib.rc_context(STYLE):
+        height = 1.2 + 0.42 * len(labels)
+        fig, (ax,) = _figure(1, width_per_panel=7.0, height=height)
+        ys = list(range(len(labels)))[::-1]
+        left = [0.0] * len(labels)
+        for i, (name, values) in enumerate(parts.items()):
+            vals = [float(v or 0.0) for v in values]
+            ax.barh(ys, vals, left=left, label=name,
+                    color=PART_COLORS.get(name, _CYCLE[i % len(_CYCLE)]))
+            left = [a + b for a, b in zip(left, vals, strict=True)]
+        ax.set_yticks(ys, labels=list(labels))
+        from matplotlib.ticker import FuncFormatter
+
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: si(v)))
+        ax.set_xlabel(ylabel)
+        ax.set_title(title)
+        ax.grid(axis="y", visible=False)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+        return _render(fig)
+
+
+def grouped_bars(categories: Sequence[str], series: Mapping[str, Sequence[float]],
+                 ylabel: str, title: str) -> bytes:
+    """Vertical grouped bars: one group per category (e.g. layer), one bar per series.
+
+    Args:
+        categories: the x positions (e.g. layer names).
+        series: label -> one value per category (None draws nothing).
+        ylabel: label of the value axis (with its unit).
+        title: axes title.
+
+    Returns:
+        PNG bytes.
+    """
+    import matplotlib
+
+    with matplotlib.rc_context(STYLE):
+        fig, (ax,) = _figure(1, width_per_panel=max(5.0, 1.0 + 0.9 * len(categories)),
+                             height=3.6)
+        n = max(1, len(series))
+        width = 0.8 / n
+        for i, (label, values) in enumerate(series.items()):
+            xs = [c + (i - (n - 1) / 2) * width for c in range(len(categories))]
+            ax.bar(xs, [float(v) if v is not None else 0.0 for v in values], width=width,
+                   label=label, color=_CYCLE[i % len(_CYCLE)] if n > 1 else "#4c72b0")
+        ax.set_xticks(range(len(categories)), labels=list(categories))
+        ax.set_xlabel("layer")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.grid(axis="x", visible=False)
+        if len(series) > 1:  # beside the bars: bars reach 100 % and a legend would hide them
+            ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+        return _render(fig)

@@ -1,0 +1,137 @@
+"""``leanbits run EXPERIMENT.toml`` and ``leanbits study NAME``: sweeps from the command line.
+
+Registered by :mod:`leanbits.cli` through :func:`register`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from leanbits.sweep.executors import EXECUTORS
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", help="run directory (default: runs/NAME, or runs/NAME-quick with "
+                   "--quick, NAME being the experiment's name)")
+    p.add_argument("--executor", choices=EXECUTORS, default="local",
+                   help="where stages run: local processes or a Ray cluster (default: local)")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="parallel stages (local: worker processes, default 1; ray: CPUs of "
+                   "a locally started instance, default all)")
+    p.add_argument("--address", default=None,
+                   help="Ray cluster address, e.g. ray://host:10001 or auto (ray only; "
+                   "default: start a local instance)")
+    p.add_argument("--quick", action="store_true",
+                   help="merge the file's [quick] table: a tiny version for smoke tests")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a setting, e.g. --set train.epochs=3 --set "
+                   "data.dataset=fashion-mnist --set 'train.vary.seed=[1,2]' (repeatable)")
+    p.add_argument("--stages", default=None,
+                   help="directory of stage outputs (default: OUT/stages); share one between "
+                   "runs to reuse their stages")
+    p.add_argument("--dry-run", action="store_true",
+                   help="validate and show the grid and what would run, then stop")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bars on stderr (default: when stderr is a terminal)")
+    p.add_argument("--json", action="store_true",
+                   help="print a summary (run directory, stages run/reused, frontier) as JSON")
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``run`` and ``study`` subcommands."""
+    from leanbits.sweep.experiment import study_names
+
+    r = subparsers.add_parser(
+        "run", help="run a sweep: every grid point of an experiment file, resumable",
+        description="Expand an experiment file's grid into train -> prune -> bits stages, "
+        "run those not yet done, and write results.json (one row per point).",
+    )
+    r.add_argument("experiment", help="experiment TOML file")
+    _add_common(r)
+    r.set_defaults(func=cmd_run)
+
+    names = study_names()
+    s = subparsers.add_parser(
+        "study", help="run a preset sweep that tests one of the paper's claims",
+        description="Preset experiments: " + ", ".join(names) + ". Use --quick for a tiny "
+        "version and --dry-run to see the grid.",
+    )
+    s.add_argument("name", choices=names, help="the study")
+    _add_common(s)
+    s.set_defaults(func=cmd_study)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from leanbits.sweep.experiment import load_experiment
+
+    exp = load_experiment(args.experiment, quick=args.quick, overrides=args.overrides)
+    return _execute(exp, args)
+
+
+def cmd_study(args: argparse.Namespace) -> int:
+    from leanbits.sweep.experiment import load_experiment, study_path
+
+    exp = load_experiment(study_path(args.name), quick=args.quick, overrides=args.overrides)
+    return _execute(exp, args)
+
+
+def _execute(exp: Any, args: argparse.Namespace) -> int:
+    from leanbits.sweep.run import load_results, run_experiment
+
+    out = Path(args.out) if args.out else Path("runs") / (exp.name + "-quick" * args.quick)
+    if args.dry_run:
+        return _dry_run(exp, out, args)
+    print(f"{exp.name}: {len(exp.points)} point(s) -> {out}", file=sys.stderr)
+    summary = run_experiment(exp, out, args.executor, jobs=args.jobs, address=args.address,
+                             stage_root=args.stages, progress=args.progress)
+    doc = load_results(out)
+    if args.json:
+        print(json.dumps({"out": str(out), "points": len(summary.rows), "ran": summary.ran,
+                          "skipped": summary.skipped, "frontier": doc["frontier"]},
+                         sort_keys=True))
+        return 0
+    print(results_table(doc))
+    print(f"\nstages run {sum(summary.ran.values())}, reused {sum(summary.skipped.values())}; "
+          f"results: {out / 'results.json'}")
+    return 0
+
+
+def _dry_run(exp: Any, out: Path, args: argparse.Namespace) -> int:
+    from leanbits.sweep import stages
+
+    root = Path(args.stages) if args.stages else out / "stages"
+    counts = {}
+    for kind in ("train", "prune", "bits"):
+        specs = exp.stages(kind)
+        done = sum(stages.is_current(root / s.relpath, s.config,
+                                     root / s.input.relpath if s.input else None)
+                   for s in specs)
+        counts[kind] = {"stages": len(specs), "done": done}
+    if args.json:
+        print(json.dumps({"experiment": exp.name, "points": len(exp.points), "stages": counts,
+                          "out": str(out)}, sort_keys=True))
+        return 0
+    print(f"{exp.name}: {len(exp.points)} point(s) -> {out}")
+    for kind, c in counts.items():
+        if c["stages"]:
+            print(f"  {kind:5s} {c['stages']:4d} stage(s), {c['done']} done")
+    return 0
+
+
+def results_table(doc: dict[str, Any], acc: str = "test_acc") -> str:
+    """Plain-text table of a results document; ``*`` marks the accuracy-vs-bits frontier."""
+    from leanbits.report.tables import table
+
+    front = set(doc["frontier"].get(acc, []))
+    axes = doc["axes"]
+    rows = []
+    for r in doc["rows"]:
+        rows.append([r["point"], *(r["axes"].get(a, "-") for a in axes), r["val_acc"],
+                     r["test_acc"], r["nonzero_weights"], r["total_bits"],
+                     "*" if r["point"] in front else ""])
+    return table(["point", *axes, "val acc", "test acc", "nonzero w", "total bits", "front"],
+                 rows, title=f"{doc['experiment']}: {len(rows)} point(s)")

@@ -1,0 +1,392 @@
+"""Experiment files: a TOML grid of settings, expanded into points and their stage chains.
+
+Schema (every key is optional; missing values are the config defaults)::
+
+    name = "heads"                      # default run directory: runs/<name>
+    description = "softmax vs LLR"      # free text
+
+    [data]                              # one value per key (DataConfig)
+    dataset = "mnist"                   # mnist | fashion-mnist | synthetic (generated,
+                                        #   tiny, no download: for tests and smoke runs)
+    limit_train = 10000
+
+    [train]                             # TrainConfig values shared by every point
+    epochs = 20
+    [train.vary]                        # axes: the grid is their cartesian product
+    model = ["lenet-300-100", "lenet5"] # a field name -> a list of values of that field
+    head = ["softmax", "llr"]
+    seed = [1, 2]
+    regularizer = [                     # any other name -> a list of tables of field values
+        { name = "none" },              #   ("name" labels the value in results)
+        { name = "l2", l2 = 5e-4 },
+    ]
+
+    [prune]                             # PruneConfig values; absent: no prune stage
+    [prune.vary]
+    sparsity = [0.5, 0.9]
+    method = [{ name = "dense", skip = true }, { method = "refit" }]
+                                        # skip = true: this value has no prune stage
+
+    [bits]                              # BitsConfig values; absent: no bits stage
+    [bits.vary]
+    bits = [4, 8]
+
+    [quick]                             # merged over the file by --quick (tables merge
+    train = { epochs = 1 }              # key by key; lists and values replace)
+
+Errors name the key and the allowed keys or values, e.g. ``[train] TrainConfig.head:
+'sigmoid' is not allowed; valid: softmax, llr, llr-code (at head=sigmoid)``.
+
+Each point of the grid is a chain of stages ``train -> prune -> bits``. A stage is named
+``<label>-<hash>`` where the hash covers its own settings (non-default fields, as
+:func:`leanbits.config.stage_hash` does) and its input stage's name, so points that share a
+stage share its directory and it runs once. Every config dataclass of every point is built
+(and so validated) when the file is loaded, before anything runs.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import itertools
+import tomllib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from leanbits.config import load_toml, make, stage_hash, to_dict
+from leanbits.errors import ConfigError
+from leanbits.sweep import stages
+
+TOP_KEYS = ("name", "description", "data", "train", "prune", "bits", "quick")
+STAGE_KINDS = ("train", "prune", "bits")
+#: keys of a table-valued axis entry that are not config fields
+_META_KEYS = {"train": ("name",), "prune": ("name", "skip"), "bits": ("name",)}
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One stage of the DAG: what to run, on which input, and where its output lives.
+
+    Attributes:
+        kind: ``train``, ``prune`` or ``bits``.
+        config: the stage's config dataclass.
+        key: directory name ``<label>-<hash>`` (unique within ``kind``).
+        input: the stage this one reads (None for ``train``).
+        data: the data settings (every stage evaluates on the same splits).
+    """
+
+    kind: str
+    config: Any
+    key: str
+    input: StageSpec | None
+    data: dict[str, Any] = field(hash=False, compare=False)
+
+    @property
+    def relpath(self) -> str:
+        """Path of the stage directory relative to the stage root."""
+        return f"{self.kind}/{self.key}"
+
+
+@dataclass(frozen=True)
+class Point:
+    """One grid point: its axis values (labels) and its chain of stages, first to last."""
+
+    index: int
+    axes: dict[str, Any]
+    stages: tuple[StageSpec, ...]
+
+    @property
+    def last(self) -> StageSpec:
+        return self.stages[-1]
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A validated experiment: its effective settings and its expanded grid."""
+
+    name: str
+    description: str
+    settings: dict[str, Any]
+    data: dict[str, Any]
+    points: tuple[Point, ...]
+
+    def stages(self, kind: str) -> list[StageSpec]:
+        """The distinct stages of one kind, in first-use order."""
+        seen: dict[str, StageSpec] = {}
+        for p in self.points:
+            for s in p.stages:
+                if s.kind == kind and s.key not in seen:
+                    seen[s.key] = s
+        return list(seen.values())
+
+
+# ----------------------------------------------------------------------------- loading
+def study_names() -> list[str]:
+    """Names of the studies shipped with leanbits (``leanbits study NAME``)."""
+    root = resources.files("leanbits.sweep") / "studies"
+    return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".toml"))
+
+
+def study_path(name: str) -> Path:
+    """Path of a shipped study's experiment file.
+
+    Raises:
+        ConfigError: unknown study (the message lists the valid ones).
+    """
+    names = study_names()
+    if name not in names:
+        raise ConfigError(f"unknown study {name!r}; valid: {', '.join(names)}")
+    return Path(str(resources.files("leanbits.sweep") / "studies" / f"{name}.toml"))
+
+
+def load_experiment(path: str | Path, quick: bool = False,
+                    overrides: Sequence[str] = ()) -> Experiment:
+    """Read, merge (``--quick``, ``--set``) and validate an experiment file.
+
+    Args:
+        path: the TOML file.
+        quick: merge the file's ``[quick]`` table over it.
+        overrides: ``"section.key=value"`` strings (value in TOML syntax, or a bare string),
+            applied last, e.g. ``"data.dataset=synthetic"`` or ``"train.vary.seed=[1,2]"``.
+
+    Returns:
+        The validated :class:`Experiment`.
+
+    Raises:
+        ConfigError: the file is missing or not TOML, or a key or value is invalid; the
+            message names the file, the key and the allowed keys or values.
+    """
+    raw = load_toml(path)
+    return parse_experiment(raw, source=str(path), quick=quick, overrides=overrides)
+
+
+def parse_experiment(raw: dict[str, Any], source: str = "<experiment>", quick: bool = False,
+                     overrides: Sequence[str] = ()) -> Experiment:
+    """Validate an experiment given as a dict (see :func:`load_experiment`)."""
+    settings = effective_settings(raw, source, quick, overrides)
+    try:
+        return _expand(settings)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+
+
+def effective_settings(raw: dict[str, Any], source: str = "<experiment>", quick: bool = False,
+                       overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """The experiment after merging ``[quick]`` (when asked) and ``overrides``; no ``quick``."""
+    _check_keys(source, "", raw, TOP_KEYS)
+    settings = copy.deepcopy({k: v for k, v in raw.items() if k != "quick"})
+    if quick:
+        q = raw.get("quick", {})
+        if not isinstance(q, dict):
+            raise ConfigError(f"{source}: [quick] must be a table")
+        _check_keys(source, "quick.", q, tuple(k for k in TOP_KEYS if k != "quick"))
+        settings = _merge(settings, q)
+    for item in overrides:
+        _apply_override(settings, item, source)
+    return settings
+
+
+def _check_keys(source: str, where: str, d: dict[str, Any], allowed: Iterable[str]) -> None:
+    allowed = tuple(allowed)
+    unknown = [k for k in d if k not in allowed]
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown key(s) {', '.join(where + k for k in unknown)}; valid: "
+            + ", ".join(where + k for k in allowed)
+        )
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def _apply_override(settings: dict[str, Any], item: str, source: str) -> None:
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected SECTION.KEY=VALUE, e.g. train.epochs=3")
+    key, text = item.split("=", 1)
+    parts = key.strip().split(".")
+    if len(parts) < 2 or parts[0] not in TOP_KEYS[2:6] or not all(parts):
+        raise ConfigError(f"--set {item!r}: the key must start with one of "
+                          f"{', '.join(TOP_KEYS[2:6])} and name a field, e.g. train.epochs")
+    try:
+        value = tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = text  # a bare word, e.g. data.dataset=synthetic
+    d = settings
+    for p in parts[:-1]:
+        d = d.setdefault(p, {})
+        if not isinstance(d, dict):
+            raise ConfigError(f"--set {item!r}: {p} is not a table in {source}")
+    d[parts[-1]] = value
+
+
+# ----------------------------------------------------------------------------- expansion
+def _check_data(data: Any) -> dict[str, Any]:
+    from leanbits.train import DataConfig
+
+    if not isinstance(data, dict):
+        raise ConfigError("[data] must be a table")
+    values = dict(data)
+    dataset = values.pop("dataset", DataConfig().dataset)
+    if dataset not in stages.DATASETS:
+        raise ConfigError(f"[data] dataset: {dataset!r} is not allowed; valid: "
+                          + ", ".join(stages.DATASETS))
+    cfg = make(DataConfig, values)  # checks the other keys and values
+    return {"dataset": dataset, **{k: v for k, v in to_dict(cfg).items() if k != "dataset"}}
+
+
+def _axes(kind: str, section: dict[str, Any], cls: type) -> tuple[dict[str, Any], list[Any]]:
+    """Split a stage section into base values and axes [(name, [(label, overrides)])]."""
+    base = {k: v for k, v in section.items() if k != "vary"}
+    try:
+        make(cls, base)  # every base value is checked, even one that all axes override
+    except ConfigError as exc:
+        raise ConfigError(f"[{kind}] {exc}") from None
+    vary = section.get("vary", {})
+    if not isinstance(vary, dict):
+        raise ConfigError(f"[{kind}.vary] must be a table of axes")
+    fields = {f.name for f in dataclasses.fields(cls)}
+    axes = []
+    for name, values in vary.items():
+        where = f"[{kind}.vary] {name}"
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"{where}: an axis must be a non-empty list of values")
+        entries = []
+        for i, v in enumerate(values):
+            if isinstance(v, dict):
+                allowed = sorted(fields) + list(_META_KEYS[kind])
+                bad = [k for k in v if k not in allowed]
+                if bad:
+                    raise ConfigError(
+                        f"{where}[{i}]: unknown key(s) {', '.join(bad)}; valid: "
+                        + ", ".join(allowed)
+                    )
+                over = {k: x for k, x in v.items() if k not in _META_KEYS[kind]}
+                if "name" in v:
+                    label = str(v["name"])
+                elif len(over) == 1:
+                    label = _label(next(iter(over.values())))
+                else:
+                    label = ",".join(f"{k}={_label(x)}" for k, x in over.items()) or "-"
+                entries.append((label, over, bool(v.get("skip", False))))
+            elif name in fields:
+                entries.append((_label(v), {name: v}, False))
+            else:
+                raise ConfigError(
+                    f"{where}: not a {cls.__name__} field, so its values must be tables of "
+                    f"field values; valid fields: {', '.join(sorted(fields))}"
+                )
+        axes.append((name, entries))
+    return base, axes
+
+
+def _label(value: Any) -> Any:
+    """How an axis value appears in results: numbers and strings as they are."""
+    if isinstance(value, list | tuple):
+        return ",".join(map(str, value))
+    return value
+
+
+def _combos(kind: str, base: dict[str, Any], axes: list[Any], cls: type,
+            ) -> list[tuple[dict[str, Any], Any, bool]]:
+    """Every combination of one stage's axes: (axis labels, config or None, skipped)."""
+    out = []
+    for choice in itertools.product(*(entries for _, entries in axes)):
+        values, owner, labels, skip = dict(base), {}, {}, False
+        for (axis, _), (label, over, skip_this) in zip(axes, choice, strict=True):
+            labels[axis] = label
+            skip = skip or skip_this
+            for k, v in over.items():
+                if k in owner:
+                    raise ConfigError(
+                        f"[{kind}.vary] axes {owner[k]} and {axis} both set {k}; "
+                        "set each field in one axis only"
+                    )
+                owner[k] = axis
+                values[k] = v
+        try:
+            cfg = None if skip else make(cls, values)
+        except ConfigError as exc:
+            where = ", ".join(f"{a}={lab}" for a, lab in labels.items())
+            raise ConfigError(f"[{kind}] {exc}" + (f" (at {where})" if where else "")) from None
+        if cfg is not None:
+            stages.check(kind, cfg)
+        else:
+            # A skipped stage's other axes mean nothing for this point.
+            labels = {a: (lab if over_skip else None) for (a, lab), over_skip in zip(
+                labels.items(), (c[2] for c in choice), strict=True)}
+        out.append((labels, cfg, skip))
+    return out
+
+
+def _stage(kind: str, cfg: Any, parent: StageSpec | None, data: dict[str, Any]) -> StageSpec:
+    label = stages.label(kind, cfg)
+    if kind == "train":
+        # Same name as `leanbits train` would give for real data sets.
+        digest = stage_hash(*stages.data_hash_parts(data), cfg)
+    else:
+        digest = stage_hash(cfg, parent.key if parent else None)
+    return StageSpec(kind, cfg, f"{label}-{digest}", parent, data)
+
+
+def _expand(settings: dict[str, Any]) -> Experiment:
+    name = settings.get("name", "experiment")
+    if not isinstance(name, str) or not name or "/" in name:
+        raise ConfigError(f"name: {name!r} must be a non-empty string without '/'")
+    description = settings.get("description", "")
+    if not isinstance(description, str):
+        raise ConfigError("description: must be a string")
+    data = _check_data(settings.get("data", {}))
+    combos: dict[str, list[Any]] = {}
+    axis_owner: dict[str, str] = {}
+    for kind in STAGE_KINDS:
+        if kind not in settings:
+            continue
+        section = settings[kind]
+        if not isinstance(section, dict):
+            raise ConfigError(f"[{kind}] must be a table")
+        cls = stages.config_class(kind)
+        base, axes = _axes(kind, section, cls)
+        for axis, _ in axes:
+            if axis in axis_owner:
+                raise ConfigError(f"[{kind}.vary] {axis}: [{axis_owner[axis]}.vary] has an "
+                                  "axis of the same name; rename one (axis names label "
+                                  "results)")
+            axis_owner[axis] = kind
+        combos[kind] = _combos(kind, base, axes, cls)
+    if "train" not in combos:
+        combos["train"] = _combos("train", {}, [], stages.config_class("train"))
+
+    points = []
+    shared: dict[tuple[str, str], StageSpec] = {}
+    seen: set[tuple[Any, ...]] = set()
+    grid = [combos[k] for k in STAGE_KINDS if k in combos]
+    for choice in itertools.product(*grid):
+        axes: dict[str, Any] = {}
+        chain: list[StageSpec] = []
+        parent = None
+        for kind, (labels, cfg, skip) in zip([k for k in STAGE_KINDS if k in combos], choice,
+                                            strict=True):
+            axes.update(labels)
+            if skip:
+                continue
+            spec = _stage(kind, cfg, parent, data)
+            # One object per distinct stage, so identity and key agree.
+            spec = shared.setdefault((kind, spec.key), spec)
+            chain.append(spec)
+            parent = spec
+        ident = (tuple(axes.items()), tuple(s.relpath for s in chain))
+        if ident in seen:  # e.g. a skipped prune stage crossed with prune levels
+            continue
+        seen.add(ident)
+        points.append(Point(len(points), axes, tuple(chain)))
+    return Experiment(name, description, settings, data, tuple(points))

@@ -1,0 +1,294 @@
+"""Run an experiment: execute its stage DAG level by level, then collect one row per point.
+
+Run directory layout (``leanbits run EXP.toml --out RUN``)::
+
+    RUN/
+      experiment.toml     the effective experiment (after --quick / --set): rerun it to
+                          reproduce or resume this run
+      stages/             one directory per distinct stage (see leanbits.sweep.stages)
+        train/<model>-<head>-<hash>/
+        prune/<method>-<sparsity>-<hash>/
+        bits/<quant>-<bits>-<index>-<hash>/
+      results.jsonl       one JSON row per grid point (written when every stage is done)
+      results.json        {"schema": 1, "experiment", "description", "axes", "rows",
+                           "frontier": {"test_acc": [point, ...], "val_acc": [...]}}
+
+Row schema (``results.jsonl`` lines, ``results.json["rows"]``)::
+
+    point            index of the grid point (grid order: train axes outermost, then
+                     prune, then bits axes, each in file order)
+    axes             {axis name: value label}, e.g. {"head": "llr", "sparsity": 0.9}
+    stages           {kind: "kind/key"} - stage directories relative to RUN/stages
+    settings         {"data": {...}, "train": {...}, "prune": {...}, "bits": {...}}
+                     (every field of every stage's config)
+    val_acc, test_acc, val_loss, test_loss
+                     of the final model (after the last stage: decoded from the packed
+                     file when there is a bits stage)
+    params, weights, nonzero_weights, max_abs_weight, weight_l2
+                     of the final model (a pruned model's compact rebuild: units that
+                     pruning disconnected are gone, so weights can be below the dense count)
+    total_bits       every bit of the packed model (None without a bits stage)
+    bits_breakdown   {part: bits} from the bit account
+    file_bytes       size of the .lbits file
+    dense_bits       32 x parameters of the trained (dense, float32) model
+    compression      dense_bits / total_bits
+    metrics          {kind: that stage's full metrics} (e.g. the trained model's
+                     accuracy before pruning: metrics.train.test_acc)
+
+Rows contain no timings or absolute paths, so an interrupted-and-resumed run writes the
+same bytes as an uninterrupted one; per-stage timings are in each ``stage.json``.
+Results files are deleted when a run starts and written at its end, so they never
+describe a half-finished run.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from leanbits.config import to_dict
+from leanbits.errors import LeanbitsError
+from leanbits.fileio import write_text_atomic
+from leanbits.sweep import frontier, stages
+from leanbits.sweep.executors import Executor, make_executor
+from leanbits.sweep.experiment import STAGE_KINDS, Experiment, Point
+
+SCHEMA = 1
+
+
+class StageFailed(LeanbitsError):
+    """One or more stages raised; finished stages are kept, so a rerun resumes."""
+
+    def __init__(self, message: str, failures: list[tuple[str, BaseException]]) -> None:
+        super().__init__(message)
+        self.failures = failures
+
+
+@dataclass
+class RunSummary:
+    """What a run did.
+
+    Attributes:
+        out_dir: the run directory.
+        rows: one result row per grid point (see the module docstring).
+        ran: stages executed now, per kind.
+        skipped: stages found complete and reused, per kind.
+        executed: ``kind/key`` of every stage executed now.
+    """
+
+    out_dir: Path
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    ran: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, int] = field(default_factory=dict)
+    executed: list[str] = field(default_factory=list)
+
+
+def results_json(d: Path) -> Path:
+    return Path(d) / "results.json"
+
+
+def results_jsonl(d: Path) -> Path:
+    return Path(d) / "results.jsonl"
+
+
+def experiment_toml(d: Path) -> Path:
+    return Path(d) / "experiment.toml"
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def write_experiment(exp: Experiment, path: Path) -> None:
+    """Write the effective experiment as TOML (TOML has no null: None values are dropped)."""
+    def clean(obj: Any) -> Any:
+        if isinstance(obj, dict):
+            return {k: clean(v) for k, v in obj.items() if v is not None}
+        if isinstance(obj, list | tuple):
+            return [clean(v) for v in obj if v is not None]
+        return obj
+
+    header = ("# The experiment that made this run directory (after --quick / --set).\n"
+              "# `leanbits run` on this file reproduces the run, or resumes it.\n")
+    write_text_atomic(path, header + tomli_w.dumps(clean(exp.settings)))
+
+
+def run_experiment(
+    exp: Experiment,
+    out_dir: str | Path,
+    executor: str | Executor = "local",
+    jobs: int | None = None,
+    address: str | None = None,
+    stage_root: str | Path | None = None,
+    progress: bool | None = None,
+    log: Callable[[str], None] | None = None,
+) -> RunSummary:
+    """Execute every stage of ``exp`` not yet complete, then write the results.
+
+    Stages run level by level (all train stages, then prune, then bits); a level's stages
+    are independent and run in parallel on the executor. A complete stage (its
+    ``stage.json`` exists) is skipped, so rerunning after an interruption resumes.
+
+    Args:
+        exp: the validated experiment (:func:`leanbits.sweep.experiment.load_experiment`).
+        out_dir: the run directory.
+        executor: ``local``, ``ray``, ``inline`` or an :class:`Executor` instance (which
+            the caller then closes).
+        jobs: parallel workers (see :func:`make_executor`).
+        address: Ray cluster address.
+        stage_root: where stage directories live (default ``out_dir/stages``); point
+            several runs at one root to share their stages.
+        progress: tqdm bars on stderr (default: when stderr is a terminal).
+        log: one line per level (default: stderr).
+
+    Returns:
+        A :class:`RunSummary`.
+
+    Raises:
+        StageFailed: a stage raised; the message names it, finished stages are kept.
+    """
+    out = Path(out_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    root = Path(stage_root).resolve() if stage_root is not None else out / "stages"
+    log = log or _stderr
+    show = sys.stderr.isatty() if progress is None else progress
+    for p in (results_json(out), results_jsonl(out)):
+        p.unlink(missing_ok=True)
+    write_experiment(exp, experiment_toml(out))
+
+    summary = RunSummary(out)
+    own = isinstance(executor, str)
+    ex = make_executor(executor, jobs, address) if isinstance(executor, str) else executor
+    try:
+        fetched = False
+        for kind in STAGE_KINDS:
+            specs = exp.stages(kind)
+            todo = [s for s in specs if not stages.is_current(
+                root / s.relpath, s.config, root / s.input.relpath if s.input else None)]
+            summary.skipped[kind] = len(specs) - len(todo)
+            summary.ran[kind] = 0
+            if not specs:
+                continue
+            log(f"{kind}: {len(specs)} stage(s), {len(specs) - len(todo)} already done, "
+                f"running {len(todo)} ({ex.name})")
+            if not todo:
+                continue
+            if not fetched:
+                stages.prefetch(exp.data)
+                fetched = True
+            tasks = [stages.StageTask(s.kind, s.key, s.config, s.data, str(root / s.relpath),
+                                      str(root / s.input.relpath) if s.input else None)
+                     for s in todo]
+            _run_level(ex, kind, tasks, summary, show, log)
+    finally:
+        if own:
+            ex.close()
+
+    summary.rows = collect_rows(exp, root)
+    write_results(exp, out, summary.rows)
+    return summary
+
+
+def _run_level(ex: Executor, kind: str, tasks: list[stages.StageTask], summary: RunSummary,
+               show: bool, log: Callable[[str], None]) -> None:
+    from tqdm import tqdm
+
+    failures: list[tuple[str, BaseException]] = []
+    with tqdm(total=len(tasks), desc=kind, unit="stage", file=sys.stderr, disable=not show,
+              leave=False) as bar:
+        for i, result, error in ex.run(stages.execute_stage, tasks):
+            bar.update(1)
+            name = f"{kind}/{tasks[i].key}"
+            if error is not None:
+                if not failures:
+                    ex.cancel()  # stop queued stages; running ones finish and are kept
+                failures.append((name, error))
+                if not isinstance(error, LeanbitsError):
+                    log(f"{name} failed:\n"
+                        + "".join(traceback.format_exception(error)).rstrip())
+                continue
+            if result.get("ran"):
+                summary.ran[kind] += 1
+                summary.executed.append(name)
+    if failures:
+        first_name, first = failures[0]
+        raise StageFailed(
+            f"{len(failures)} {kind} stage(s) failed; first: {first_name}: "
+            f"{type(first).__name__}: {first}. Finished stages are kept: run the same "
+            "command again to resume.", failures,
+        ) from first
+
+
+def _row(exp: Experiment, point: Point, root: Path) -> dict[str, Any]:
+    records = {s.kind: stages.read_stage(root / s.relpath) for s in point.stages}
+    final = records[point.last.kind]["metrics"]
+    train = records["train"]["metrics"]
+    bits = records.get("bits", {}).get("metrics", {})
+    row: dict[str, Any] = {
+        "point": point.index,
+        "axes": dict(point.axes),
+        "stages": {s.kind: s.relpath for s in point.stages},
+        "settings": {"data": dict(exp.data), **{s.kind: to_dict(s.config) for s in point.stages}},
+    }
+    for k in ("val_acc", "test_acc", "val_loss", "test_loss", "params", "weights",
+              "nonzero_weights", "max_abs_weight", "weight_l2"):
+        row[k] = final.get(k)
+    row["total_bits"] = bits.get("total_bits")
+    row["bits_breakdown"] = bits.get("bits_breakdown")
+    row["file_bytes"] = bits.get("file_bytes")
+    row["dense_bits"] = 32 * train["params"]
+    row["compression"] = (row["dense_bits"] / row["total_bits"]) if row["total_bits"] else None
+    row["metrics"] = {kind: rec["metrics"] for kind, rec in records.items()}
+    return row
+
+
+def collect_rows(exp: Experiment, stage_root: str | Path) -> list[dict[str, Any]]:
+    """One result row per grid point, read from the complete stages under ``stage_root``.
+
+    Raises:
+        LeanbitsError: a stage of some point is not complete.
+    """
+    root = Path(stage_root)
+    missing = [s.relpath for p in exp.points for s in p.stages
+               if not stages.is_complete(root / s.relpath)]
+    if missing:
+        raise LeanbitsError(f"{len(missing)} stage(s) not complete, e.g. {missing[0]}; "
+                            "run the experiment to finish them")
+    return [_row(exp, p, root) for p in exp.points]
+
+
+def write_results(exp: Experiment, out: Path, rows: list[dict[str, Any]]) -> None:
+    """Write ``results.jsonl`` and ``results.json`` (atomically; see the module docstring)."""
+    lines = "".join(json.dumps(r, sort_keys=True, default=float) + "\n" for r in rows)
+    fronts = {}
+    for acc in ("test_acc", "val_acc"):
+        pts = frontier.points_of(rows, "total_bits", acc)
+        fronts[acc] = [rows[i]["point"] for i in frontier.pareto_front(pts)]
+    axes: list[str] = []
+    for r in rows:
+        axes += [a for a in r["axes"] if a not in axes]
+    doc = {"schema": SCHEMA, "experiment": exp.name, "description": exp.description,
+           "axes": axes, "rows": rows, "frontier": fronts}
+    write_text_atomic(results_jsonl(out), lines)
+    write_text_atomic(results_json(out),
+                      json.dumps(doc, indent=1, sort_keys=True, default=float) + "\n")
+
+
+def load_results(run_dir: str | Path) -> dict[str, Any]:
+    """Read ``results.json`` of a finished run.
+
+    Raises:
+        LeanbitsError: no results (the run has not finished).
+    """
+    p = results_json(Path(run_dir))
+    if not p.is_file():
+        raise LeanbitsError(f"{run_dir} has no {p.name}: the run has not finished "
+                            "(rerun `leanbits run` on its experiment.toml to resume)")
+    return json.loads(p.read_text(encoding="utf-8"))

@@ -1,0 +1,376 @@
+"""Stage tasks: what one train, prune or bits stage does, and how its output is made durable.
+
+This module is the one place that talks to :mod:`leanbits.train`, :mod:`leanbits.prune`
+and :mod:`leanbits.bits`; everything else in :mod:`leanbits.sweep` sees stages as opaque
+tasks, so an API change there is absorbed here.
+
+A stage directory ``STAGES/<kind>/<label>-<hash>/`` holds
+
+* what the stage itself writes - a snapshot (train, prune: ``weights.safetensors``,
+  ``model.json``, ``config.toml``, ``metrics.json``, ...) or a packed model (bits:
+  ``model.lbits``, ``account.json``),
+* ``stage.json`` - **written last, atomically**; its presence marks the stage complete::
+
+      {"kind": "prune", "key": "refit-0.9-1a2b3c4d5e", "id": "<random hex>",
+       "input": "train/lenet5-llr-...", "input_id": "<the input's id>",
+       "config": {...every field of the stage's config...}, "data": {...},
+       "metrics": {"val_acc": 0.98, "test_acc": 0.98, "nonzero_weights": 4310,
+                   "weights": 43100, ...},          # bits adds total_bits, bits_breakdown
+       "seconds": 1.7}
+
+A stage is built in a hidden sibling directory ``.<key>.partial`` and renamed into place
+only after ``stage.json`` is written, so an interrupted stage never looks finished: a
+directory without ``stage.json`` is never read, and is rebuilt from scratch. So is one
+whose ``stage.json`` records another config (a changed default) or another input ``id``
+(its input was rebuilt) - see :func:`is_current`.
+
+Every stage ends by evaluating its model on the validation and test splits (that is the
+"evaluate" step of the pipeline; for bits, the model decoded from the packed file).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from leanbits.config import to_dict
+from leanbits.errors import ConfigError
+from leanbits.fileio import write_bytes_atomic, write_text_atomic
+
+#: data sets a sweep can use; "synthetic" is tiny generated data for tests and smoke runs
+DATASETS = ("mnist", "fashion-mnist", "synthetic")
+#: environment variable for fault injection in tests: ``KIND`` or ``KIND:SUBSTRING`` makes
+#: every stage of that kind (whose key contains SUBSTRING) fail after writing its output
+#: but before marking it complete - what a crash or a kill would leave behind
+FAIL_ENV = "LEANBITS_SWEEP_FAIL"
+MARKER = "stage.json"
+
+
+# ----------------------------------------------------------------------------- adapters
+def config_class(kind: str) -> type:
+    """The config dataclass of a stage kind."""
+    if kind == "train":
+        from leanbits.train import TrainConfig
+
+        return TrainConfig
+    if kind == "prune":
+        from leanbits.prune import PruneConfig
+
+        return PruneConfig
+    if kind == "bits":
+        from leanbits.bits import BitsConfig
+
+        return BitsConfig
+    raise ConfigError(f"unknown stage kind {kind!r}; valid: train, prune, bits")
+
+
+#: fields whose values start a stage directory's name, so the name is readable
+_LABEL_FIELDS = {"train": ("model", "head"), "prune": ("method", "sparsity"),
+                 "bits": ("quant", "bits", "index")}
+
+
+def label(kind: str, cfg: Any) -> str:
+    """Readable prefix of a stage directory name, e.g. ``lenet5-llr``."""
+    parts = [str(getattr(cfg, f)) for f in _LABEL_FIELDS[kind] if hasattr(cfg, f)]
+    return "-".join(parts).replace("/", "_") or kind
+
+
+def check(kind: str, cfg: Any) -> None:
+    """Checks beyond one field's value, done up front (before anything runs).
+
+    Raises:
+        ConfigError: the settings cannot work together (e.g. conv widths for an MLP).
+    """
+    if kind == "train":
+        from leanbits.train import make_head, make_plan
+
+        head = make_head(cfg, 10)
+        make_plan(cfg, (1, 28, 28), head.out_features)
+
+
+def data_hash_parts(data: dict[str, Any]) -> list[Any]:
+    """What of the data settings goes into a train stage's hash.
+
+    For a real data set it is the :class:`DataConfig`, so a sweep's train stage has the
+    name ``leanbits train`` would give the same run.
+    """
+    from leanbits.train import DataConfig
+
+    if data["dataset"] == "synthetic":
+        values = {k: v for k, v in data.items() if k != "dataset"}
+        return [DataConfig(**values), "synthetic"]
+    return [DataConfig(**data)]
+
+
+# ----------------------------------------------------------------------------- data
+def synthetic_splits(n_train: int, n_val: int, n_test: int, seed: int = 0) -> Any:
+    """Tiny MNIST-shaped data: 10 random class means of shape [1, 28, 28] plus Gaussian noise.
+
+    Hard enough that accuracy moves with bits, fast enough for tests. In an experiment,
+    ``dataset = "synthetic"`` gives ``limit_train`` (default 512) training examples and
+    ``min(val_size, 512)`` validation and as many test examples, seeded by ``split_seed``.
+    """
+    import torch
+
+    from leanbits.data.datasets import Split, Splits
+
+    g = torch.Generator().manual_seed(1000 + seed)
+    centers = 0.7 * torch.randn(10, 1, 28, 28, generator=g)
+
+    def part(n: int) -> Split:
+        y = torch.randint(0, 10, (n,), generator=g)
+        return Split(centers[y] + torch.randn(n, 1, 28, 28, generator=g), y)
+
+    return Splits("synthetic", part(n_train), part(n_val), part(n_test), seed)
+
+
+@functools.lru_cache(maxsize=2)
+def _splits_cached(items: tuple[tuple[str, Any], ...]) -> Any:
+    data = dict(items)
+    if data["dataset"] == "synthetic":
+        n_train = data.get("limit_train") or 512
+        n_val = min(int(data.get("val_size") or 128), 512)
+        return synthetic_splits(n_train, n_val, n_val, int(data.get("split_seed") or 0))
+    from leanbits.cli import load_data
+
+    return load_data(data["dataset"], data["val_size"], data["split_seed"], data["limit_train"])
+
+
+def load_splits(data: dict[str, Any]) -> Any:
+    """The train/val/test splits for the data settings (cached per process)."""
+    return _splits_cached(tuple(sorted(data.items())))
+
+
+def prefetch(data: dict[str, Any]) -> None:
+    """Download the data set once, in the driver, so parallel workers never race on it."""
+    if data["dataset"] != "synthetic":
+        from leanbits.data import sources
+
+        sources.fetch(data["dataset"])
+
+
+# ----------------------------------------------------------------------------- tasks
+@dataclass(frozen=True)
+class StageTask:
+    """Everything a worker needs to run one stage (picklable, no open handles).
+
+    Attributes:
+        kind: ``train``, ``prune`` or ``bits``.
+        key: the stage's directory name.
+        config: the stage's config dataclass.
+        data: data settings.
+        out_dir: absolute path of the stage directory.
+        input_dir: absolute path of the input stage's directory (None for train).
+    """
+
+    kind: str
+    key: str
+    config: Any
+    data: dict[str, Any]
+    out_dir: str
+    input_dir: str | None = None
+
+
+def is_complete(stage_dir: str | Path) -> bool:
+    """True when the stage directory's marker exists (the stage finished)."""
+    return (Path(stage_dir) / MARKER).is_file()
+
+
+def read_stage(stage_dir: str | Path) -> dict[str, Any]:
+    """The ``stage.json`` record of a complete stage."""
+    return json.loads((Path(stage_dir) / MARKER).read_text(encoding="utf-8"))
+
+
+def _jsonable(cfg: Any) -> dict[str, Any]:
+    return json.loads(json.dumps(to_dict(cfg), default=float))
+
+
+def is_current(stage_dir: str | Path, config: Any, input_dir: str | Path | None) -> bool:
+    """True when the stage is complete, was made with exactly ``config``, and from the
+    input stage as it is now.
+
+    Directory names hash only non-default settings, so a changed default (a new leanbits
+    version) keeps the name; the full config in ``stage.json`` catches that. Each stage
+    also records the ``id`` of the input it was made from, so when an input is rebuilt,
+    everything made from the old one is rebuilt too.
+    """
+    if not is_complete(stage_dir):
+        return False
+    try:
+        record = read_stage(stage_dir)
+        if record.get("config") != _jsonable(config):
+            return False
+        if input_dir is not None:
+            return record.get("input_id") == read_stage(input_dir).get("id")
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def _partial_dir(out: Path) -> Path:
+    return out.parent / f".{out.name}.partial"
+
+
+@contextlib.contextmanager
+def _one_thread():
+    # One intra-op thread per task: parallelism comes from running tasks side by side, and
+    # results must not depend on how many threads a worker happens to have.
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def execute_stage(task: StageTask) -> dict[str, Any]:
+    """Run one stage (in whatever process the executor chose) unless it is complete.
+
+    Args:
+        task: the stage to run.
+
+    Returns:
+        ``{"key", "kind", "ran": bool, "seconds"}``; ``ran`` is False when the stage was
+        already complete (another run finished it).
+    """
+    out = Path(task.out_dir)
+    if is_current(out, task.config, task.input_dir):
+        return {"key": task.key, "kind": task.kind, "ran": False, "seconds": 0.0}
+    t0 = time.perf_counter()
+    tmp = _partial_dir(out)
+    # Anything here is from an interrupted run; never trust it, start over.
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    with _one_thread():
+        splits = load_splits(task.data)
+        runner = {"train": _run_train, "prune": _run_prune, "bits": _run_bits}[task.kind]
+        metrics = runner(task, splits, tmp)
+    _maybe_fail(task)
+    seconds = time.perf_counter() - t0
+    record = {
+        "kind": task.kind,
+        "key": task.key,
+        "id": uuid.uuid4().hex,
+        "input": _rel(task.input_dir),
+        "input_id": read_stage(task.input_dir)["id"] if task.input_dir else None,
+        "config": to_dict(task.config),
+        "data": task.data,
+        "metrics": metrics,
+        "seconds": seconds,
+    }
+    write_text_atomic(tmp / MARKER, json.dumps(record, indent=2, sort_keys=True, default=float))
+    if out.exists():
+        if is_current(out, task.config, task.input_dir):  # finished meanwhile elsewhere
+            shutil.rmtree(tmp, ignore_errors=True)
+            return {"key": task.key, "kind": task.kind, "ran": False, "seconds": seconds}
+        shutil.rmtree(out)  # unmarked (interrupted) or stale (other config or input)
+    os.replace(tmp, out)
+    return {"key": task.key, "kind": task.kind, "ran": True, "seconds": seconds}
+
+
+def _rel(path: str | None) -> str | None:
+    if path is None:
+        return None
+    p = Path(path)
+    return f"{p.parent.name}/{p.name}"
+
+
+def _maybe_fail(task: StageTask) -> None:
+    spec = os.environ.get(FAIL_ENV, "")
+    if not spec:
+        return
+    kind, _, part = spec.partition(":")
+    if kind == task.kind and part in task.key:
+        raise RuntimeError(f"injected failure in {task.kind} stage {task.key} ({FAIL_ENV})")
+
+
+def _evaluate(model: Any, head: Any, splits: Any) -> dict[str, Any]:
+    import torch
+
+    from leanbits.regularize import prunable_layers
+    from leanbits.train import evaluate
+
+    val = evaluate(model, head, splits.val.x, splits.val.y)
+    test = evaluate(model, head, splits.test.x, splits.test.y)
+    layers = [(n, m.weight.detach()) for n, m in prunable_layers(model)]
+    return {
+        "val_acc": val["acc"], "val_loss": val["loss"],
+        "test_acc": test["acc"], "test_loss": test["loss"],
+        "mean_abs_output": val["mean_abs_output"],
+        "params": sum(p.numel() for p in model.parameters()),
+        "weights": sum(w.numel() for _, w in layers),
+        "nonzero_weights": sum(int((w != 0).sum()) for _, w in layers),
+        "max_abs_weight": max(float(w.abs().max()) for _, w in layers),
+        "weight_l2": float(torch.sqrt(sum(w.double().pow(2).sum() for _, w in layers))),
+    }
+
+
+def _run_train(task: StageTask, splits: Any, out: Path) -> dict[str, Any]:
+    from leanbits.train import train
+
+    data_cfg = data_hash_parts(task.data)[0]
+    result = train(data_cfg, task.config, splits, out, progress=False, log=lambda _line: None)
+    metrics = _evaluate(result.model, result.head, splits)
+    metrics["epochs_completed"] = result.final.get("epochs_completed")
+    return metrics
+
+
+def _run_prune(task: StageTask, splits: Any, out: Path) -> dict[str, Any]:
+    from leanbits import snapshot
+    from leanbits.prune.cli import save_result
+    from leanbits.prune.search import prune_to_target
+
+    snap = snapshot.load(task.input_dir)
+    result, report, _search = prune_to_target(snap, splits, task.config)
+    save_result(out, result, report)
+    metrics = _evaluate(result.model, result.head, splits)
+    # Keep the pruning report's own figures (sparsity, connections, MACs, ...) beside ours.
+    for k, v in report.items():
+        if k not in metrics and k not in ("wall_time_s",):
+            metrics[k] = v
+    return metrics
+
+
+def bits_input(prune_or_train_dir: str | Path) -> Path:
+    """The snapshot a bits stage packs: a pruned model's compact rebuild when there is one
+    (dead units removed, so no bits are spent on them), else the snapshot itself."""
+    d = Path(prune_or_train_dir)
+    return d / "compact" if (d / "compact" / "model.json").is_file() else d
+
+
+def _run_bits(task: StageTask, splits: Any, out: Path) -> dict[str, Any]:
+    from leanbits import snapshot
+    from leanbits.bits import quantize_snapshot, unpack
+    from leanbits.models import build
+
+    snap = snapshot.load(bits_input(task.input_dir))
+    encoded, report = quantize_snapshot(snap, task.config, splits)
+    lbits = out / "model.lbits"
+    write_bytes_atomic(lbits, encoded.data)
+    # Evaluate what the file holds, decoded, not the model we started from.
+    unpacked = unpack(lbits)
+    model = build(unpacked.plan)
+    model.load_state_dict(unpacked.state)
+    metrics = _evaluate(model, unpacked.head or snap.head, splits)
+    acc = encoded.account.to_dict()
+    write_text_atomic(out / "account.json",
+                      json.dumps(acc, indent=2, sort_keys=True, default=float))
+    metrics.update(report)
+    metrics["total_bits"] = int(acc["total_bits"])
+    metrics["bits_breakdown"] = {k: int(acc[f"{k}_bits"]) for k in
+                                 ("values", "position", "codebook", "nonweight", "header",
+                                  "padding")}
+    metrics["position_bound_bits"] = float(acc["position_bound_bits"])
+    metrics["value_entropy_bits"] = float(acc["value_entropy_bits"])
+    metrics["file_bytes"] = lbits.stat().st_size
+    return metrics

@@ -1,0 +1,172 @@
+"""Experiment files: grid expansion, stage names (hashes), and errors for bad files."""
+
+import copy
+from pathlib import Path
+
+import pytest
+
+from leanbits.errors import ConfigError
+from leanbits.sweep.experiment import (
+    load_experiment,
+    parse_experiment,
+    study_names,
+    study_path,
+)
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "experiments"
+TINY = {
+    "name": "tiny",
+    "data": {"dataset": "synthetic", "limit_train": 128, "val_size": 64},
+    "train": {"fc": [8], "epochs": 1, "batch_size": 32, "lr": 0.1, "train_eval_size": 32,
+              "vary": {"head": ["softmax", "llr"]}},
+    "prune": {"refit_epochs": 1, "compensation_examples": 64,
+              "vary": {"sparsity": [0.5, 0.8]}},
+    "bits": {"vary": {"bits": [2, 4]}},
+}
+
+
+def _exp(**changes):
+    raw = copy.deepcopy(TINY)
+    for path, value in changes.items():
+        d = raw
+        *parents, last = path.split("__")
+        for p in parents:
+            d = d.setdefault(p, {})
+        d[last] = value
+    return parse_experiment(raw)
+
+
+def _keys(exp, kind):
+    return {s.key for s in exp.stages(kind)}
+
+
+def test_grid_is_the_product_and_stages_are_shared():
+    exp = _exp()
+    assert len(exp.points) == 2 * 2 * 2
+    assert [len(exp.stages(k)) for k in ("train", "prune", "bits")] == [2, 4, 8]
+    # Grid order: train axes outermost, then prune, then bits.
+    assert [tuple(p.axes.values()) for p in exp.points[:3]] == [
+        ("softmax", 0.5, 2), ("softmax", 0.5, 4), ("softmax", 0.8, 2)]
+    # Points sharing a train setting share the very same train stage.
+    trains = {p.stages[0].key for p in exp.points if p.axes["head"] == "llr"}
+    assert len(trains) == 1
+    for p in exp.points:
+        assert [s.kind for s in p.stages] == ["train", "prune", "bits"]
+        assert p.stages[1].input is p.stages[0] and p.stages[2].input is p.stages[1]
+
+
+def test_changing_a_setting_renames_only_what_depends_on_it():
+    base = _exp()
+    bits = _exp(bits__values="fixed")
+    assert _keys(bits, "train") == _keys(base, "train")
+    assert _keys(bits, "prune") == _keys(base, "prune")
+    assert _keys(bits, "bits").isdisjoint(_keys(base, "bits"))
+
+    prune = _exp(prune__refit_epochs=2)
+    assert _keys(prune, "train") == _keys(base, "train")
+    assert _keys(prune, "prune").isdisjoint(_keys(base, "prune"))
+    assert _keys(prune, "bits").isdisjoint(_keys(base, "bits"))  # their input changed
+
+    train = _exp(train__lr=0.2)
+    assert _keys(train, "train").isdisjoint(_keys(base, "train"))
+
+    # Stating a default explicitly changes nothing (hashes cover non-default settings).
+    same = _exp(prune__method="refit")
+    assert _keys(same, "bits") == _keys(base, "bits")
+
+
+def test_train_stage_name_matches_leanbits_train_for_real_data():
+    from leanbits.train import DataConfig, TrainConfig, run_name
+
+    exp = parse_experiment({"data": {"dataset": "mnist", "limit_train": 100},
+                            "train": {"epochs": 2, "head": "softmax"}})
+    (stage,) = exp.stages("train")
+    assert stage.key == run_name(DataConfig(limit_train=100), TrainConfig(epochs=2,
+                                                                          head="softmax"))
+
+
+def test_table_axes_labels_and_skipped_stages():
+    exp = _exp(train__vary={"reg": [{"name": "none"}, {"l2": 1e-3}, {"l1": 1e-4, "l2": 0.1}]},
+               prune__vary={"level": [{"name": "dense", "skip": True}, {"sparsity": 0.9}],
+                            "sparsity_": [{"scope": "layer"}, {"scope": "global"}]})
+    labels = [p.axes["reg"] for p in exp.points]
+    assert labels[0] == "none" and 0.001 in labels and "l1=0.0001,l2=0.1" in labels
+    dense = [p for p in exp.points if p.axes["level"] == "dense"]
+    # A skipped prune stage: no prune in the chain, its other axes blank, no duplicates.
+    assert all([s.kind for s in p.stages] == ["train", "bits"] for p in dense)
+    assert all(p.axes["sparsity_"] is None for p in dense)
+    assert len(dense) == 3 * 2  # regularizers x bit widths
+    assert len(exp.points) == 3 * 2 + 3 * 2 * 2
+
+
+def test_quick_and_overrides_merge_and_everything_is_validated():
+    raw = copy.deepcopy(TINY)
+    raw["quick"] = {"train": {"vary": {"head": ["llr"]}}, "bits": {"vary": {"bits": [3]}}}
+    exp = parse_experiment(raw, quick=True, overrides=["train.epochs=2", "data.split_seed=3",
+                                                       "prune.vary.sparsity=[0.9]"])
+    assert len(exp.points) == 1
+    (p,) = exp.points
+    assert p.stages[0].config.epochs == 2 and p.stages[0].config.fc == (8,)
+    assert p.axes == {"head": "llr", "sparsity": 0.9, "bits": 3}
+    assert exp.data["split_seed"] == 3 and "quick" not in exp.settings
+    assert len(parse_experiment(raw).points) == 8  # without --quick, [quick] is ignored
+
+
+@pytest.mark.parametrize("name", ["explosion", "regularization", "snapshot", "frontier"])
+def test_shipped_studies_validate_full_and_quick(name):
+    assert name in study_names()
+    full = load_experiment(study_path(name))
+    quick = load_experiment(study_path(name), quick=True, overrides=["data.dataset=synthetic"])
+    assert 0 < len(quick.points) <= len(full.points)
+    assert quick.data["dataset"] == "synthetic"
+    for p in quick.points:
+        assert p.stages[0].config.epochs == 1
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.toml")), ids=lambda p: p.name)
+def test_example_experiment_files_validate(path):
+    for quick in (False, True):
+        assert load_experiment(path, quick=quick).points
+
+
+# ----------------------------------------------------------------------------- bad files
+@pytest.mark.parametrize("changes, words", [
+    ({"trian": {}}, ["trian", "valid:", "train", "prune", "bits"]),
+    ({"train__epoch": 3}, ["epoch", "valid:", "epochs"]),
+    ({"train__head": "sigmoid"}, ["head", "'sigmoid'", "softmax, llr, llr-code"]),
+    ({"train__vary": {"head": ["softmax", "sigmoid"]}}, ["head", "sigmoid", "llr-code"]),
+    ({"train__vary": {"regularizer": ["l2"]}}, ["regularizer", "tables", "valid fields", "l2"]),
+    ({"train__vary": {"reg": [{"l3": 1.0}]}}, ["reg[0]", "l3", "valid:", "l1, l2"]),
+    ({"train__vary": {"head": []}}, ["head", "non-empty list"]),
+    ({"train__vary": {"a": [{"l2": 0.1}], "b": [{"l2": 0.2}]}}, ["a and b", "l2"]),
+    ({"data__dataset": "cifar"}, ["dataset", "'cifar'", "mnist, fashion-mnist, synthetic"]),
+    ({"data__val_sise": 3}, ["val_sise", "valid:", "val_size"]),
+    ({"prune__vary": {"sparsity": [0.5, 1.5]}}, ["sparsity", "1.5", "maximum"]),
+    ({"prune__vary": {"method": ["refit", "magic"]}}, ["method", "magic", "refit, finetune"]),
+    ({"bits__vary": {"bits": [4, 99]}}, ["bits", "99", "maximum"]),
+    ({"bits__quant": "lloyd"}, ["quant", "lloyd", "kmeans"]),
+    ({"train__conv": [4]}, ["conv"]),
+    ({"prune__vary": {"head": [{"seed": 1}]}}, ["head", "[train.vary]", "rename"]),
+])
+def test_bad_experiment_names_the_key_and_the_allowed_values(changes, words):
+    with pytest.raises(ConfigError) as exc:
+        _exp(**changes)
+    msg = str(exc.value)
+    for w in words:
+        assert w in msg, (w, msg)
+
+
+def test_bad_overrides_and_bad_files(tmp_path):
+    with pytest.raises(ConfigError, match="SECTION.KEY=VALUE"):
+        parse_experiment(copy.deepcopy(TINY), overrides=["epochs"])
+    with pytest.raises(ConfigError, match="must start with one of data, train"):
+        parse_experiment(copy.deepcopy(TINY), overrides=["trian.epochs=3"])
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[train\nepochs = 1\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_experiment(bad)
+    bad.write_text('[train]\nhead = "sigmoid"\n')
+    with pytest.raises(ConfigError, match=r"bad\.toml: .*head.*softmax, llr, llr-code"):
+        load_experiment(bad)
+    with pytest.raises(ConfigError, match="unknown study 'nope'; valid: explosion"):
+        study_path("nope")

@@ -1,0 +1,114 @@
+"""Frontier queries against brute-force references on random points (pure Python, fast)."""
+
+import math
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from leanbits.sweep import frontier
+
+# Small integer grids make ties and duplicates common, which is where bugs hide.
+points_st = st.lists(
+    st.tuples(st.integers(0, 20), st.integers(0, 10).map(lambda a: a / 10)), max_size=30
+)
+
+
+def _dominated(p, q):
+    """q dominates p."""
+    return q[0] <= p[0] and q[1] >= p[1] and (q[0] < p[0] or q[1] > p[1])
+
+
+@settings(max_examples=200, deadline=None)
+@given(points_st)
+def test_pareto_front_matches_brute_force(points):
+    front = frontier.pareto_front(points)
+    expected_set = {p for p in points if not any(_dominated(p, q) for q in points)}
+    assert {points[i] for i in front} == expected_set
+    assert len(front) == len(expected_set)  # duplicates kept once
+    bits = [points[i][0] for i in front]
+    accs = [points[i][1] for i in front]
+    assert bits == sorted(bits) and len(set(bits)) == len(bits)
+    assert accs == sorted(accs) and len(set(accs)) == len(accs)
+    for i in front:  # the first of identical points is the one kept
+        assert points.index(points[i]) == i
+
+
+@settings(max_examples=200, deadline=None)
+@given(points_st, st.integers(0, 11).map(lambda a: a / 10))
+def test_min_bits_for_accuracy_matches_brute_force(points, level):
+    i = frontier.bits_for_accuracy(points, level)
+    reaching = [p for p in points if p[1] >= level]
+    if not reaching:
+        assert i is None
+        return
+    assert points[i][0] == min(p[0] for p in reaching)
+    assert points[i][1] >= level
+    # ...and the frontier alone gives the same answer: the step function is exact.
+    front = [points[j] for j in frontier.pareto_front(points)]
+    assert front[frontier.bits_for_accuracy(front, level)][0] == points[i][0]
+
+
+@settings(max_examples=200, deadline=None)
+@given(points_st, st.integers(-1, 21))
+def test_accuracy_within_bits_matches_brute_force(points, budget):
+    i = frontier.accuracy_within_bits(points, budget)
+    fitting = [p for p in points if p[0] <= budget]
+    if not fitting:
+        assert i is None
+        return
+    assert points[i][1] == max(p[1] for p in fitting)
+    assert points[i][0] <= budget
+
+
+def test_missing_and_nan_points_are_ignored():
+    pts = [(None, 0.9), (10, None), (5, math.nan), (math.nan, 0.99), (20, 0.5)]
+    assert frontier.pareto_front(pts) == [4]
+    assert frontier.bits_for_accuracy(pts, 0.6) is None
+    assert frontier.accuracy_within_bits(pts, 100) == 4
+
+
+def test_min_bits_table_names_the_configuration():
+    rows = [{"point": 0, "total_bits": 100, "test_acc": 0.95},
+            {"point": 1, "total_bits": 40, "test_acc": 0.97},
+            {"point": 2, "total_bits": 300, "test_acc": 0.99},
+            {"point": 3, "total_bits": None, "test_acc": 1.0}]
+    table = frontier.min_bits_table(rows, [0.9, 0.98, 0.999])
+    assert [(t["bits"], t["row"]["point"] if t["row"] else None) for t in table] == [
+        (40, 1), (300, 2), (None, None)]
+
+
+def test_compare_at_equal_accuracy_and_equal_bits():
+    a = [(10, 0.90), (20, 0.95), (40, 0.97)]
+    b = [(15, 0.90), (30, 0.95), (25, 0.80)]
+    c = frontier.compare(a, b, accuracy_levels=[0.9, 0.95, 0.97], bit_budgets=[12, 30])
+    assert [(r["bits_a"], r["bits_b"]) for r in c["at_accuracy"]] == [(10, 15), (20, 30),
+                                                                     (40, None)]
+    assert c["at_accuracy"][0]["ratio"] == 10 / 15 and c["at_accuracy"][2]["ratio"] is None
+    assert [(r["accuracy_a"], r["accuracy_b"]) for r in c["at_bits"]] == [(0.90, None),
+                                                                         (0.95, 0.95)]
+    assert c["at_bits"][1]["difference"] == 0.0
+    # Default levels: the breakpoints of both step functions.
+    d = frontier.compare(a, b)
+    assert [r["accuracy"] for r in d["at_accuracy"]] == [0.9, 0.95, 0.97]
+    assert [r["bits"] for r in d["at_bits"]] == [10, 15, 20, 30, 40]
+
+
+@settings(max_examples=100, deadline=None)
+@given(points_st, points_st)
+def test_compare_matches_brute_force_over_all_points(a, b):
+    c = frontier.compare(a, b)
+    for r in c["at_accuracy"]:
+        for side, pts in (("bits_a", a), ("bits_b", b)):
+            reach = [p[0] for p in pts if p[1] >= r["accuracy"]]
+            assert r[side] == (min(reach) if reach else None)
+    for r in c["at_bits"]:
+        for side, pts in (("accuracy_a", a), ("accuracy_b", b)):
+            fit = [p[1] for p in pts if p[0] <= r["bits"]]
+            assert r[side] == (max(fit) if fit else None)
+
+
+def test_group_by_uses_axes_first():
+    rows = [{"axes": {"head": "llr"}, "x": 1}, {"axes": {"head": "softmax"}},
+            {"axes": {"head": "llr"}}]
+    g = frontier.group_by(rows, "head")
+    assert list(g) == ["llr", "softmax"] and len(g["llr"]) == 2
