@@ -7,7 +7,10 @@ from pathlib import Path
 
 from leanbits.fileio import write_text_atomic
 
-HEADER = "# leanbits benchmarks\n\nEvery table is written by a script in `benchmarks/`; the command, machine and date\nare given with it. Re-run the command to refresh a section.\n"
+HEADER = (
+    "# leanbits benchmarks\n\nEvery table is written by a script in `benchmarks/`; the command,"
+    " machine and date\nare given with it. Re-run the command to refresh a section.\n"
+)
 
 
 def update_section(path: Path, title: str, body: str) -> None:
