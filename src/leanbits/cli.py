@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "leanbits.bits.cli",
     "leanbits.sweep.cli",
     "leanbits.report.cli",
+    "leanbits.export",
 )
 
 

@@ -231,7 +231,9 @@ def reference(cls: type) -> str:
     rows = [f"### {cls.__name__}", "", "| key | type | default | meaning |", "|---|---|---|---|"]
     for f in dataclasses.fields(cls):
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        tp = str(hints[f.name]).replace("typing.", "").replace("|", "or")
+        hint = hints[f.name]
+        tp = hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
+        tp = tp.replace(" | ", " or ")
         meaning = f.metadata.get("help", "")
         if f.metadata.get("choices"):
             meaning += " (one of: " + ", ".join(map(str, f.metadata["choices"])) + ")"
