@@ -128,7 +128,9 @@ def explosion(run: Path) -> tuple[str, str]:
         f"{'supported' if c1 else 'not supported'}.** Without weight decay, the total weight "
         f"L2 norm grows {g['softmax']:.2f}x from epoch 5 to the end with softmax, against "
         + ", ".join(f"{g[h]:.2f}x with {h}" for h in g if h != "softmax")
-        + ". Weight decay stops the growth for every head (table)."
+        + ". With weight decay: " + ", ".join(
+            f"{h} {mean(a['l2_end']) / mean(a['l2_5']):.2f}x"
+            for (h, wd), a in sorted(agg.items()) if wd != "off") + "."
         f"\n\n**Claim 2 (an LLR output layer reduces overfitting): "
         f"{'supported' if c2 else 'not supported'}** by the train-minus-validation accuracy "
         "gap (training subset in eval mode) without weight decay: "
