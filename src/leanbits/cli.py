@@ -123,7 +123,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if path.is_file():
         from leanbits.bits import cli as bits_cli
 
-        report = bits_cli.evaluate_lbits(path, None)
+        report = bits_cli.evaluate_lbits(path, None, dataset=args.dataset)
     else:
         snap = snapshot.load(path)
         splits = data_for_snapshot(snap.config)
@@ -183,6 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="accuracy and loss of a snapshot or .lbits file")
     e.add_argument("model", help="snapshot directory or .lbits file")
+    e.add_argument("--dataset", default="mnist", choices=("mnist", "fashion-mnist"),
+                   help="data set for a .lbits file (a snapshot knows its own; default: mnist)")
     e.add_argument("--json", action="store_true", help="print the result as JSON")
     e.set_defaults(func=cmd_eval)
 

@@ -1031,6 +1031,7 @@ def prune_section(rows: Sequence[Mapping[str, Any]], from_profile: bool,
         groups.setdefault(label, []).append(r)
     acc_label = f"{'test' if acc == 'test_acc' else 'validation'} accuracy (%)"
     panels = []
+    several_heads = len({_head(r) for r in usable}) > 1
     for key, xlabel in (("nonzero", "nonzero weights (count)"),
                         ("effective", "effective connections (count)")):
         series = []
@@ -1040,8 +1041,10 @@ def prune_section(rows: Sequence[Mapping[str, Any]], from_profile: bool,
             if pts:
                 xs, ys = zip(*pts, strict=True)
                 heads = {_head(r) for r in rs}
-                # Colour by head (as in every figure) when a line has one; marker by line.
-                color = plots.color_for(heads.pop() if len(heads) == 1 else None, i)
+                # Colour by head (as in every figure) when lines differ by head; with one
+                # head the methods would all share its colour, so colour by line instead.
+                color = plots.color_for(
+                    heads.pop() if several_heads and len(heads) == 1 else None, i)
                 series.append(plots.Series(label, xs, ys, color, marker=plots.marker_for(i)))
         if series:
             panels.append(plots.Panel(f"Accuracy against {xlabel.split(' (')[0]}", xlabel,
