@@ -21,7 +21,7 @@ of Linear / Conv2d / ReLU / MaxPool2d / Flatten / BatchNorm.
 
 __version__ = "0.1.0"
 
-from leanbits import heads, regularize  # noqa: E402
+from leanbits import heads, prune, regularize  # noqa: E402
 from leanbits.bits import count_bits, load, pack, unpack  # noqa: E402
 from leanbits.prune import (  # noqa: E402
     apply_masks,
@@ -30,11 +30,9 @@ from leanbits.prune import (  # noqa: E402
     effective_connections,
     refit_nonweights,
 )
-from leanbits.prune import prune as _prune_function  # noqa: E402
 
-# ``leanbits.prune`` is the function; the subpackage stays importable by its full name
-# (``from leanbits.prune import profile``) because it is already in ``sys.modules``.
-prune = _prune_function
+# ``leanbits.prune`` is the pruning package and, called, the function
+# :func:`leanbits.prune.prune` (see ``leanbits/prune/__init__.py``).
 
 __all__ = [
     "__version__",

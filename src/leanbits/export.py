@@ -59,7 +59,7 @@ def export_onnx(
             one ulp at 64 is 7.6e-6), where reordered sums differ by a few ulps.
 
     Returns:
-        ``{"path", "max_abs_diff", "same_predictions", "bytes"}``.
+        ``{"path", "max_abs_diff", "max_rel_diff", "same_predictions", "bytes"}``.
 
     Raises:
         LeanbitsError: onnxruntime is missing or the exported model disagrees.

@@ -6,7 +6,8 @@ A snapshot directory holds
 * ``masks.safetensors`` - optional 0/1 masks of pruned weights, same keys as the weights,
 * ``model.json`` - the width plan and the output head, enough to rebuild the network,
 * ``config.toml`` - the full configuration that produced it,
-* ``metrics.json`` - final metrics (and ``metrics.jsonl``, per epoch, when trained here).
+* ``metrics.json`` - final metrics (and ``metrics.jsonl``, per epoch, when trained here),
+* ``weights_early.safetensors`` - weights early in training (for rewinding), when trained.
 
 Every file is written atomically; the directory is complete once ``model.json`` exists,
 which is written last.

@@ -43,7 +43,9 @@ class LayerAccount:
         nonzero: ``k``, nonzero weights.
         quant, bits, index, values: how the weight was stored (None without a weight).
         values_bits, position_bits, codebook_bits, nonweight_bits: exact bits written.
-        position_bound_bits: ``log2 C(n, k)``, the least any position code needs.
+        position_bound_bits: ``log2 C(n, k)``, the least a code needs when every placement
+            of the k nonzeros is equally likely; a structured mask (dead rows or columns)
+            can be coded below it by the adaptive `coded` index.
         value_entropy_bits: ``k * H`` of the empirical distribution of the nonzero codes.
     """
 

@@ -34,7 +34,7 @@ from leanbits.bits.container import (
 )
 from leanbits.bits.quantize import QUANTIZERS
 from leanbits.config import add_arguments, from_sources, option, to_dict
-from leanbits.errors import FormatError, TrainingError
+from leanbits.errors import FormatError
 from leanbits.fileio import write_bytes_atomic
 from leanbits.heads import Head
 
@@ -93,48 +93,22 @@ def _refit_nonweights(
     model: nn.Module, head: Head, x: torch.Tensor, y: torch.Tensor, epochs: int,
     lr: float = 1e-3, batch_size: int = 128, seed: int = 0,
 ) -> dict[str, float]:
-    """Train only the non-weight parameters (biases, ...) with Adam; weights stay frozen.
-
-    A small private helper: the quantized weights must not move, or the file would no longer
-    hold the model that was measured.
+    """Re-fit only the non-weight parameters, quantized weights frozen (the quantized
+    weights must not move, or the file would no longer hold the model that was measured).
 
     Returns:
-        ``{"refit_epochs": epochs, "refit_loss": mean loss of the last epoch}``.
+        ``{"refit_epochs": epochs, "refit_loss": mean loss over the data afterwards}``.
     """
-    from leanbits.train import iterate_batches
+    from leanbits.prune import refit_nonweights
+    from leanbits.train import evaluate
 
-    frozen = set(weight_names(model))
-    was = {n: p.requires_grad for n, p in model.named_parameters()}
-    trainable = []
-    for n, p in model.named_parameters():
-        p.requires_grad_(n not in frozen)
-        if n not in frozen:
-            trainable.append(p)
-    if not trainable:
+    if epochs <= 0:
         return {"refit_epochs": 0, "refit_loss": math.nan}
-    opt = torch.optim.Adam(trainable, lr=lr)
-    gen = torch.Generator().manual_seed(seed)
-    model.train()
-    last = math.nan
-    try:
-        for epoch in range(epochs):
-            total, count = 0.0, 0
-            for xb, yb in iterate_batches(x, y, batch_size, gen):
-                opt.zero_grad(set_to_none=True)
-                loss = head.loss(model(xb), yb)
-                value = float(loss.detach())
-                if not math.isfinite(value):
-                    raise TrainingError(f"re-fit loss became {value} in epoch {epoch + 1}")
-                loss.backward()
-                opt.step()
-                total += value * len(yb)
-                count += len(yb)
-            last = total / max(count, 1)
-    finally:
-        for n, p in model.named_parameters():
-            p.requires_grad_(was[n])
-        model.eval()
-    return {"refit_epochs": epochs, "refit_loss": last}
+    refit_nonweights(model, (x, y), head.loss, epochs=epochs, lr=lr, batch_size=batch_size,
+                     seed=seed)
+    model.eval()
+    return {"refit_epochs": epochs,
+            "refit_loss": evaluate(model, head, x[:10000], y[:10000])["loss"]}
 
 
 def quantize_snapshot(snap: Any, cfg: BitsConfig, splits: Any = None) -> tuple[Encoded, dict]:

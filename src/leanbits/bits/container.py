@@ -809,7 +809,7 @@ def pack(
         plan: width plan, stored so that :func:`load` can rebuild the network.
         head: output head, stored beside the plan.
         **settings: ``bits``, ``quant``, ``index``, ``values``, ``nonweight_dtype``,
-            ``masks``, ``per_channel``, ``kmeans_iters`` (see :func:`count_bits`). The
+            ``masks``, ``per_channel`` (see :func:`count_bits`), ``kmeans_iters``. The
             re-fit fields of a ``BitsConfig`` are accepted too, so ``**to_dict(cfg)`` works,
             but a re-fit needs data: with ``refit > 0`` use
             :func:`leanbits.bits.cli.quantize_snapshot` instead.

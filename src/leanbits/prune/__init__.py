@@ -6,12 +6,15 @@ compaction live in :mod:`.structure`, the non-weight re-fit and bias compensatio
 :mod:`.search`, and the ``prune`` / ``profile`` commands in :mod:`.cli`.
 
 Example:
-    >>> from leanbits.prune import prune, apply_masks, refit_nonweights, compact
+    >>> from leanbits.prune import prune, apply_masks, bias_compensate, refit_nonweights, compact
     >>> masks = prune(model, sparsity=0.95)  # doctest: +SKIP
     >>> bias_compensate(model, masks, x_train[:5000])  # doctest: +SKIP
     >>> refit_nonweights(model, (x_train, y_train), head.loss, epochs=2)  # doctest: +SKIP
     >>> small, small_plan = compact(model, plan, masks)  # doctest: +SKIP
 """
+
+import sys as _sys
+import types as _types
 
 from leanbits.prune.baselines import METHODS, MethodResult, PruneConfig, run_method, train_masked
 from leanbits.prune.magnitude import (
@@ -84,3 +87,17 @@ __all__ = [
     "unit_masks",
     "unit_scores",
 ]
+
+
+class _CallablePackage(_types.ModuleType):
+    """``leanbits.prune`` is this package *and* callable as :func:`prune`.
+
+    ``leanbits.prune(model, sparsity=0.9)`` is the short form promised by the public API,
+    while ``leanbits.prune.search`` and ``import leanbits.prune.cli`` keep working.
+    """
+
+    def __call__(self, *args, **kwargs):
+        return prune(*args, **kwargs)
+
+
+_sys.modules[__name__].__class__ = _CallablePackage

@@ -208,4 +208,4 @@ def make_executor(name: str, jobs: int | None = None, address: str | None = None
         return RayExecutor(address, num_cpus=jobs if address is None else None)
     if name == "inline":
         return InlineExecutor()
-    raise ConfigError(f"unknown executor {name!r}; valid: {', '.join(EXECUTORS)}")
+    raise ConfigError(f"unknown executor {name!r}; valid: {', '.join((*EXECUTORS, 'inline'))}")
