@@ -57,10 +57,11 @@ def test_kmeans_zero_is_exact_and_codes_are_nearest():
 def test_uniform_levels_by_hand():
     w = torch.tensor([[0.0, 0.5, -1.0, 0.26, -0.01]])
     q = quantize_uniform(w, bits=2)  # L = 2, s = 0.5: levels +-0.5, +-1.0
-    assert q.dequantized.tolist() == [[0.0, 0.5, -1.0, 0.5, -0.5]]
-    assert q.codes.tolist() == [[-1, 2, 0, 2, 1]]
-    sign = quantize_uniform(w, bits=1)  # binary: +-max
-    assert sign.dequantized.tolist() == [[0.0, 1.0, -1.0, 1.0, -1.0]]
+    # mid-tread: -0.01 is under half a step (0.25), so it becomes a pruned position
+    assert q.dequantized.tolist() == [[0.0, 0.5, -1.0, 0.5, 0.0]]
+    assert q.codes.tolist() == [[-1, 2, 0, 2, -1]]
+    sign = quantize_uniform(w, bits=1)  # levels +-max; |w| <= max/2 rounds to zero
+    assert sign.dequantized.tolist() == [[0.0, 0.0, -1.0, 0.0, 0.0]]
 
 
 def test_uniform_per_channel_uses_one_scale_per_output():

@@ -3,13 +3,14 @@
 Both quantizers act on the *nonzero* weights of a layer only. A weight that is exactly zero
 (pruned) stays exactly zero and gets no codebook entry: the positions section of a
 ``.lbits`` file says where the nonzeros are, the values section says which codebook entry
-each one takes. A nonzero weight is never rounded to zero, so quantization never changes
-which connections exist.
+each one takes.
 
 ``uniform``
     ``2**b`` symmetric levels ``±1·s, ±2·s, ..., ±L·s`` with ``L = 2**(b-1)`` and
-    ``s = max|w| / L`` (one scale per layer, or one per output channel). Since zero is not
-    a level, ``b = 1`` is a binary (sign) layer.
+    ``s = max|w| / L`` (one scale per layer, or one per output channel). It is mid-tread:
+    a weight under half a step (``|w| < s/2``) rounds to zero and becomes a pruned position,
+    so uniform quantization can remove connections. (An earlier version kept every nonzero
+    on level ±1, which inflated small weights to a full step and wrecked peaked layers.)
 ``kmeans``
     A codebook of at most ``2**b`` values from 1-D k-means (Lloyd) over the nonzero
     weights, with linear initialisation between their min and max (Deep Compression, Han
@@ -118,6 +119,9 @@ def quantize_uniform(
 ) -> Quantized:
     """Symmetric uniform quantization of the nonzero weights to ``2**bits`` levels.
 
+    The levels are ``+-1 .. +-2**(bits-1)`` steps of ``max|w| / 2**(bits-1)``; zero is
+    carried by the positions, so a weight under half a step is pruned (code ``-1``).
+
     Args:
         weight: a weight tensor (output channels along dim 0).
         bits: 1..16.
@@ -142,9 +146,14 @@ def quantize_uniform(
     scales = rows.abs().amax(dim=1) / half
     s64 = scales.to(torch.float64).reshape(-1, 1)
     mag = torch.where(s64 > 0, rows.abs().to(torch.float64) / s64.clamp_min(1e-300), 0.0)
-    level = torch.round(mag).clamp(1, half).to(torch.int64)  # nonzero never rounds to zero
+    # Mid-tread: a weight below half a step rounds to zero and becomes a pruned position.
+    # (Forcing it onto level +-1 instead would inflate every small weight to a full step:
+    # with a peaked weight distribution - e.g. after weight decay - most weights are small,
+    # and a 4-bit LeNet-300-100 fell from 98 % to about 35 % test accuracy that way.)
+    level = torch.round(mag).clamp(0, half).to(torch.int64)
     codes = torch.where(rows < 0, half - level, level + half - 1)
-    codes = torch.where(rows == 0, torch.full_like(codes, -1), codes).reshape(w.shape)
+    codes = torch.where((rows == 0) | (level == 0), torch.full_like(codes, -1), codes)
+    codes = codes.reshape(w.shape)
     codebook = uniform_codebook(scales, bits)
     if not per_channel:
         codebook = codebook.reshape(-1)
