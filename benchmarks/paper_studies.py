@@ -217,15 +217,20 @@ def snapshot_study(run: Path) -> tuple[str, str]:
         + ["backprop epochs", "mean stage seconds"], table_rows))
     within = [s for s in levels
               if mean(acc[("refit", s)]) >= mean(acc[("finetune", s)]) - 0.005]
+    beyond = [s for s in levels if s not in within]
+    time_ratio = mean([mean(wall[("finetune", s)]) for s in levels]) / max(
+        1e-9, mean([mean(wall[("refit", s)]) for s in levels]))
     beats_none = all(mean(acc[("refit", s)]) >= mean(acc[("none", s)]) for s in levels)
     verdict = (
         f"**Claim 4 (prune a snapshot once, re-fit only non-weights): "
         f"{'supported up to sparsity ' + str(max(within)) if within else 'not supported'}"
         f".** Re-fitting biases only is at least as good as no re-fit at "
         f"{'every' if beats_none else 'not every'} level and stays within 0.5 points of "
-        f"masked fine-tuning at sparsities {', '.join(map(str, within)) or 'none'}; beyond "
-        "that, retraining the weights (finetune, iterative, rewind) keeps more accuracy at a "
-        "higher backprop cost (table).")
+        f"masked fine-tuning at sparsities {', '.join(map(str, within)) or 'none'}"
+        + (f"; above that, fine-tuning the weights keeps more accuracy (at {beyond[-1]}: "
+           f"refit {mean(acc[('refit', beyond[-1])]):.4f}, finetune "
+           f"{mean(acc[('finetune', beyond[-1])]):.4f}), at "
+           f"{time_ratio:.1f}x the wall time per stage" if beyond else "") + " (table).")
     return text, verdict
 
 
