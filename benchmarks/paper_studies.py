@@ -8,8 +8,10 @@ verdict per claim into ``docs/results/README.md``, and the same tables into BENC
     python benchmarks/paper_studies.py runs/studies [--write]
 
 The runs: `leanbits study NAME --out runs/studies/NAME --jobs 2` for explosion,
-regularization and snapshot; the frontier study as in benchmarks/bits_mnist.py, once
-more with `--set data.dataset=fashion-mnist` into runs/studies/frontier-fashion.
+regularization and snapshot; the frontier study as in benchmarks/bits_mnist.py
+(`--set 'train.vary.model=["lenet-300-100","lenet5"]'` into runs/studies/frontier-mnist),
+and once more with `--set data.dataset=fashion-mnist --set train.epochs=12` into
+runs/studies/frontier-fashion. Each run directory keeps the effective experiment.toml.
 """
 
 from __future__ import annotations
