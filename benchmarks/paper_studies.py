@@ -10,7 +10,8 @@ verdict per claim into ``docs/results/README.md``, and the same tables into BENC
 The runs: `leanbits study NAME --out runs/studies/NAME --jobs 2` for explosion,
 regularization and snapshot; the frontier study as in benchmarks/bits_mnist.py
 (`--set 'train.vary.model=["lenet-300-100","lenet5"]'` into runs/studies/frontier-mnist),
-and once more with `--set data.dataset=fashion-mnist --set train.epochs=12` into
+and once more with `--set data.dataset=fashion-mnist --set train.epochs=12
+--set train.lr=0.02` (at 0.05 LeNet-5 diverged in its first epoch on Fashion-MNIST) into
 runs/studies/frontier-fashion. Each run directory keeps the effective experiment.toml.
 """
 
