@@ -109,6 +109,12 @@ class Regularizer:
     def active(self) -> bool:
         return bool(self.l2 or self.l1 or self.group or self.per_layer)
 
+    @property
+    def needs_prox(self) -> bool:
+        """Whether any layer has an L1 or group coefficient (else :meth:`prox_` is a no-op)."""
+        return bool(self.l1 or self.group or any(
+            o.get("l1") or o.get("group") for o in self.per_layer.values()))
+
     def penalty(self, model: nn.Module) -> Tensor:
         """The differentiable part (L2) to add to the loss."""
         total = torch.zeros(())
