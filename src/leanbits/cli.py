@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 from leanbits import __version__
 from leanbits.config import add_arguments, from_sources, load_toml
 from leanbits.errors import ConfigError, LeanbitsError
+from leanbits.report.tables import emit_json
 
 # Subcommand modules that add themselves with ``register(subparsers)``.
 COMMAND_MODULES = (
@@ -25,11 +25,6 @@ COMMAND_MODULES = (
     "leanbits.report.cli",
     "leanbits.export",
 )
-
-
-def emit_json(obj: Any) -> None:
-    """Print one JSON object on stdout (the contract of every ``--json`` flag)."""
-    print(json.dumps(obj, sort_keys=True, default=float))
 
 
 def load_data(dataset: str, val_size: int = 5000, split_seed: int = 0,
@@ -117,7 +112,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from leanbits import snapshot
     from leanbits.report.tables import table
-    from leanbits.train import evaluate
+    from leanbits.train import evaluate_splits
 
     path = Path(args.model)
     if path.is_file():
@@ -127,11 +122,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     else:
         snap = snapshot.load(path)
         splits = data_for_snapshot(snap.config)
-        report = {"model": str(path)}
-        for split in ("val", "test"):
-            part = getattr(splits, split)
-            r = evaluate(snap.model, snap.head, part.x, part.y)
-            report[f"{split}_acc"], report[f"{split}_loss"] = r["acc"], r["loss"]
+        report = {"model": str(path), **evaluate_splits(snap.model, snap.head, splits)}
     if args.json:
         emit_json(report)
     else:

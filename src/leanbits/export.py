@@ -8,6 +8,7 @@ exported file is always run in onnxruntime and compared with PyTorch before it i
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 import warnings
@@ -294,7 +295,7 @@ def register(subparsers: Any) -> None:
     e.add_argument("--onnx", help="output .onnx file")
     e.add_argument("--safetensors", help="output .safetensors file (plan + head in metadata)")
     e.add_argument("--dynamic-batch", action="store_true", help="symbolic batch dimension")
-    e.add_argument("--real-data", action=argparse_bool(), default=True,
+    e.add_argument("--real-data", action=argparse.BooleanOptionalAction, default=True,
                    help="also check on 256 validation examples (default: on)")
     e.add_argument("--json", action="store_true", help="print the result as JSON")
     e.set_defaults(func=cmd_export)
@@ -307,8 +308,3 @@ def register(subparsers: Any) -> None:
     b.add_argument("--json", action="store_true", help="print the result as JSON")
     b.set_defaults(func=cmd_bench)
 
-
-def argparse_bool() -> Any:
-    import argparse
-
-    return argparse.BooleanOptionalAction

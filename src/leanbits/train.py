@@ -14,7 +14,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -192,17 +192,23 @@ def evaluate(
     return result
 
 
-def dead_units(model: nn.Module, x: Tensor, batch_size: int = 1000) -> dict[str, int]:
-    """Units (or conv channels) after each ReLU that never fire on ``x``."""
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        width = model(x[:1]).shape[1]
-    model.train(was_training)
-    # Any head works here: only the hooks' counts are used, not the loss.
-    probe = Head("softmax", max(2, width))
-    labels = torch.zeros(x.shape[0], dtype=torch.int64)
-    return evaluate(model, probe, x, labels, batch_size, track_dead=True)["dead_units"]
+def evaluate_splits(
+    model: nn.Module, head: Head, splits: Any, names: tuple[str, ...] = ("val", "test")
+) -> dict[str, float]:
+    """``{"<split>_acc", "<split>_loss"}`` for each named split that ``splits`` has.
+
+    Args:
+        splits: an object with ``val`` / ``test`` attributes (each with ``x`` and ``y``) or a
+            mapping of them; missing splits are skipped.
+    """
+    out: dict[str, float] = {}
+    for name in names:
+        part = splits.get(name) if isinstance(splits, Mapping) else getattr(splits, name, None)
+        if part is None:
+            continue
+        r = evaluate(model, head, part.x, part.y)
+        out[f"{name}_acc"], out[f"{name}_loss"] = r["acc"], r["loss"]
+    return out
 
 
 @torch.no_grad()

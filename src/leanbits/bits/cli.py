@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from leanbits.config import add_arguments, from_sources, option, to_dict
 from leanbits.errors import FormatError
 from leanbits.fileio import write_bytes_atomic
 from leanbits.heads import Head
+from leanbits.report.tables import emit_json
 
 #: BitsConfig fields that :func:`leanbits.bits.pack` takes; the others drive the CLI (re-fit)
 ENCODE_FIELDS = ("bits", "quant", "per_channel", "index", "values", "nonweight_dtype")
@@ -141,17 +141,11 @@ def quantize_snapshot(snap: Any, cfg: BitsConfig, splits: Any = None) -> tuple[E
 
 
 def _accuracy(snap: Any, encoded: Encoded, splits: Any) -> dict[str, float]:
-    from leanbits.train import evaluate
+    from leanbits.train import evaluate_splits
 
     model = copy.deepcopy(snap.model)
     model.load_state_dict(encoded.state)
-    out = {}
-    for name in ("val", "test"):
-        part = _part(splits, name)
-        if part is not None:
-            r = evaluate(model, snap.head, part.x, part.y)
-            out[f"{name}_acc"], out[f"{name}_loss"] = r["acc"], r["loss"]
-    return out
+    return evaluate_splits(model, snap.head, splits)
 
 
 def evaluate_lbits(
@@ -176,7 +170,7 @@ def evaluate_lbits(
         0.981
     """
     from leanbits.models import build
-    from leanbits.train import evaluate
+    from leanbits.train import evaluate_splits
 
     unpacked = unpack(path)
     if unpacked.plan is None or unpacked.head is None:
@@ -187,19 +181,10 @@ def evaluate_lbits(
         splits = _load_splits({"data": {"dataset": dataset}})
     acc = unpacked.account
     report: dict[str, Any] = {"model": str(path)}
-    for name in names:
-        part = _part(splits, name)
-        if part is None:
-            continue
-        r = evaluate(model, unpacked.head, part.x, part.y)
-        report[f"{name}_acc"], report[f"{name}_loss"] = r["acc"], r["loss"]
+    report.update(evaluate_splits(model, unpacked.head, splits, tuple(names)))
     report.update(total_bits=acc.total_bits, total_bytes=acc.total_bytes,
                   compression=acc.compression)
     return report
-
-
-def _emit_json(obj: Any) -> None:
-    print(json.dumps(obj, sort_keys=True, default=float))
 
 
 # ----------------------------------------------------------------------- commands
@@ -232,7 +217,7 @@ def run_bits(args: argparse.Namespace) -> int:
     """``leanbits bits``: print the bit account of a snapshot (nothing written)."""
     _snap, cfg, encoded, extra = _run(args)
     if args.json:
-        _emit_json({"snapshot": str(args.snapshot), "config": to_dict(cfg),
+        emit_json({"snapshot": str(args.snapshot), "config": to_dict(cfg),
                     **encoded.account.to_dict(), **extra})
         return 0
     print(encoded.account.format_table())
@@ -246,7 +231,7 @@ def run_pack(args: argparse.Namespace) -> int:
     write_bytes_atomic(args.output, encoded.data)
     acc = encoded.account
     if args.json:
-        _emit_json({"snapshot": str(args.snapshot), "output": str(args.output),
+        emit_json({"snapshot": str(args.snapshot), "output": str(args.output),
                     "file_bytes": len(encoded.data), "config": to_dict(cfg),
                     **acc.to_dict(), **extra})
         return 0
@@ -276,7 +261,7 @@ def run_unpack(args: argparse.Namespace) -> int:
                         config={"bits": dict(acc.settings)}, metrics={"bits": summary},
                         masks=unpacked.masks)
     if args.json:
-        _emit_json({"snapshot": str(out), **summary})
+        emit_json({"snapshot": str(out), **summary})
     else:
         print(f"unpacked {args.lbits} ({acc.total_bytes} bytes) -> snapshot {out}")
     return 0

@@ -14,6 +14,7 @@ When the cache is complete no source is touched at all.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import gzip
 import hashlib
@@ -184,7 +185,7 @@ class SourceUnavailable(Exception):
     """A source cannot provide a file; ``str(e)`` says why, for the final error message."""
 
 
-class Source:
+class Source(abc.ABC):
     """Somewhere a dataset file can come from.
 
     Subclasses implement :meth:`get`; :meth:`close` releases anything the source
@@ -194,6 +195,7 @@ class Source:
     #: Human-readable description, used in progress and error messages.
     label: str = "source"
 
+    @abc.abstractmethod
     def get(self, dataset: str, filename: str, workdir: Path, progress: bool) -> Path:
         """Return a local path holding ``filename`` of ``dataset``, raw or gzip IDX.
 
@@ -209,9 +211,8 @@ class Source:
         Raises:
             SourceUnavailable: this source cannot provide the file.
         """
-        raise NotImplementedError
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - a default no-op, not abstract
         """Release resources kept between :meth:`get` calls."""
 
     def __repr__(self) -> str:

@@ -27,6 +27,7 @@ from leanbits.config import add_arguments, from_sources, stage_hash, to_dict
 from leanbits.errors import ConfigError, PruneError
 from leanbits.prune.baselines import METHODS, PruneConfig
 from leanbits.prune.masks import weight_layers
+from leanbits.report.tables import emit_json, table
 
 __all__ = ["PruneConfig", "register", "run_profile", "run_prune"]
 
@@ -82,19 +83,6 @@ def _default_out(snap_dir: Path, kind: str, *parts: Any) -> Path:
     return snap_dir.parent / f"{snap_dir.name}-{kind}-{stage_hash(*parts)}"
 
 
-def _emit(obj: Any) -> None:
-    print(json.dumps(obj, sort_keys=True, default=float))
-
-
-def _table(headers: list[str], rows: list[list[Any]], title: str | None = None) -> str:
-    try:
-        from leanbits.report.tables import table
-    except ImportError:  # the report package is optional for this command
-        return "\n".join([title or "", "  ".join(headers)]
-                         + ["  ".join(map(str, r)) for r in rows])
-    return table(headers, rows, title=title)
-
-
 def save_result(out: Path, result: Any, report: dict[str, Any]) -> None:
     """Write the pruned snapshot, ``compact/`` and ``report.json`` (last) into ``out``."""
     from leanbits import paths, snapshot
@@ -132,7 +120,7 @@ def _reusable(out: Path, cfg: PruneConfig, source: Path) -> dict[str, Any] | Non
 def _print_report(report: dict[str, Any], out: Path) -> None:
     rows = [[layer, report["units"][layer], report["live_units"][layer],
              report["connections"].get(layer, 0)] for layer in report["units"]]
-    print(_table(["layer", "units", "live", "connections"], rows,
+    print(table(["layer", "units", "live", "connections"], rows,
                  title=f"{report['method']} at sparsity {report['sparsity_requested']}"))
     d = report["dense"]
     print(f"\nvalidation accuracy {report['val_acc']:.4f} (dense {d['val_acc']:.4f})   "
@@ -168,7 +156,7 @@ def run_prune(args: argparse.Namespace) -> int:
         report["source"] = str(source)
         save_result(out, result, report)
     if args.json:
-        _emit(dict(report, out=str(out)))
+        emit_json(dict(report, out=str(out)))
     else:
         _print_report(report, out)
     return 0
@@ -256,9 +244,9 @@ def run_profile(args: argparse.Namespace) -> int:
         except ImportError:
             print("matplotlib is not installed; skipping profile.png", file=sys.stderr)
     if args.json:
-        _emit({"out": str(out), "plot": str(plot) if plot else None, "rows": rows})
+        emit_json({"out": str(out), "plot": str(plot) if plot else None, "rows": rows})
         return 0
     keys = [*ROW_KEYS, "compact_params"]
-    print(_table(keys, [[r[k] for k in keys] for r in rows], title=f"profile of {source.name}"))
+    print(table(keys, [[r[k] for k in keys] for r in rows], title=f"profile of {source.name}"))
     print(f"\nprofile: {out / 'profile.json'}" + (f"   plot: {plot}" if plot else ""))
     return 0

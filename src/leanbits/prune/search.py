@@ -43,14 +43,9 @@ def _train_part(data: Any, cfg: PruneConfig) -> tuple[Tensor, Tensor]:
 
 
 def _accuracy(model: nn.Module, head: Any, data: Any) -> dict[str, float]:
-    from leanbits.train import evaluate
+    from leanbits.train import evaluate_splits
 
-    out = {}
-    for split in ("val", "test"):
-        part = getattr(data, split)
-        r = evaluate(model, head, part.x, part.y)
-        out[f"{split}_acc"], out[f"{split}_loss"] = r["acc"], r["loss"]
-    return out
+    return evaluate_splits(model, head, data)
 
 
 def measure(

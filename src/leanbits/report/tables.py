@@ -1,7 +1,8 @@
-"""Plain-text tables for the terminal (no dependencies, stable for tests)."""
+"""Terminal output: plain-text tables and the one-JSON-object ``--json`` printer."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -67,3 +68,8 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
            "|" + "|".join("--:" if num else ":--" for num in numeric) + "|"]
     out += ["| " + " | ".join(_md_cell(v) for v in r) + " |" for r in rows]
     return "\n".join(out)
+
+
+def emit_json(obj: Any) -> None:
+    """Print one JSON object on stdout (the contract of every ``--json`` flag)."""
+    print(json.dumps(obj, sort_keys=True, default=float))

@@ -6,11 +6,11 @@ Registered by :mod:`leanbits.cli` through :func:`register`.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
+from leanbits.report.tables import emit_json
 from leanbits.sweep.executors import EXECUTORS
 
 
@@ -90,9 +90,8 @@ def _execute(exp: Any, args: argparse.Namespace) -> int:
                              stage_root=args.stages, progress=args.progress)
     doc = load_results(out)
     if args.json:
-        print(json.dumps({"out": str(out), "points": len(summary.rows), "ran": summary.ran,
-                          "skipped": summary.skipped, "frontier": doc["frontier"]},
-                         sort_keys=True))
+        emit_json({"out": str(out), "points": len(summary.rows), "ran": summary.ran,
+                   "skipped": summary.skipped, "frontier": doc["frontier"]})
         return 0
     print(results_table(doc))
     print(f"\nstages run {sum(summary.ran.values())}, reused {sum(summary.skipped.values())}; "
@@ -112,8 +111,8 @@ def _dry_run(exp: Any, out: Path, args: argparse.Namespace) -> int:
                    for s in specs)
         counts[kind] = {"stages": len(specs), "done": done}
     if args.json:
-        print(json.dumps({"experiment": exp.name, "points": len(exp.points), "stages": counts,
-                          "out": str(out)}, sort_keys=True))
+        emit_json({"experiment": exp.name, "points": len(exp.points), "stages": counts,
+                   "out": str(out)})
         return 0
     print(f"{exp.name}: {len(exp.points)} point(s) -> {out}")
     for kind, c in counts.items():

@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import abc
 import multiprocessing
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
@@ -30,18 +31,19 @@ EXECUTORS = ("local", "ray")
 Outcome = tuple[int, Any, BaseException | None]
 
 
-class Executor:
+class Executor(abc.ABC):
     """Base class: ``run`` yields outcomes in completion order; ``cancel`` drops queued ones."""
 
     name = "base"
 
+    @abc.abstractmethod
     def run(self, fn: Callable[[Any], Any], tasks: Sequence[Any]) -> Iterator[Outcome]:
-        raise NotImplementedError
+        """Run ``fn`` on every task; yield outcomes as they complete."""
 
-    def cancel(self) -> None:
+    def cancel(self) -> None:  # noqa: B027 - a default no-op
         """Do not start tasks that have not started yet (running ones finish)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - a default no-op
         """Release workers."""
 
     def __enter__(self) -> Executor:
