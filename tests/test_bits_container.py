@@ -220,13 +220,15 @@ def test_forged_bodies_with_a_valid_checksum_never_crash(valid_file, data):
 
 
 def test_a_forged_huge_plan_is_refused_before_allocating(valid_file):
-    from leanbits.bits.container import HEADER, MAGIC, VERSION, BitWriter, _write_plan
+    from leanbits.bits.container import MAGIC, VERSION
+    from leanbits.bits.records import write_plan
+    from leanbits.bits.stream import HEADER, BitWriter
 
     w = BitWriter()
     w.uint(1, 1, HEADER)
     w.uint(0, 1, HEADER)
     w.uint(1, 2, HEADER)
-    _write_plan(w, Plan("mlp", (1, 1000, 1000), (), (100_000,), 10))
+    write_plan(w, Plan("mlp", (1, 1000, 1000), (), (100_000,), 10))
     body = MAGIC + bytes([VERSION]) + w.to_bytes()
     with pytest.raises(FormatError, match="elements"):
         decode(body + zlib.crc32(body).to_bytes(4, "big"))

@@ -11,9 +11,9 @@ Example:
     >>> net = load("net.lbits")  # doctest: +SKIP
 """
 
-from leanbits.bits.account import Account, LayerAccount, count_bits
+from leanbits.bits.account import Account, LayerAccount
 from leanbits.bits.cli import BitsConfig, evaluate_lbits, quantize_snapshot
-from leanbits.bits.container import Unpacked, load, pack, unpack
+from leanbits.bits.container import Unpacked, count_bits, load, pack, unpack
 from leanbits.bits.quantize import Quantized, dequantize, quantize_kmeans, quantize_uniform
 
 __all__ = [

@@ -1,9 +1,10 @@
 """The bit account: every bit of a ``.lbits`` file, per layer and per purpose.
 
-An :class:`Account` is not an estimate. :func:`count_bits` encodes the model exactly as
-:func:`leanbits.bits.pack` writes it and adds up the bits each part of the encoder wrote,
-so ``Account.total_bytes`` equals the size of the packed file, and reading a file back
-tallies the same numbers again.
+This module owns the account's data model and its table; it encodes nothing. An
+:class:`Account` is not an estimate: :func:`leanbits.bits.container.count_bits` encodes the
+model exactly as :func:`leanbits.bits.pack` writes it and adds up the bits each part of the
+encoder wrote, so ``Account.total_bytes`` equals the size of the packed file, and reading a
+file back tallies the same numbers again.
 
 Columns per layer (a layer is a module, e.g. ``fc1`` holding ``fc1.weight`` and ``fc1.bias``):
 
@@ -20,16 +21,11 @@ the checksum, and (for a model without a plan) tensor names and shapes.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import torch
-from torch import nn
-
-from leanbits.heads import Head
-from leanbits.models import Plan
-
-PARTS = ("values", "positions", "codebook", "nonweight")
+from leanbits.bits.stream import HEADER, Key
 
 
 @dataclass
@@ -100,6 +96,37 @@ class Account:
     header_bits: int
     dense_float32_bits: int
     settings: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_tally(
+        cls,
+        tally: Mapping[Key, int],
+        layers: Mapping[str, Mapping[str, Any]],
+        settings: dict[str, Any],
+        frame_bits: int,
+    ) -> Account:
+        """The account of a bit stream.
+
+        Args:
+            tally: bits per ``(layer, purpose)`` as a BitWriter or BitReader counted them.
+            layers: per layer, the :class:`LayerAccount` fields other than bit counts
+                (``params`` always; ``quant``, ``bits``, ``weights``, ... for a weight).
+            settings: how the model was encoded.
+            frame_bits: the byte-aligned frame around the stream (magic, version, CRC).
+
+        Returns:
+            The :class:`Account`.
+        """
+        rows = []
+        for name, info in layers.items():
+            row = LayerAccount(name=name, **info)
+            row.values_bits = tally.get((name, "values"), 0)
+            row.position_bits = tally.get((name, "positions"), 0)
+            row.codebook_bits = tally.get((name, "codebook"), 0)
+            row.nonweight_bits = tally.get((name, "nonweight"), 0)
+            rows.append(row)
+        dense = 32 * sum(info["params"] for info in layers.values())
+        return cls(rows, tally.get(HEADER, 0) + frame_bits, dense, settings)
 
     def _sum(self, attr: str) -> Any:
         return sum(getattr(layer, attr) for layer in self.layers)
@@ -222,46 +249,12 @@ class Account:
         return "\n".join(lines)
 
 
-def count_bits(
-    model: nn.Module,
-    plan: Plan | None = None,
-    head: Head | None = None,
-    bits: int = 4,
-    quant: str = "kmeans",
-    index: str = "coded",
-    values: str = "entropy",
-    nonweight_dtype: str = "float16",
-    masks: dict[str, torch.Tensor] | None = None,
-    per_channel: bool = False,
-) -> Account:
-    """Encode ``model`` as :func:`leanbits.bits.pack` would and account for every bit.
-
-    Args:
-        model: any ``nn.Module``; the weights of its Linear/Conv layers are quantized,
-            every other tensor of its state dict is a non-weight.
-        plan: width plan of a leanbits model (stored in the header; omit for other models,
-            whose tensor names and shapes are stored instead).
-        head: output head (stored in the header when given).
-        bits: bits per nonzero weight, 1..16.
-        quant: ``kmeans`` or ``uniform``.
-        index: ``dense``, ``bitmask``, ``relative``, ``coded`` or ``auto`` (smallest per layer).
-        values: ``entropy`` (range-coded) or ``fixed`` (fixed-width codes).
-        nonweight_dtype: ``float16``, ``bfloat16`` or ``float32``.
-        masks: optional ``{"fc1.weight": bool tensor}``; False entries count as zero.
-        per_channel: uniform quantization with one scale per output channel.
-
-    Returns:
-        The :class:`Account`.
-
-    Example:
-        >>> from leanbits.models import build, preset
-        >>> acc = count_bits(build(preset("lenet-300-100")), preset("lenet-300-100"), bits=4)
-        >>> acc.total_bytes < 266610 * 4 / 7
-        True
-    """
-    from leanbits.bits.container import encode  # container builds on this module
-
-    return encode(
-        model, plan, head, bits=bits, quant=quant, index=index, values=values,
-        nonweight_dtype=nonweight_dtype, masks=masks, per_channel=per_channel,
-    ).account
+def common_settings(layers: Iterable[Mapping[str, Any]], dtype: str) -> dict[str, Any]:
+    """Settings of a decoded file: each weight setting if all layers share it, else "mixed"."""
+    out: dict[str, Any] = {}
+    rows = [info for info in layers if "quant" in info]
+    for key in ("bits", "quant", "index", "values"):
+        seen = {info[key] for info in rows}
+        out[key] = seen.pop() if len(seen) == 1 else ("mixed" if seen else None)
+    out["nonweight_dtype"] = dtype
+    return out

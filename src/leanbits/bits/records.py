@@ -1,0 +1,364 @@
+"""Records of a ``.lbits`` body: plan, head, tensor names/shapes, weights and non-weights.
+
+This module owns what each record holds and in which order its fields are written and
+read (``docs/FORMAT.md`` describes them field by field): the code tables that map a stored
+number to a family, head, quantizer, position encoding or value coding; the plan and head
+records; the per-tensor name/shape record of a model packed without a plan; a quantized
+weight's record (settings, codebook or scales, positions, values); and a non-weight tensor's
+record. Each ``write_*`` / ``encode_*`` appends to a :class:`~leanbits.bits.stream.BitWriter`
+and each ``read_*`` / ``decode_*`` is its inverse on a
+:class:`~leanbits.bits.stream.BitReader`, refusing any field out of range. The frame,
+the order of records in a file and the bit account are :mod:`leanbits.bits.container`'s.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from leanbits.bits.entropy import decode_symbols, empirical_entropy_bits, encode_symbols
+from leanbits.bits.index import (
+    POSITION_ENCODINGS,
+    choose_relative_r,
+    coded_decode,
+    coded_encode,
+    fixed_width,
+    info_bound_bits,
+    relative_decode,
+    relative_encode,
+)
+from leanbits.bits.quantize import Quantized, dequantize, uniform_codebook
+from leanbits.bits.stream import (
+    HEADER,
+    BitReader,
+    BitWriter,
+    Key,
+    floats_to_uints,
+    uints_to_floats,
+)
+from leanbits.errors import ConfigError
+from leanbits.heads import HEADS, Head, binary_code
+from leanbits.models import Plan, build
+
+# Code tables: a field's stored number is the index into these tuples.
+FAMILY_CODES = ("mlp", "lenet5", "convnet")
+HEAD_CODES = HEADS  # ("softmax", "llr", "llr-code")
+DTYPES = ("float32", "float16", "bfloat16")
+QUANT_CODES = ("kmeans", "uniform")
+INDEX_CODES = POSITION_ENCODINGS  # ("dense", "bitmask", "relative", "coded")
+VALUE_CODES = ("fixed", "entropy")
+INDEX_CHOICES = (*INDEX_CODES, "auto")
+TAG_FLOAT, TAG_WEIGHT, TAG_INT = 0, 1, 2
+
+MAX_NDIM = 16
+MAX_CLASSES = 1 << 16
+
+
+# ----------------------------------------------------------------------- plan, head
+
+
+def write_plan(w: BitWriter, plan: Plan) -> None:
+    """The PLAN record: family, input shape, conv and fc widths, outputs."""
+    w.uv(FAMILY_CODES.index(plan.family), HEADER)
+    for v in plan.in_shape:
+        w.uv(v, HEADER)
+    for widths in (plan.conv, plan.fc):
+        w.uv(len(widths), HEADER)
+        for v in widths:
+            w.uv(v, HEADER)
+    w.uv(plan.out, HEADER)
+
+
+def read_plan(r: BitReader) -> Plan:
+    """Inverse of :func:`write_plan`; refuses an unknown family or an invalid plan."""
+    family = r.uv(HEADER)
+    if family >= len(FAMILY_CODES):
+        raise r.fail(f"unknown model family code {family}")
+    in_shape = tuple(r.uv(HEADER) for _ in range(3))
+    lists = []
+    for _ in range(2):
+        count = r.uv(HEADER)
+        if count > r.remaining:  # each width takes >= 1 bit
+            raise r.fail(f"plan declares {count} layers")
+        lists.append(tuple(r.uv(HEADER) for _ in range(count)))
+    out = r.uv(HEADER)
+    try:
+        return Plan(FAMILY_CODES[family], in_shape, lists[0], lists[1], out)  # type: ignore[arg-type]
+    except ConfigError as exc:
+        raise r.fail(f"invalid plan ({exc})") from None
+
+
+def plan_shapes(plan: Plan) -> OrderedDict[str, tuple[int, ...]]:
+    """State-dict names and shapes of ``build(plan)``, without allocating its weights."""
+    with warnings.catch_warnings(), torch.device("meta"):
+        # a forged plan may have zero-width layers; that is refused later, quietly here
+        warnings.simplefilter("ignore")
+        model = build(plan)
+    return OrderedDict((k, tuple(v.shape)) for k, v in model.state_dict().items())
+
+
+def write_head(w: BitWriter, head: Head) -> None:
+    """The HEAD record: kind, classes, optional LLR target, optional code matrix."""
+    w.uv(HEAD_CODES.index(head.kind), HEADER)
+    w.uv(head.num_classes, HEADER)
+    w.uint(head.llr_target is not None, 1, HEADER)
+    if head.llr_target is not None:
+        w.array(np.array([head.llr_target], dtype=np.float64).view(np.uint64), 64, HEADER)
+    if head.kind == "llr-code":
+        code = head.code.to(torch.int64)
+        default = torch.equal(code, binary_code(head.num_classes).to(torch.int64))
+        w.uint(default, 1, HEADER)
+        if not default:
+            w.uv(code.shape[1], HEADER)
+            w.array(code.reshape(-1).numpy(), 1, HEADER)
+
+
+def read_head(r: BitReader) -> Head:
+    """Inverse of :func:`write_head`; refuses an unknown kind or an implausible size."""
+    kind = r.uv(HEADER)
+    if kind >= len(HEAD_CODES):
+        raise r.fail(f"unknown head code {kind}")
+    num_classes = r.uv(HEADER)
+    if not 2 <= num_classes <= MAX_CLASSES:
+        raise r.fail(f"implausible number of classes {num_classes}")
+    target = None
+    if r.uint(1, HEADER):
+        target = float(r.array(1, 64, HEADER).view(np.float64)[0])
+    code = None
+    if HEAD_CODES[kind] == "llr-code" and not r.uint(1, HEADER):
+        m = r.uv(HEADER)
+        if m < 1 or m > MAX_CLASSES:
+            raise r.fail(f"implausible code length {m}")
+        code = torch.from_numpy(r.array(num_classes * m, 1, HEADER).astype(np.float32))
+        code = code.reshape(num_classes, m)
+    try:
+        return Head(HEAD_CODES[kind], num_classes, target, code)
+    except ConfigError as exc:
+        raise r.fail(f"invalid head ({exc})") from None
+
+
+# ---------------------------------------------------------------------- weights
+
+
+def _write_values(
+    w: BitWriter, symbols: np.ndarray, alphabet: int, values: str, key: Key
+) -> None:
+    if symbols.size == 0 or alphabet <= 1:
+        return  # nothing to say: a single possible symbol costs no bits
+    if values == "fixed":
+        w.array(symbols, fixed_width(alphabet), key)
+        return
+    coded = encode_symbols(symbols, alphabet)
+    w.uint(coded.precision - 1, 4, key)
+    w.array(coded.freqs, coded.precision, key)
+    w.uv(coded.words.size, key)
+    w.array(coded.words, 32, key)
+
+
+def _read_values(r: BitReader, count: int, alphabet: int, values: str, key: Key) -> np.ndarray:
+    if count == 0:
+        return np.zeros(0, dtype=np.int64)
+    if alphabet == 0:
+        raise r.fail("values expected but the codebook is empty")
+    if alphabet == 1:
+        return np.zeros(count, dtype=np.int64)
+    if values == "fixed":
+        symbols = r.array(count, fixed_width(alphabet), key).astype(np.int64)
+    else:
+        precision = r.uint(4, key) + 1
+        freqs = r.array(alphabet, precision, key).astype(np.int64)
+        nwords = r.uv(key)
+        words = r.array(nwords, 32, key).astype(np.uint32)
+        if int(freqs.sum()) == 0:
+            raise r.fail("all-zero frequency table")
+        symbols = decode_symbols(words, freqs, count)
+    if symbols.size and int(symbols.max()) >= alphabet:
+        raise r.fail(f"value code {int(symbols.max())} outside alphabet of {alphabet}")
+    return symbols
+
+
+def encode_weight(q: Quantized, index: str, values: str, layer: str) -> BitWriter:
+    """One quantized weight's record: settings, codebook, positions, values."""
+    w = BitWriter()
+    kc, kp, kv = (layer, "codebook"), (layer, "positions"), (layer, "values")
+    w.uint(QUANT_CODES.index(q.method), 1, HEADER)
+    w.uint(q.bits - 1, 4, HEADER)
+    w.uint(INDEX_CODES.index(index), 2, HEADER)
+    w.uint(VALUE_CODES.index(values), 1, HEADER)
+    if q.method == "uniform":
+        w.uint(q.codebook.ndim == 2, 1, kc)
+        w.array(q.scales.to(torch.float32).numpy().view(np.uint32), 32, kc)
+    else:
+        w.uv(q.num_levels, kc)
+        w.array(q.codebook.to(torch.float32).numpy().view(np.uint32), 32, kc)
+
+    codes = q.codes.reshape(-1).numpy()
+    nonzero = codes >= 0
+    positions = np.flatnonzero(nonzero)
+    n, k, levels = codes.size, positions.size, q.num_levels
+    w.uv(k, kp)
+    if index == "dense":
+        zero_symbol = k < n
+        symbols, alphabet = codes + int(zero_symbol), levels + int(zero_symbol)
+    elif index == "bitmask":
+        w.array(nonzero.astype(np.uint8), 1, kp)
+        symbols, alphabet = codes[positions], levels
+    elif index == "relative":
+        r = choose_relative_r(positions, levels)
+        fields, filler = relative_encode(positions, r)
+        w.uint(r - 1, 5, kp)
+        w.uv(fields.size, kp)
+        w.array(fields, r, kp)
+        zero_symbol = bool(filler.any())
+        symbols = np.zeros(fields.size, dtype=np.int64)
+        symbols[~filler] = codes[positions] + int(zero_symbol)
+        alphabet = levels + int(zero_symbol)
+    else:  # coded
+        coded = coded_encode(nonzero, q.codes.shape[0])
+        if coded is not None:
+            w.uint(coded.transpose, 1, kp)
+            w.uint(coded.prior, 3, kp)
+            w.uv(coded.words.size, kp)
+            w.array(coded.words, 32, kp)
+        symbols, alphabet = codes[positions], levels
+    _write_values(w, symbols, alphabet, values, kv)
+    return w
+
+
+def decode_weight(
+    r: BitReader, shape: tuple[int, ...], layer: str
+) -> tuple[Tensor, Tensor, dict[str, Any]]:
+    """Read one weight record; returns (dequantized, nonzero mask, layer info)."""
+    kc, kp, kv = (layer, "codebook"), (layer, "positions"), (layer, "values")
+    quant = QUANT_CODES[r.uint(1, HEADER)]
+    bits = r.uint(4, HEADER) + 1
+    index = INDEX_CODES[r.uint(2, HEADER)]
+    values = VALUE_CODES[r.uint(1, HEADER)]
+    n = math.prod(shape)
+    if len(shape) == 0:
+        raise r.fail("a quantized tensor needs at least one dimension")
+    rows = shape[0]
+    if quant == "uniform":
+        per_channel = bool(r.uint(1, kc))
+        scales = r.array(rows if per_channel else 1, 32, kc).astype(np.uint32)
+        codebook = uniform_codebook(torch.from_numpy(scales.view(np.float32).copy()), bits)
+        if not per_channel:
+            codebook = codebook.reshape(-1)
+        levels = 1 << bits
+    else:
+        levels = r.uv(kc)
+        if levels > (1 << bits):
+            raise r.fail(f"codebook of {levels} entries for {bits}-bit codes")
+        raw = r.array(levels, 32, kc).astype(np.uint32)
+        codebook = torch.from_numpy(raw.view(np.float32).copy())
+
+    k = r.uv(kp)
+    if k > n:
+        raise r.fail(f"{k} nonzeros in a tensor of {n}")
+    if k and levels == 0:
+        raise r.fail("nonzero weights but an empty codebook")
+    codes = np.full(n, -1, dtype=np.int64)
+    if index == "dense":
+        zero_symbol = k < n
+        symbols = _read_values(r, n, levels + int(zero_symbol), values, kv)
+        codes = symbols - int(zero_symbol)
+        if int((codes >= 0).sum()) != k:
+            raise r.fail(f"dense values hold {int((codes >= 0).sum())} nonzeros, expected {k}")
+    elif index == "relative":
+        width = r.uint(5, kp) + 1
+        entries = r.uv(kp)
+        if not k <= entries <= n:
+            raise r.fail(f"{entries} relative entries for {k} nonzeros of {n}")
+        fields = r.array(entries, width, kp).astype(np.int64)
+        zero_symbol = entries > k
+        symbols = _read_values(r, entries, levels + int(zero_symbol), values, kv)
+        filler = symbols == 0 if zero_symbol else np.zeros(entries, dtype=bool)
+        if int((~filler).sum()) != k:
+            raise r.fail(f"relative index holds {int((~filler).sum())} nonzeros, expected {k}")
+        try:
+            positions = relative_decode(fields, filler, n)
+        except ValueError as exc:
+            raise r.fail(str(exc)) from None
+        codes[positions] = symbols[~filler] - int(zero_symbol)
+    else:
+        if index == "bitmask":
+            mask = r.array(n, 1, kp).astype(bool)
+            if int(mask.sum()) != k:
+                raise r.fail(f"bitmask has {int(mask.sum())} nonzeros, expected {k}")
+        elif 0 < k < n:
+            transpose, prior = bool(r.uint(1, kp)), r.uint(3, kp)
+            nwords = r.uv(kp)
+            words = r.array(nwords, 32, kp).astype(np.uint32)
+            mask = coded_decode(words, rows, n, k, transpose, prior)
+        else:
+            mask = np.full(n, k == n, dtype=bool)
+        codes[mask] = _read_values(r, k, levels, values, kv)
+    codes_t = torch.from_numpy(codes).reshape(shape)
+    info = {
+        "quant": quant, "bits": bits, "index": index, "values": values,
+        "weights": n, "nonzero": k,
+        "position_bound_bits": info_bound_bits(n, k),
+        "value_entropy_bits": empirical_entropy_bits(codes[codes >= 0]),
+    }
+    return dequantize(codes_t, codebook), codes_t >= 0, info
+
+
+# ------------------------------------------------------------- tensor name and shape
+
+
+def write_name_shape(w: BitWriter, name: str, shape: tuple[int, ...]) -> None:
+    """A tensor's UTF-8 name and shape (only in a file packed without a plan)."""
+    raw = name.encode("utf-8")
+    w.uv(len(raw), HEADER)
+    w.array(np.frombuffer(raw, dtype=np.uint8), 8, HEADER)
+    w.uv(len(shape), HEADER)
+    for d in shape:
+        w.uv(d, HEADER)
+
+
+def read_name_shape(r: BitReader) -> tuple[str, tuple[int, ...]]:
+    """Inverse of :func:`write_name_shape`."""
+    length = r.uv(HEADER)
+    raw = r.array(length, 8, HEADER).astype(np.uint8).tobytes()
+    try:
+        name = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise r.fail("tensor name is not UTF-8") from None
+    ndim = r.uv(HEADER)
+    if ndim > MAX_NDIM:
+        raise r.fail(f"tensor {name!r} has {ndim} dimensions")
+    return name, tuple(r.uv(HEADER) for _ in range(ndim))
+
+
+# ---------------------------------------------------------------------- non-weights
+
+
+def encode_nonweight(w: BitWriter, tensor: Tensor, dtype: str, layer: str) -> Tensor:
+    """Tag and elements of a non-weight tensor; returns the tensor as the file holds it."""
+    if tensor.is_floating_point():
+        w.uint(TAG_FLOAT, 2, HEADER)
+        u, width = floats_to_uints(tensor, dtype)
+        w.array(u, width, (layer, "nonweight"))
+        return uints_to_floats(u, dtype).reshape(tensor.shape)
+    w.uint(TAG_INT, 2, HEADER)
+    ints = tensor.to(torch.int64).reshape(-1).numpy()
+    w.array(ints.view(np.uint64), 64, (layer, "nonweight"))
+    return tensor.to(torch.int64).clone()
+
+
+def decode_nonweight(
+    r: BitReader, tag: int, shape: tuple[int, ...], dtype: str, layer: str
+) -> Tensor:
+    """Elements of a non-weight tensor whose tag (float or int) was read already."""
+    numel = math.prod(shape)
+    if tag == TAG_FLOAT:
+        width = 32 if dtype == "float32" else 16
+        return uints_to_floats(r.array(numel, width, (layer, "nonweight")), dtype).reshape(shape)
+    raw64 = r.array(numel, 64, (layer, "nonweight"))
+    return torch.from_numpy(raw64.view(np.int64).copy()).reshape(shape)
