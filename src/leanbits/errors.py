@@ -29,3 +29,18 @@ class PruneError(LeanbitsError, ValueError):
 
 class TrainingError(LeanbitsError):
     """Training cannot go on (e.g. the loss became NaN or infinite)."""
+
+
+class BusyError(LeanbitsError):
+    """Another process holds the lock on a directory this one would write (see
+    :func:`leanbits.fileio.exclusive_lock`).
+
+    Attributes:
+        path: the lock file.
+        pid: the holder's process id, when it could be read.
+    """
+
+    def __init__(self, message: str, path: str, pid: int | None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.pid = pid

@@ -10,6 +10,12 @@
 All three call the same function on the same picklable task, and each task sets its own
 seeds and one torch thread, so results do not depend on the executor.
 
+Workers die with their parent: a ``local`` worker ends as soon as the process that started
+it ends, however it ends (``kill -9`` included: the kernel signals it on Linux, and a
+watcher thread polls the parent everywhere else), and :meth:`Executor.terminate` stops
+workers mid-task when the run is interrupted (SIGINT, SIGTERM). Finished stages are kept,
+so the same command resumes.
+
 Example:
     >>> with make_executor("local", jobs=2) as ex:  # doctest: +SKIP
     ...     for index, result, error in ex.run(execute_stage, tasks):
@@ -19,7 +25,13 @@ Example:
 from __future__ import annotations
 
 import abc
+import ctypes
 import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from typing import Any
@@ -44,13 +56,55 @@ class Executor(abc.ABC):
         """Do not start tasks that have not started yet (running ones finish)."""
 
     def close(self) -> None:  # noqa: B027 - a default no-op
-        """Release workers."""
+        """Release workers (running tasks finish first)."""
+
+    def terminate(self) -> None:
+        """Stop workers now, running tasks included (an interrupted run); then close."""
+        self.close()
 
     def __enter__(self) -> Executor:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.terminate()
+
+
+#: Linux ``prctl`` option: the signal a process gets when its parent dies
+_PR_SET_PDEATHSIG = 1
+#: how often a worker checks that its parent is alive where the kernel cannot tell it
+_PARENT_POLL_S = 0.5
+
+
+def _watch_parent(parent: int) -> None:
+    while True:
+        time.sleep(_PARENT_POLL_S)
+        if os.getppid() != parent:  # re-parented: the driver is gone
+            os._exit(1)
+
+
+def die_with_parent(parent: int) -> None:
+    """Worker initializer: end this process when ``parent`` (the driver) ends.
+
+    On Linux the kernel sends SIGKILL the moment the parent dies (``PR_SET_PDEATHSIG``);
+    elsewhere, and as a fallback, a daemon thread polls the parent's PID. Without this, a
+    driver killed with ``kill -9`` left its workers (and so the multiprocessing resource
+    tracker, which waits for them) running for good.
+
+    Args:
+        parent: PID of the process that started the pool.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL))
+        except (OSError, AttributeError):
+            pass  # the watcher thread below still covers it
+    if os.getppid() != parent:  # the parent died before the line above took effect
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent,), name="leanbits-parent-watch",
+                     daemon=True).start()
 
 
 class InlineExecutor(Executor):
@@ -96,7 +150,8 @@ class LocalExecutor(Executor):
             return
         if self._pool is None:
             self._pool = ProcessPoolExecutor(
-                max_workers=self.jobs, mp_context=multiprocessing.get_context("spawn")
+                max_workers=self.jobs, mp_context=multiprocessing.get_context("spawn"),
+                initializer=die_with_parent, initargs=(os.getpid(),),
             )
         index = {self._pool.submit(fn, t): i for i, t in enumerate(tasks)}
         self._futures = list(index)
@@ -114,6 +169,25 @@ class LocalExecutor(Executor):
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+
+    def terminate(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        self.cancel()
+        # concurrent.futures has no public way to stop a running task: end the workers
+        # (SIGTERM, then SIGKILL for one that does not go), then let the pool wind down.
+        procs = list((getattr(pool, "_processes", None) or {}).values())
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+        deadline = time.monotonic() + 5.0
+        for p in procs:
+            p.join(max(0.0, deadline - time.monotonic()))
+            if p.is_alive():
+                p.kill()
+                p.join(1.0)
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _import_ray() -> Any:

@@ -39,14 +39,25 @@ Rows contain no timings or absolute paths, so an interrupted-and-resumed run wri
 same bytes as an uninterrupted one; per-stage timings are in each ``stage.json``.
 Results files are deleted when a run starts and written at its end, so they never
 describe a half-finished run.
+
+One run at a time per directory: a run holds an OS lock on ``RUN/.lock`` (which holds its
+PID) from before it touches anything until it ends, and a second run into the same
+directory stops at once with :class:`leanbits.errors.BusyError` naming the holder. The
+system drops the lock when the holder dies, however it dies. Runs that share a stage root
+(``--stages``) are kept apart per stage instead (see :mod:`leanbits.sweep.stages`).
+SIGTERM ends a run as Ctrl-C does: its workers are stopped, finished stages are kept, and
+the same command resumes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 import sys
+import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,8 +65,8 @@ from typing import Any
 import tomli_w
 
 from leanbits.config import to_dict
-from leanbits.errors import LeanbitsError
-from leanbits.fileio import write_text_atomic
+from leanbits.errors import BusyError, ConfigError, LeanbitsError
+from leanbits.fileio import exclusive_lock, write_text_atomic
 from leanbits.sweep import frontier, stages
 from leanbits.sweep.executors import Executor, make_executor
 from leanbits.sweep.experiment import STAGE_KINDS, Experiment, Point
@@ -102,6 +113,65 @@ def experiment_toml(d: Path) -> Path:
     return Path(d) / "experiment.toml"
 
 
+def lock_file(d: Path) -> Path:
+    """The lock a run holds on its directory (see the module docstring)."""
+    return Path(d) / ".lock"
+
+
+def check_dir(path: str | Path, what: str) -> Path:
+    """``path`` made absolute, refused when it exists and is not a directory.
+
+    Raises:
+        ConfigError: it is an existing file (or other non-directory).
+    """
+    p = Path(path).resolve()
+    if p.exists() and not p.is_dir():
+        raise ConfigError(f"{what} {path}: is an existing file, not a directory; give a "
+                          "directory (new or a run directory) instead")
+    return p
+
+
+@contextlib.contextmanager
+def _hold_run_dir(out: Path) -> Iterator[None]:
+    """Create ``out`` and hold its run lock for the block."""
+    stack = contextlib.ExitStack()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        stack.enter_context(exclusive_lock(lock_file(out)))
+    except BusyError as exc:
+        holder = f"process {exc.pid}" if exc.pid else "another process"
+        raise BusyError(f"{out} is in use by another leanbits run ({holder}, lock "
+                        f"{exc.path}); wait for it to finish or stop it, or choose another "
+                        "--out", exc.path, exc.pid) from None
+    except OSError as exc:
+        raise LeanbitsError(f"cannot use {out} as the run directory: {exc.strerror or exc}"
+                            ) from None
+    with stack:
+        yield
+
+
+class _Terminated(SystemExit):
+    """SIGTERM, turned into an exception so the run stops its workers on the way out."""
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    # Python's default for SIGTERM is to die on the spot, skipping every cleanup; make it
+    # unwind like Ctrl-C instead (exit status 128 + 15). Only the main thread can do this.
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_term(signum: int, _frame: object) -> None:
+        raise _Terminated(128 + signum)
+
+    before = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
 def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
@@ -133,8 +203,11 @@ def run_experiment(
     """Execute every stage of ``exp`` not yet complete, then write the results.
 
     Stages run level by level (all train stages, then prune, then bits); a level's stages
-    are independent and run in parallel on the executor. A complete stage (its
-    ``stage.json`` exists) is skipped, so rerunning after an interruption resumes.
+    are independent and run in parallel on the executor. A complete and current stage
+    (:func:`leanbits.sweep.stages.is_current`) is skipped, so rerunning after an
+    interruption resumes. The run holds the lock on ``out_dir`` throughout (see the module
+    docstring); on any exception, SIGTERM and Ctrl-C included, the workers of an executor
+    it made are stopped at once.
 
     Args:
         exp: the validated experiment (:func:`leanbits.sweep.experiment.load_experiment`).
@@ -146,54 +219,60 @@ def run_experiment(
         stage_root: where stage directories live (default ``out_dir/stages``); point
             several runs at one root to share their stages.
         progress: tqdm bars on stderr (default: when stderr is a terminal).
-        log: one line per level (default: stderr).
+        log: progress lines: the run directory, then one per level (default: stderr).
 
     Returns:
         A :class:`RunSummary`.
 
     Raises:
         StageFailed: a stage raised; the message names it, finished stages are kept.
+        BusyError: another run holds ``out_dir``.
+        ConfigError: ``out_dir`` or ``stage_root`` is an existing file.
     """
-    out = Path(out_dir).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    root = Path(stage_root).resolve() if stage_root is not None else out / "stages"
+    out = check_dir(out_dir, "--out")
+    root = check_dir(stage_root, "--stages") if stage_root is not None else out / "stages"
     log = log or _stderr
     show = sys.stderr.isatty() if progress is None else progress
-    for p in (results_json(out), results_jsonl(out)):
-        p.unlink(missing_ok=True)
-    write_experiment(exp, experiment_toml(out))
+    with _sigterm_unwinds(), _hold_run_dir(out):
+        log(f"{exp.name}: {len(exp.points)} point(s) -> {out}")
+        for p in (results_json(out), results_jsonl(out)):
+            p.unlink(missing_ok=True)
+        write_experiment(exp, experiment_toml(out))
 
-    summary = RunSummary(out)
-    own = isinstance(executor, str)
-    ex = make_executor(executor, jobs, address) if isinstance(executor, str) else executor
-    try:
-        fetched = False
-        for kind in STAGE_KINDS:
-            specs = exp.stages(kind)
-            todo = [s for s in specs if not stages.is_current(
-                root / s.relpath, s.config, root / s.input.relpath if s.input else None)]
-            summary.skipped[kind] = len(specs) - len(todo)
-            summary.ran[kind] = 0
-            if not specs:
-                continue
-            log(f"{kind}: {len(specs)} stage(s), {len(specs) - len(todo)} already done, "
-                f"running {len(todo)} ({ex.name})")
-            if not todo:
-                continue
-            if not fetched:
-                stages.prefetch(exp.data)
-                fetched = True
-            tasks = [stages.StageTask(s.kind, s.key, s.config, s.data, str(root / s.relpath),
-                                      str(root / s.input.relpath) if s.input else None)
-                     for s in todo]
-            _run_level(ex, kind, tasks, summary, show, log)
-    finally:
-        if own:
-            ex.close()
+        summary = RunSummary(out)
+        if isinstance(executor, str):
+            with make_executor(executor, jobs, address) as ex:  # stopped on any exception
+                _run_levels(exp, root, ex, summary, show, log)
+        else:
+            _run_levels(exp, root, executor, summary, show, log)
 
-    summary.rows = collect_rows(exp, root)
-    write_results(exp, out, summary.rows)
+        summary.rows = collect_rows(exp, root)
+        write_results(exp, out, summary.rows)
     return summary
+
+
+def _run_levels(exp: Experiment, root: Path, ex: Executor, summary: RunSummary, show: bool,
+                log: Callable[[str], None]) -> None:
+    fetched = False
+    for kind in STAGE_KINDS:
+        specs = exp.stages(kind)
+        todo = [s for s in specs if not stages.is_current(
+            root / s.relpath, s.config, root / s.input.relpath if s.input else None)]
+        summary.skipped[kind] = len(specs) - len(todo)
+        summary.ran[kind] = 0
+        if not specs:
+            continue
+        log(f"{kind}: {len(specs)} stage(s), {len(specs) - len(todo)} already done, "
+            f"running {len(todo)} ({ex.name})")
+        if not todo:
+            continue
+        if not fetched:
+            stages.prefetch(exp.data)
+            fetched = True
+        tasks = [stages.StageTask(s.kind, s.key, s.config, s.data, str(root / s.relpath),
+                                  str(root / s.input.relpath) if s.input else None)
+                 for s in todo]
+        _run_level(ex, kind, tasks, summary, show, log)
 
 
 def _run_level(ex: Executor, kind: str, tasks: list[stages.StageTask], summary: RunSummary,

@@ -9,20 +9,28 @@ A stage directory ``STAGES/<kind>/<label>-<hash>/`` holds
 * what the stage itself writes - a snapshot (train, prune: ``weights.safetensors``,
   ``model.json``, ``config.toml``, ``metrics.json``, ...) or a packed model (bits:
   ``model.lbits``, ``account.json``),
-* ``stage.json`` - **written last, atomically**; its presence marks the stage complete::
+* ``stage.json`` - **written last, atomically**; it lists every other file of the stage
+  with its size, and records what the stage was made from::
 
       {"kind": "prune", "key": "refit-0.9-1a2b3c4d5e", "id": "<random hex>",
        "input": "train/lenet5-llr-...", "input_id": "<the input's id>",
        "config": {...every field of the stage's config...}, "data": {...},
+       "files": {"model.json": 412, "weights.safetensors": 1064328, ...},
        "metrics": {"val_acc": 0.98, "test_acc": 0.98, "nonzero_weights": 4310,
                    "weights": 43100, ...},          # bits adds total_bits, bits_breakdown
        "seconds": 1.7}
 
+A stage is complete only when ``stage.json`` reads back, lists files, and every listed
+file is there with its recorded size (:func:`is_complete`); anything less - no marker, a
+marker without its files, a truncated file - is never read, and the stage is rebuilt from
+scratch. So is a stage whose ``stage.json`` records another config (a changed default) or
+another input ``id`` (its input was rebuilt) - see :func:`is_current`.
+
 A stage is built in a hidden sibling directory ``.<key>.partial`` and renamed into place
-only after ``stage.json`` is written, so an interrupted stage never looks finished: a
-directory without ``stage.json`` is never read, and is rebuilt from scratch. So is one
-whose ``stage.json`` records another config (a changed default) or another input ``id``
-(its input was rebuilt) - see :func:`is_current`.
+only after ``stage.json`` is written, so an interrupted stage never looks finished. While
+it builds, its worker holds an OS lock on ``.<key>.lock`` (:func:`leanbits.fileio.
+exclusive_lock`): two runs sharing a stage directory (``--stages``) never build the same
+stage at once - the second waits, then finds the stage complete and reuses it.
 
 Every stage ends by evaluating its model on the validation and test splits (that is the
 "evaluate" step of the pipeline; for bits, the model decoded from the packed file).
@@ -35,6 +43,7 @@ import functools
 import json
 import os
 import shutil
+import stat
 import time
 import uuid
 from dataclasses import dataclass
@@ -42,8 +51,8 @@ from pathlib import Path
 from typing import Any
 
 from leanbits.config import to_dict
-from leanbits.errors import ConfigError
-from leanbits.fileio import write_bytes_atomic, write_text_atomic
+from leanbits.errors import ConfigError, FormatError
+from leanbits.fileio import exclusive_lock, write_bytes_atomic, write_text_atomic
 
 #: data sets a sweep can use; "synthetic" is tiny generated data for tests and smoke runs
 DATASETS = ("mnist", "fashion-mnist", "synthetic")
@@ -179,14 +188,49 @@ class StageTask:
     input_dir: str | None = None
 
 
-def is_complete(stage_dir: str | Path) -> bool:
-    """True when the stage directory's marker exists (the stage finished)."""
-    return (Path(stage_dir) / MARKER).is_file()
-
-
 def read_stage(stage_dir: str | Path) -> dict[str, Any]:
-    """The ``stage.json`` record of a complete stage."""
-    return json.loads((Path(stage_dir) / MARKER).read_text(encoding="utf-8"))
+    """The ``stage.json`` record of a stage.
+
+    Raises:
+        FormatError: no ``stage.json``, or not a JSON object.
+    """
+    p = Path(stage_dir) / MARKER
+    try:
+        record = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise FormatError(f"{p}: cannot read the stage record ({exc}); run the experiment "
+                          "again to rebuild the stage") from None
+    if not isinstance(record, dict):
+        raise FormatError(f"{p}: not a stage record; run the experiment again to rebuild it")
+    return record
+
+
+def _file_sizes(stage_dir: Path) -> dict[str, int]:
+    """Every file under ``stage_dir`` but the marker, as {relative POSIX path: bytes}."""
+    return {p.relative_to(stage_dir).as_posix(): p.stat().st_size
+            for p in sorted(stage_dir.rglob("*")) if p.is_file() and p.name != MARKER}
+
+
+def is_complete(stage_dir: str | Path) -> bool:
+    """True when the stage finished: ``stage.json`` reads back, lists the stage's files, and
+    every listed file is present with its recorded size."""
+    d = Path(stage_dir)
+    try:
+        files = read_stage(d).get("files")
+    except FormatError:
+        return False
+    if not isinstance(files, dict) or not files:
+        return False  # a stage always writes files; a record of none is not a finished one
+    for rel, size in files.items():
+        if not isinstance(rel, str) or Path(rel).is_absolute() or ".." in Path(rel).parts:
+            return False
+        try:
+            st = os.stat(d / rel)
+        except (OSError, ValueError):
+            return False
+        if not stat.S_ISREG(st.st_mode) or st.st_size != size:
+            return False
+    return True
 
 
 def _jsonable(cfg: Any) -> dict[str, Any]:
@@ -211,12 +255,35 @@ def is_current(stage_dir: str | Path, config: Any, input_dir: str | Path | None)
         if input_dir is not None:
             return record.get("input_id") == read_stage(input_dir).get("id")
         return True
-    except (OSError, ValueError):
+    except FormatError:
         return False
 
 
-def _partial_dir(out: Path) -> Path:
-    return out.parent / f".{out.name}.partial"
+def _sibling(out: Path, suffix: str) -> Path:
+    """A hidden sibling of a stage directory: ``.partial`` (being built), ``.old`` (being
+    replaced) or ``.lock`` (held while building)."""
+    return out.parent / f".{out.name}.{suffix}"
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def _install(tmp: Path, out: Path) -> None:
+    """Move the finished ``tmp`` onto ``out``, replacing whatever is there.
+
+    The old directory is renamed away first, never deleted in place, so a reader sees the
+    old stage whole, no stage, or the new one whole - never a half-deleted one.
+    """
+    old = _sibling(out, "old")
+    _remove(old)
+    if out.exists() or out.is_symlink():
+        os.replace(out, old)
+    os.replace(tmp, out)
+    _remove(old)
 
 
 @contextlib.contextmanager
@@ -244,37 +311,39 @@ def execute_stage(task: StageTask) -> dict[str, Any]:
         already complete (another run finished it).
     """
     out = Path(task.out_dir)
-    if is_current(out, task.config, task.input_dir):
-        return {"key": task.key, "kind": task.kind, "ran": False, "seconds": 0.0}
-    t0 = time.perf_counter()
-    tmp = _partial_dir(out)
-    # Anything here is from an interrupted run; never trust it, start over.
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    with _one_thread():
-        splits = load_splits(task.data)
-        runner = {"train": _run_train, "prune": _run_prune, "bits": _run_bits}[task.kind]
-        metrics = runner(task, splits, tmp)
-    _maybe_fail(task)
-    seconds = time.perf_counter() - t0
-    record = {
-        "kind": task.kind,
-        "key": task.key,
-        "id": uuid.uuid4().hex,
-        "input": _rel(task.input_dir),
-        "input_id": read_stage(task.input_dir)["id"] if task.input_dir else None,
-        "config": to_dict(task.config),
-        "data": task.data,
-        "metrics": metrics,
-        "seconds": seconds,
-    }
-    write_text_atomic(tmp / MARKER, json.dumps(record, indent=2, sort_keys=True, default=float))
-    if out.exists():
-        if is_current(out, task.config, task.input_dir):  # finished meanwhile elsewhere
-            shutil.rmtree(tmp, ignore_errors=True)
-            return {"key": task.key, "kind": task.kind, "ran": False, "seconds": seconds}
-        shutil.rmtree(out)  # unmarked (interrupted) or stale (other config or input)
-    os.replace(tmp, out)
+    with exclusive_lock(_sibling(out, "lock"), wait=True):
+        # Under the lock: if another run built this stage while we waited, reuse it.
+        if is_current(out, task.config, task.input_dir):
+            return {"key": task.key, "kind": task.kind, "ran": False, "seconds": 0.0}
+        t0 = time.perf_counter()
+        tmp = _sibling(out, "partial")
+        # Anything here is from an interrupted run; never trust it, start over.
+        _remove(tmp)
+        tmp.mkdir(parents=True)
+        with _one_thread():
+            splits = load_splits(task.data)
+            runner = {"train": _run_train, "prune": _run_prune, "bits": _run_bits}[task.kind]
+            metrics = runner(task, splits, tmp)
+        _maybe_fail(task)
+        seconds = time.perf_counter() - t0
+        record = {
+            "kind": task.kind,
+            "key": task.key,
+            "id": uuid.uuid4().hex,
+            "input": _rel(task.input_dir),
+            "input_id": read_stage(task.input_dir)["id"] if task.input_dir else None,
+            "config": to_dict(task.config),
+            "data": task.data,
+            "files": _file_sizes(tmp),
+            "metrics": metrics,
+            "seconds": seconds,
+        }
+        write_text_atomic(tmp / MARKER,
+                          json.dumps(record, indent=2, sort_keys=True, default=float))
+        if not is_complete(tmp):
+            raise RuntimeError(f"{tmp}: the stage's files changed while it was being "
+                               "written; run the experiment again to rebuild it")
+        _install(tmp, out)
     return {"key": task.key, "kind": task.kind, "ran": True, "seconds": seconds}
 
 
