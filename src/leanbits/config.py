@@ -159,8 +159,8 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 def non_default(cfg: Any) -> dict[str, Any]:
     """Only the fields whose value differs from the default."""
-    default = type(cfg)()
-    return {k: v for k, v in to_dict(cfg).items() if to_dict(default)[k] != v}
+    default = to_dict(type(cfg)())
+    return {k: v for k, v in to_dict(cfg).items() if default[k] != v}
 
 
 def stage_hash(*parts: Any, length: int = 10) -> str:

@@ -1380,7 +1380,11 @@ def build_report(run_dir: str | os.PathLike[str],
         The paths written.
 
     Raises:
-        LeanbitsError: ``run_dir`` is not a directory or holds nothing reportable.
+        LeanbitsError: ``run_dir`` is not a directory or holds nothing reportable, or
+            ``out_dir`` is an existing file.
     """
+    if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise LeanbitsError(f"--out {out_dir}: is an existing file, not a directory; give a "
+                            "directory for report.md, report.html and figures/")
     report = make_report(collect(run_dir))
     return write_report(report, run_dir if out_dir is None else out_dir)

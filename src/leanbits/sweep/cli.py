@@ -35,6 +35,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    "runs to reuse their stages")
     p.add_argument("--dry-run", action="store_true",
                    help="validate and show the grid and what would run, then stop")
+    p.add_argument("--allow-large", action="store_true",
+                   help="allow a grid of more than 10,000 points (it is expanded and checked "
+                   "in memory before anything runs, which takes a while)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bars on stderr (default: when stderr is a terminal)")
     p.add_argument("--json", action="store_true",
@@ -66,26 +69,38 @@ def register(subparsers: Any) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from leanbits.sweep.experiment import load_experiment
-
-    exp = load_experiment(args.experiment, quick=args.quick, overrides=args.overrides)
-    return _execute(exp, args)
+    return _execute(_load(args.experiment, args), args)
 
 
 def cmd_study(args: argparse.Namespace) -> int:
-    from leanbits.sweep.experiment import load_experiment, study_path
+    from leanbits.sweep.experiment import study_path
 
-    exp = load_experiment(study_path(args.name), quick=args.quick, overrides=args.overrides)
-    return _execute(exp, args)
+    return _execute(_load(study_path(args.name), args), args)
+
+
+def _load(path: str | Path, args: argparse.Namespace) -> Any:
+    """Load the experiment; a grid over the limit is refused, or with --allow-large its
+    size is printed before it is expanded (which then takes a while)."""
+    from leanbits.sweep.experiment import MAX_POINTS, describe_grid, load_experiment
+
+    def show(size: int, axes: list[tuple[str, int]]) -> None:
+        if size > MAX_POINTS and args.allow_large:
+            print(f"grid: {size:,} points ({describe_grid(axes)}); expanding and checking "
+                  "them (--allow-large)", file=sys.stderr, flush=True)
+
+    return load_experiment(path, quick=args.quick, overrides=args.overrides,
+                           max_points=None if args.allow_large else MAX_POINTS, on_grid=show)
 
 
 def _execute(exp: Any, args: argparse.Namespace) -> int:
-    from leanbits.sweep.run import load_results, run_experiment
+    from leanbits.sweep.run import check_dir, load_results, run_experiment
 
     out = Path(args.out) if args.out else Path("runs") / (exp.name + "-quick" * args.quick)
+    check_dir(out, "--out")
+    if args.stages:
+        check_dir(args.stages, "--stages")
     if args.dry_run:
         return _dry_run(exp, out, args)
-    print(f"{exp.name}: {len(exp.points)} point(s) -> {out}", file=sys.stderr)
     summary = run_experiment(exp, out, args.executor, jobs=args.jobs, address=args.address,
                              stage_root=args.stages, progress=args.progress)
     doc = load_results(out)

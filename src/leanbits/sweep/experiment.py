@@ -34,6 +34,11 @@ Schema (every key is optional; missing values are the config defaults)::
     [quick]                             # merged over the file by --quick (tables merge
     train = { epochs = 1 }              # key by key; lists and values replace)
 
+The grid's size - the product of every axis' length - is computed before anything is
+expanded, and a grid of more than :data:`MAX_POINTS` points is refused unless asked for
+(``--allow-large``, ``max_points=None``). ``name`` becomes a directory name, so it must be
+one: no ``/`` or ``\\``, not ``.`` or ``..``, no control characters.
+
 Errors name the key and the allowed keys or values, e.g. ``[train] TrainConfig.head:
 'sigmoid' is not allowed; valid: softmax, llr, llr-code (at head=sigmoid)``.
 
@@ -49,8 +54,10 @@ from __future__ import annotations
 import copy
 import dataclasses
 import itertools
+import math
 import tomllib
-from collections.abc import Iterable, Sequence
+import unicodedata
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -64,6 +71,14 @@ TOP_KEYS = ("name", "description", "data", "train", "prune", "bits", "quick")
 STAGE_KINDS = ("train", "prune", "bits")
 #: keys of a table-valued axis entry that are not config fields
 _META_KEYS = {"train": ("name",), "prune": ("name", "skip"), "bits": ("name",)}
+#: the most grid points an experiment may have unless asked for (``--allow-large``): the
+#: grid is expanded in memory and checked point by point before anything runs
+MAX_POINTS = 10_000
+#: longest experiment name in bytes: it names a directory (255 bytes on most file systems),
+#: with room for suffixes such as ``-quick``
+MAX_NAME_BYTES = 200
+#: called with (grid size, [(axis, number of values)]) before the grid is expanded
+GridHook = Callable[[int, list[tuple[str, int]]], None]
 
 
 @dataclass(frozen=True)
@@ -142,8 +157,9 @@ def study_path(name: str) -> Path:
     return Path(str(resources.files("leanbits.sweep") / "studies" / f"{name}.toml"))
 
 
-def load_experiment(path: str | Path, quick: bool = False,
-                    overrides: Sequence[str] = ()) -> Experiment:
+def load_experiment(path: str | Path, quick: bool = False, overrides: Sequence[str] = (),
+                    max_points: int | None = MAX_POINTS,
+                    on_grid: GridHook | None = None) -> Experiment:
     """Read, merge (``--quick``, ``--set``) and validate an experiment file.
 
     Args:
@@ -151,6 +167,9 @@ def load_experiment(path: str | Path, quick: bool = False,
         quick: merge the file's ``[quick]`` table over it.
         overrides: ``"section.key=value"`` strings (value in TOML syntax, or a bare string),
             applied last, e.g. ``"data.dataset=synthetic"`` or ``"train.vary.seed=[1,2]"``.
+        max_points: refuse a grid of more points (None: no limit).
+        on_grid: told the grid's size and axes before the grid is expanded (e.g. to print
+            them: a large grid takes a while to expand and check).
 
     Returns:
         The validated :class:`Experiment`.
@@ -160,15 +179,17 @@ def load_experiment(path: str | Path, quick: bool = False,
             message names the file, the key and the allowed keys or values.
     """
     raw = load_toml(path)
-    return parse_experiment(raw, source=str(path), quick=quick, overrides=overrides)
+    return parse_experiment(raw, source=str(path), quick=quick, overrides=overrides,
+                            max_points=max_points, on_grid=on_grid)
 
 
 def parse_experiment(raw: dict[str, Any], source: str = "<experiment>", quick: bool = False,
-                     overrides: Sequence[str] = ()) -> Experiment:
+                     overrides: Sequence[str] = (), max_points: int | None = MAX_POINTS,
+                     on_grid: GridHook | None = None) -> Experiment:
     """Validate an experiment given as a dict (see :func:`load_experiment`)."""
     settings = effective_settings(raw, source, quick, overrides)
     try:
-        return _expand(settings)
+        return _expand(settings, max_points, on_grid)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
 
@@ -230,6 +251,64 @@ def _apply_override(settings: dict[str, Any], item: str, source: str) -> None:
 
 
 # ----------------------------------------------------------------------------- expansion
+def grid_axes(settings: dict[str, Any]) -> list[tuple[str, int]]:
+    """Every axis as (name, number of values), in grid order, read without expanding.
+
+    Malformed sections are passed over here; :func:`parse_experiment` reports them.
+    """
+    axes = []
+    for kind in STAGE_KINDS:
+        section = settings.get(kind)
+        vary = section.get("vary") if isinstance(section, dict) else None
+        if isinstance(vary, dict):
+            axes += [(name, len(v)) for name, v in vary.items() if isinstance(v, list)]
+    return axes
+
+
+def grid_size(settings: dict[str, Any]) -> int:
+    """Points of the grid: the product of the axes' lengths (an upper bound: points made
+    identical by a skipped stage are counted once after expansion)."""
+    return math.prod(n for _, n in grid_axes(settings))
+
+
+def describe_grid(axes: list[tuple[str, int]]) -> str:
+    """``head 2 x sparsity 3`` (or ``no axes``)."""
+    return " x ".join(f"{a} {n:,}" for a, n in axes) or "no axes"
+
+
+def _check_grid(settings: dict[str, Any], max_points: int | None,
+                on_grid: GridHook | None) -> None:
+    axes = grid_axes(settings)
+    size = math.prod(n for _, n in axes)
+    if on_grid is not None:
+        on_grid(size, axes)
+    if max_points is not None and size > max_points:
+        raise ConfigError(f"the grid has {size:,} points ({describe_grid(axes)}), more than "
+                          f"the limit of {max_points:,}; shrink the axes, or pass "
+                          "--allow-large to run it anyway")
+
+
+def check_name(name: Any) -> str:
+    """``name`` if it can name a run directory.
+
+    Raises:
+        ConfigError: not a non-empty string, or not usable as one directory name.
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"name: {name!r} must be a non-empty string")
+    bad = next((c for c in name if unicodedata.category(c) in ("Cc", "Cs")), None)
+    if bad is not None:
+        raise ConfigError(f"name: {name!r} contains the control character {bad!r}; use "
+                          "printable characters (it names the run directory)")
+    if "/" in name or "\\" in name or name in (".", ".."):
+        raise ConfigError(f"name: {name!r} cannot name a directory: no '/' or '\\', and "
+                          "not '.' or '..'")
+    if len(name.encode("utf-8")) > MAX_NAME_BYTES:
+        raise ConfigError(f"name: {len(name.encode('utf-8'))} bytes long; at most "
+                          f"{MAX_NAME_BYTES} (it names the run directory)")
+    return name
+
+
 def _check_data(data: Any) -> dict[str, Any]:
     from leanbits.train import DataConfig
 
@@ -271,13 +350,20 @@ def _axes(kind: str, section: dict[str, Any], cls: type) -> tuple[dict[str, Any]
                         + ", ".join(allowed)
                     )
                 over = {k: x for k, x in v.items() if k not in _META_KEYS[kind]}
+                skip = v.get("skip", False)
+                if not isinstance(skip, bool):
+                    raise ConfigError(f"{where}[{i}].skip: {skip!r} must be true or false "
+                                      "(a TOML boolean, unquoted)")
                 if "name" in v:
-                    label = str(v["name"])
+                    if not isinstance(v["name"], str) or not v["name"]:
+                        raise ConfigError(f"{where}[{i}].name: {v['name']!r} must be a "
+                                          "non-empty string (it labels the value in results)")
+                    label = v["name"]
                 elif len(over) == 1:
                     label = _label(next(iter(over.values())))
                 else:
                     label = ",".join(f"{k}={_label(x)}" for k, x in over.items()) or "-"
-                entries.append((label, over, bool(v.get("skip", False))))
+                entries.append((label, over, skip))
             elif name in fields:
                 entries.append((_label(v), {name: v}, False))
             else:
@@ -338,10 +424,10 @@ def _stage(kind: str, cfg: Any, parent: StageSpec | None, data: dict[str, Any]) 
     return StageSpec(kind, cfg, f"{label}-{digest}", parent, data)
 
 
-def _expand(settings: dict[str, Any]) -> Experiment:
-    name = settings.get("name", "experiment")
-    if not isinstance(name, str) or not name or "/" in name:
-        raise ConfigError(f"name: {name!r} must be a non-empty string without '/'")
+def _expand(settings: dict[str, Any], max_points: int | None = MAX_POINTS,
+            on_grid: GridHook | None = None) -> Experiment:
+    name = check_name(settings.get("name", "experiment"))
+    _check_grid(settings, max_points, on_grid)
     description = settings.get("description", "")
     if not isinstance(description, str):
         raise ConfigError("description: must be a string")
@@ -368,6 +454,7 @@ def _expand(settings: dict[str, Any]) -> Experiment:
 
     points = []
     shared: dict[tuple[str, str], StageSpec] = {}
+    made: dict[tuple[str, int, str | None], StageSpec] = {}
     seen: set[tuple[Any, ...]] = set()
     grid = [combos[k] for k in STAGE_KINDS if k in combos]
     for choice in itertools.product(*grid):
@@ -379,9 +466,13 @@ def _expand(settings: dict[str, Any]) -> Experiment:
             axes.update(labels)
             if skip:
                 continue
-            spec = _stage(kind, cfg, parent, data)
-            # One object per distinct stage, so identity and key agree.
-            spec = shared.setdefault((kind, spec.key), spec)
+            # Hash each (config, input) pair once, not once per point that uses it.
+            memo = (kind, id(cfg), parent.key if parent else None)
+            spec = made.get(memo)
+            if spec is None:
+                spec = _stage(kind, cfg, parent, data)
+                # One object per distinct stage, so identity and key agree.
+                spec = made[memo] = shared.setdefault((kind, spec.key), spec)
             chain.append(spec)
             parent = spec
         ident = (tuple(axes.items()), tuple(s.relpath for s in chain))
