@@ -151,7 +151,7 @@ def fake_data(trained, monkeypatch):
 
     seen = []
 
-    def data_for_snapshot(config, limit_train=None):
+    def data_for_snapshot(config, limit_train=None, source=None):
         seen.append(config["data"]["dataset"])
         return trained[1]
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from leanbits import __version__
 from leanbits.config import add_arguments, from_sources, load_toml
-from leanbits.errors import ConfigError, LeanbitsError
+from leanbits.errors import ConfigError, FormatError, LeanbitsError
 from leanbits.report.tables import emit_json
 
 # Subcommand modules that add themselves with ``register(subparsers)``.
@@ -37,11 +37,29 @@ def load_data(dataset: str, val_size: int = 5000, split_seed: int = 0,
                                 limit_train=limit_train)
 
 
-def data_for_snapshot(config: dict[str, Any], limit_train: int | None = None):
-    """The splits a snapshot was trained on (from its config.toml)."""
-    d = config.get("data", {})
-    return load_data(d.get("dataset", "mnist"), int(d.get("val_size", 5000)),
-                     int(d.get("split_seed", 0)), limit_train)
+def data_for_snapshot(config: dict[str, Any], limit_train: int | None = None,
+                      source: str | Path = "config.toml"):
+    """The splits a snapshot was trained on (from the ``[data]`` section of its config.toml).
+
+    Args:
+        config: the snapshot's config.
+        limit_train: use only this many training examples.
+        source: where the config came from, for error messages.
+
+    Raises:
+        FormatError: the ``[data]`` section is not a table of valid DataConfig settings.
+    """
+    from leanbits.config import make
+    from leanbits.train import DataConfig
+
+    section = config.get("data", {})
+    try:
+        if not isinstance(section, dict):
+            raise ConfigError(f"data = {section!r} must be a [data] table of settings")
+        data = make(DataConfig, section)
+    except ConfigError as exc:
+        raise FormatError(f"{source}: {exc}; fix its [data] section") from None
+    return load_data(data.dataset, data.val_size, data.split_seed, limit_train)
 
 
 # ----------------------------------------------------------------------------- data
@@ -92,7 +110,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                        data_cfg.limit_train)
     print(f"training {cfg.model} with the {cfg.head} head on {data_cfg.dataset} -> {out}",
           file=sys.stderr)
-    result = train(data_cfg, cfg, splits, out, progress=args.progress)
+    result = train(data_cfg, cfg, splits, out, progress=args.progress, force=args.force)
     final = dict(result.final, snapshot=str(out))
     if args.json:
         emit_json(final)
@@ -110,7 +128,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------- eval
 def cmd_eval(args: argparse.Namespace) -> int:
-    from leanbits import snapshot
+    from leanbits import paths, snapshot
     from leanbits.report.tables import table
     from leanbits.train import evaluate_splits
 
@@ -121,7 +139,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         report = bits_cli.evaluate_lbits(path, None, dataset=args.dataset)
     else:
         snap = snapshot.load(path)
-        splits = data_for_snapshot(snap.config)
+        splits = data_for_snapshot(snap.config, source=paths.config(path))
+        snapshot.check_fits_data(snap.plan, snap.head, splits, path)
         report = {"model": str(path), **evaluate_splits(snap.model, snap.head, splits)}
     if args.json:
         emit_json(report)
@@ -167,6 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--config", help="TOML file with [data] and [train] sections")
     t.add_argument("--out", help="snapshot directory (default: RUNS/<model>-<head>-<hash>)")
     t.add_argument("--runs", default="runs", help="parent of default run directories")
+    t.add_argument("--force", action="store_true",
+                   help="replace an existing snapshot in --out made from other settings")
     t.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar (default: when stderr is a terminal)")
     t.add_argument("--json", action="store_true", help="print final metrics as JSON")

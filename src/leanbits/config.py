@@ -29,6 +29,9 @@ from leanbits.errors import ConfigError
 
 T = TypeVar("T")
 
+#: largest seed a config accepts (torch takes 64-bit seeds; beyond, it fails deep inside)
+MAX_SEED = 2**63 - 1
+
 
 def option(
     default: Any,
@@ -62,6 +65,12 @@ def _coerce(cls: type, name: str, tp: Any, value: Any) -> Any:
             return None
         raise ConfigError(f"{cls.__name__}.{name}: a value is required")
     origin = typing.get_origin(base)
+    if origin in (tuple, list) and isinstance(value, str) and not value.replace(" ", "").strip(","):
+        # An empty flag (often an unset shell variable) must not silently mean "no layers".
+        raise ConfigError(
+            f"{cls.__name__}.{name}: {value!r} lists no values; give comma-separated values, "
+            "or leave it out for the default (an empty list only as [] in a TOML file)"
+        )
     try:
         if origin in (tuple, list):
             (inner, *_rest) = typing.get_args(base) or (str,)

@@ -13,6 +13,13 @@ from pathlib import Path
 from leanbits.errors import BusyError, LeanbitsError
 
 
+def current_umask() -> int:
+    """The process' umask (reading it means setting it; it is put back at once)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` on success.
@@ -28,12 +35,11 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
-    # mkstemp makes the file owner-only; give outputs the usual umask-based mode instead.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
     try:
         yield tmp
+        # mkstemp makes the file owner-only, and a writer that recreates the file (such as
+        # safetensors) may too: give outputs the usual umask-based mode, after writing.
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -27,6 +27,7 @@ binary targets become ``sigmoid(+-A)``, i.e. smoothed labels whose LLR is exactl
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +38,8 @@ from torch import Tensor
 from leanbits.errors import ConfigError
 
 HEADS = ("softmax", "llr", "llr-code")
+#: most classes a head may have (a forged count must not allocate a huge code matrix)
+MAX_CLASSES = 1 << 16
 
 
 def binary_code(num_classes: int) -> Tensor:
@@ -83,15 +86,24 @@ class Head:
     code: Tensor | None = None
 
     def __post_init__(self) -> None:
-        if self.kind not in HEADS:
+        if not isinstance(self.kind, str) or self.kind not in HEADS:
             raise ConfigError(f"unknown head {self.kind!r}; valid: {', '.join(HEADS)}")
-        if self.num_classes < 2:
-            raise ConfigError(f"a head needs at least 2 classes, got {self.num_classes}")
+        n = self.num_classes
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or not (
+                2 <= n <= MAX_CLASSES):
+            raise ConfigError(
+                f"head num_classes = {n!r}: a head needs a whole number of classes from 2 to "
+                f"{MAX_CLASSES:,}"
+            )
+        self.num_classes = int(n)
         if self.llr_target is not None:
             if self.kind == "softmax":
                 raise ConfigError("llr_target applies to the llr and llr-code heads only")
-            if not (self.llr_target > 0 and math.isfinite(self.llr_target)):
-                raise ConfigError(f"llr_target must be a positive number, got {self.llr_target}")
+            t = self.llr_target
+            if isinstance(t, bool) or not isinstance(t, numbers.Real) or not (
+                    t > 0 and math.isfinite(t)):
+                raise ConfigError(f"llr_target must be a positive number, got {t!r}")
+            self.llr_target = float(t)
         if self.kind == "llr-code":
             self.code = _check_code(
                 binary_code(self.num_classes) if self.code is None else self.code,
@@ -154,14 +166,32 @@ class Head:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Head:
+    def from_dict(cls, d: Any) -> Head:
+        """The head a :meth:`to_dict` dict describes (as read from JSON: checked, not trusted).
+
+        Raises:
+            ConfigError: not a dict, a missing or unknown key, or a value :class:`Head`
+                refuses.
+        """
+        if not isinstance(d, dict):
+            raise ConfigError(f"a head must be a JSON object, got {type(d).__name__}")
+        allowed = {"kind", "num_classes", "llr_target", "code"}
+        if set(d) - allowed or {"kind", "num_classes"} - set(d):
+            raise ConfigError(
+                f"a head has the keys kind, num_classes and optionally llr_target, code; got "
+                f"{sorted(d)}"
+            )
         code = d.get("code")
-        return cls(
-            kind=d["kind"],
-            num_classes=int(d["num_classes"]),
-            llr_target=d.get("llr_target"),
-            code=None if code is None else torch.tensor(code, dtype=torch.float32),
-        )
+        if code is not None:
+            if not isinstance(code, list) or len(code) > MAX_CLASSES or any(
+                    not isinstance(row, list) or len(row) > MAX_CLASSES for row in code):
+                raise ConfigError("head code must be a K x M list of 0/1 rows")
+            try:
+                code = torch.tensor(code, dtype=torch.float32)
+            except (TypeError, ValueError, RuntimeError):
+                raise ConfigError("head code must be a K x M list of 0/1 rows") from None
+        return cls(kind=d["kind"], num_classes=d["num_classes"],
+                   llr_target=d.get("llr_target"), code=code)
 
 
 def make_head(

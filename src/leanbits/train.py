@@ -23,10 +23,10 @@ import torch
 from torch import Tensor, nn
 
 from leanbits import paths
-from leanbits.config import option, stage_hash, to_dict
+from leanbits.config import MAX_SEED, option, stage_hash, to_dict
 from leanbits.errors import ConfigError, TrainingError
 from leanbits.heads import HEADS, Head
-from leanbits.models import PRESETS, Plan, build, preset
+from leanbits.models import MAX_WIDTH, PRESETS, Plan, build, preset
 from leanbits.regularize import Regularizer, prunable_layers
 
 
@@ -36,7 +36,8 @@ class DataConfig:
 
     dataset: str = option("mnist", "data set", choices=("mnist", "fashion-mnist"))
     val_size: int = option(5000, "validation examples carved from the training set", minimum=1)
-    split_seed: int = option(0, "seed of the train/validation split")
+    split_seed: int = option(0, "seed of the train/validation split", minimum=0,
+                             maximum=MAX_SEED)
     limit_train: int | None = option(None, "use only this many training examples", minimum=1)
 
 
@@ -45,8 +46,10 @@ class TrainConfig:
     """Model, output head, regularizers and optimizer for ``leanbits train``."""
 
     model: str = option("lenet-300-100", "architecture preset", choices=PRESETS)
-    fc: tuple[int, ...] | None = option(None, "override hidden FC widths, e.g. 300,100")
-    conv: tuple[int, ...] | None = option(None, "override conv channels, e.g. 20,50")
+    fc: tuple[int, ...] | None = option(None, "override hidden FC widths, e.g. 300,100",
+                                        minimum=1, maximum=MAX_WIDTH)
+    conv: tuple[int, ...] | None = option(None, "override conv channels, e.g. 20,50",
+                                          minimum=1, maximum=MAX_WIDTH)
     head: str = option("llr", "output head", choices=HEADS)
     llr_target: float | None = option(
         None, "bound A on LLR targets (+-A instead of +-inf); LLR heads only", minimum=1e-6
@@ -62,7 +65,7 @@ class TrainConfig:
     gamma: float = option(0.1, "step schedule: decay factor", minimum=0.0, maximum=1.0)
     batch_size: int = option(128, "minibatch size", minimum=1)
     epochs: int = option(5, "passes over the training set", minimum=0)
-    seed: int = option(1, "seed of initialisation and shuffling")
+    seed: int = option(1, "seed of initialisation and shuffling", minimum=0, maximum=MAX_SEED)
     l2: float = option(0.0, "L2 weight decay coefficient", minimum=0.0)
     l1: float = option(0.0, "L1 coefficient (proximal: gives exact zeros)", minimum=0.0)
     group: float = option(0.0, "group-lasso coefficient (proximal, whole units)", minimum=0.0)
@@ -267,6 +270,7 @@ def train(
     out_dir: str | Path | None = None,
     progress: bool | None = None,
     log: Callable[[str], None] | None = None,
+    force: bool = False,
 ) -> TrainResult:
     """Train a model from scratch and (if ``out_dir``) write a snapshot.
 
@@ -274,9 +278,11 @@ def train(
         data_cfg: data settings (stored in the snapshot's config).
         cfg: the training settings.
         splits: object with ``train``/``val``/``test`` each having ``x`` and ``y`` tensors.
-        out_dir: snapshot directory; metrics.jsonl is appended per epoch.
+        out_dir: snapshot directory, built in ``OUT_DIR.partial`` (metrics.jsonl is
+            appended there per epoch) and renamed into place at the end.
         progress: show a tqdm bar (default: when stderr is a terminal).
         log: called with one plain line per epoch (default: print to stderr when no bar).
+        force: replace an existing snapshot in ``out_dir`` made from other settings.
 
     Returns:
         A :class:`TrainResult` with the trained model and its per-epoch history.
@@ -284,6 +290,8 @@ def train(
     Raises:
         TrainingError: the loss became NaN or infinite; the last good epoch's snapshot
             is kept in ``out_dir``.
+        ConfigError: ``out_dir`` holds another snapshot (and not ``force``), or is not a
+            snapshot directory (see :func:`leanbits.snapshot.check_output`).
     """
     from leanbits import snapshot
 
@@ -306,10 +314,10 @@ def train(
     n_eval = min(cfg.train_eval_size, x_train.shape[0])
     config_record = {"data": to_dict(data_cfg), "train": to_dict(cfg)}
 
-    out = Path(out_dir) if out_dir is not None else None
+    writer = (snapshot.SnapshotWriter(out_dir, config=config_record, force=force)
+              if out_dir is not None else None)
+    out = writer.path if writer is not None else None  # OUT_DIR.partial until commit()
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        paths.metrics_log(out).unlink(missing_ok=True)
         snapshot.write_toml(paths.config(out), config_record)
     if log is None:
         def log(line: str) -> None:
@@ -341,11 +349,13 @@ def train(
                 if bar is not None:
                     bar.close()
                 model.load_state_dict(last_good)
-                if out is not None:
-                    snapshot.save(out, model, plan, head, config_record,
-                                  {"status": f"stopped at epoch {epoch}: non-finite loss",
-                                   "epochs_completed": epoch - 1}, None)
-                kept = f"; the last good snapshot (epoch {epoch - 1}) is in {out}" if out else ""
+                if writer is not None:
+                    snapshot.write(out, model, plan, head, config_record,
+                                   {"status": f"stopped at epoch {epoch}: non-finite loss",
+                                    "epochs_completed": epoch - 1}, None)
+                    writer.commit()
+                kept = (f"; the last good snapshot (epoch {epoch - 1}) is in {out_dir}"
+                        if writer else "")
                 raise TrainingError(
                     f"loss became {loss_total.item()} at epoch {epoch}{kept}. "
                     "Lower the learning rate (--lr) or the regularizer coefficients."
@@ -415,6 +425,8 @@ def train(
         "nonzero_weights": sum(int((m.weight != 0).sum()) for _, m in prunable_layers(model)),
         "train_time_s": time.perf_counter() - t_start,
     }
-    if out is not None:
-        snapshot.save(out, model, plan, head, config_record, final, None)
-    return TrainResult(model, plan, head, history, final, out)
+    if writer is not None:
+        snapshot.write(out, model, plan, head, config_record, final, None)
+        writer.commit()
+    return TrainResult(model, plan, head, history, final,
+                       Path(out_dir) if out_dir is not None else None)

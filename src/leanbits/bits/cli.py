@@ -32,7 +32,7 @@ from leanbits.bits.container import (
     weight_names,
 )
 from leanbits.bits.quantize import QUANTIZERS
-from leanbits.config import add_arguments, from_sources, option, to_dict
+from leanbits.config import MAX_SEED, add_arguments, from_sources, option, to_dict
 from leanbits.errors import FormatError
 from leanbits.fileio import write_bytes_atomic
 from leanbits.heads import Head
@@ -61,7 +61,7 @@ class BitsConfig:
                         "frozen) for this many epochs with Adam; 0 = off", minimum=0)
     refit_lr: float = option(1e-3, "Adam learning rate of the re-fit", minimum=0.0)
     refit_batch_size: int = option(128, "minibatch size of the re-fit", minimum=1)
-    seed: int = option(0, "seed of the re-fit's minibatch order")
+    seed: int = option(0, "seed of the re-fit's minibatch order", minimum=0, maximum=MAX_SEED)
 
     def encode_settings(self) -> dict[str, Any]:
         """The keyword arguments of :func:`leanbits.bits.pack` / ``count_bits``."""
@@ -71,16 +71,17 @@ class BitsConfig:
 # ----------------------------------------------------------------------- helpers
 
 
-def _load_splits(config: Mapping[str, Any]) -> Any:
-    """The data set a snapshot was trained on (imported lazily: data is a heavy module)."""
-    from leanbits.data.datasets import load_splits
+def _load_splits(snap: Any) -> Any:
+    """The data set a snapshot was trained on, checked to fit its model (imported lazily:
+    data is a heavy module)."""
+    from leanbits import cli as main_cli
+    from leanbits import paths
+    from leanbits.snapshot import check_fits_data
 
-    data = config.get("data", {}) if isinstance(config, Mapping) else {}
-    return load_splits(
-        str(data.get("dataset", "mnist")),
-        val_size=int(data.get("val_size", 5000)),
-        seed=int(data.get("split_seed", 0)),
-    )
+    where = snap.path if snap.path is not None else "snapshot"
+    splits = main_cli.data_for_snapshot(snap.config, source=paths.config(Path(where)))
+    check_fits_data(snap.plan, snap.head, splits, where)
+    return splits
 
 
 def _part(splits: Any, name: str) -> Any:
@@ -129,7 +130,7 @@ def quantize_snapshot(snap: Any, cfg: BitsConfig, splits: Any = None) -> tuple[E
         return encoded, {}
     model = copy.deepcopy(snap.model)
     model.load_state_dict(encoded.state)  # quantized weights, non-weights as stored
-    splits = splits if splits is not None else _load_splits(snap.config)
+    splits = splits if splits is not None else _load_splits(snap)
     train = _part(splits, "train")
     report = _refit_nonweights(model, snap.head, train.x, train.y, cfg.refit, cfg.refit_lr,
                                cfg.refit_batch_size, cfg.seed)
@@ -169,16 +170,19 @@ def evaluate_lbits(
         >>> evaluate_lbits("lenet.lbits", splits)["test_acc"]  # doctest: +SKIP
         0.981
     """
+    from leanbits import cli as main_cli
     from leanbits.models import build
+    from leanbits.snapshot import check_fits_data
     from leanbits.train import evaluate_splits
 
     unpacked = unpack(path)
     if unpacked.plan is None or unpacked.head is None:
         raise FormatError(f"{path}: packed without a plan or head; it cannot be evaluated alone")
+    if splits is None:
+        splits = main_cli.data_for_snapshot({"data": {"dataset": dataset}})
+    check_fits_data(unpacked.plan, unpacked.head, splits, path)
     model = build(unpacked.plan)
     model.load_state_dict(unpacked.state)
-    if splits is None:
-        splits = _load_splits({"data": {"dataset": dataset}})
     acc = unpacked.account
     report: dict[str, Any] = {"model": str(path)}
     report.update(evaluate_splits(model, unpacked.head, splits, tuple(names)))
@@ -197,7 +201,7 @@ def _run(args: argparse.Namespace) -> tuple[Any, BitsConfig, Encoded, dict[str, 
     snap = snapshot.load(args.snapshot)
     splits = None
     if cfg.refit > 0 or getattr(args, "accuracy", False):
-        splits = _load_splits(snap.config)
+        splits = _load_splits(snap)
     encoded, extra = quantize_snapshot(snap, cfg, splits)
     if getattr(args, "accuracy", False):
         extra.update(_accuracy(snap, encoded, splits))
@@ -259,7 +263,7 @@ def run_unpack(args: argparse.Namespace) -> int:
                "compression": acc.compression, "source": str(args.lbits)}
     out = snapshot.save(args.output, model, unpacked.plan, unpacked.head,
                         config={"bits": dict(acc.settings)}, metrics={"bits": summary},
-                        masks=unpacked.masks)
+                        masks=unpacked.masks, force=args.force)
     if args.json:
         emit_json({"snapshot": str(out), **summary})
     else:
@@ -302,5 +306,7 @@ def register(subparsers: Any) -> None:
     )
     u.add_argument("lbits", help="the .lbits file")
     u.add_argument("-o", "--output", required=True, help="snapshot directory to write")
+    u.add_argument("--force", action="store_true",
+                   help="replace an existing snapshot there (otherwise it is refused)")
     u.add_argument("--json", action="store_true", help="print the result as one JSON object")
     u.set_defaults(func=run_unpack)

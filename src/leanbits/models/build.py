@@ -23,7 +23,7 @@ def build(plan: Plan) -> nn.Sequential:
 
     Returns:
         An ``nn.Sequential`` whose last module, ``out``, is a Linear layer with
-        ``plan.out`` outputs.
+        ``plan.out`` outputs; its state dict has exactly :meth:`Plan.state_shapes`.
 
     Example:
         >>> from leanbits.models import preset
@@ -56,12 +56,4 @@ def build(plan: Plan) -> nn.Sequential:
 
 def feature_size(plan: Plan) -> int:
     """Number of features entering the first fully connected layer."""
-    spec = FAMILIES[plan.family]
-    channels, height, width = plan.in_shape
-    for i, c_out in enumerate(plan.conv, start=1):
-        k, pad = spec["kernel"], spec["padding"]
-        height, width = height + 2 * pad - k + 1, width + 2 * pad - k + 1
-        if spec["pool_every"] and i % spec["pool_every"] == 0:
-            height, width = height // 2, width // 2
-        channels = c_out
-    return channels * height * width
+    return next(shape[1] for kind, shape, _ in plan.layers().values() if kind == "linear")

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from leanbits.config import option
+from leanbits.config import MAX_SEED, option
 from leanbits.errors import PruneError, TrainingError
 from leanbits.prune.magnitude import CRITERIA, GRANULARITIES, SCOPES, geometric_schedule, prune
 from leanbits.prune.masks import Masks, apply_masks, check_amount
@@ -68,7 +68,8 @@ class PruneConfig:
     rounds: int = option(3, "method iterative: prune-retrain rounds", minimum=1)
     round_epochs: int = option(1, "method iterative: retraining epochs per round", minimum=0)
     batch_size: int = option(128, "minibatch size of all training", minimum=1)
-    seed: int = option(0, "seed of shuffling (results are deterministic on CPU)")
+    seed: int = option(0, "seed of shuffling (results are deterministic on CPU)", minimum=0,
+                       maximum=MAX_SEED)
     compensation_examples: int = option(
         10000, "training examples used to measure mean activations", minimum=1
     )

@@ -47,7 +47,9 @@ def register(subparsers: Any) -> None:
     add_arguments(p, PruneConfig)
     p.add_argument("--config", help="TOML file with a [prune] section")
     p.add_argument("--out", help="output directory (default: SNAPSHOT-prune-<hash> beside it)")
-    p.add_argument("--force", action="store_true", help="redo even if OUT has this result")
+    p.add_argument("--force", action="store_true",
+                   help="redo even if OUT has this result; replace OUT if it holds another "
+                   "snapshot")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=run_prune)
 
@@ -74,8 +76,14 @@ def register(subparsers: Any) -> None:
 def _load_data(snap: Any, cfg: PruneConfig) -> Any:
     # Imported here: the data layer (and the top-level CLI) must not load for `--help`.
     from leanbits import cli as main_cli
+    from leanbits import paths
+    from leanbits.snapshot import check_fits_data
 
-    return main_cli.data_for_snapshot(snap.config, limit_train=cfg.limit_train)
+    where = snap.path if snap.path is not None else Path("snapshot")
+    splits = main_cli.data_for_snapshot(snap.config, limit_train=cfg.limit_train,
+                                        source=paths.config(where))
+    check_fits_data(snap.plan, snap.head, splits, where)
+    return splits
 
 
 def _default_out(snap_dir: Path, kind: str, *parts: Any) -> Path:
@@ -83,22 +91,27 @@ def _default_out(snap_dir: Path, kind: str, *parts: Any) -> Path:
     return snap_dir.parent / f"{snap_dir.name}-{kind}-{stage_hash(*parts)}"
 
 
-def save_result(out: Path, result: Any, report: dict[str, Any]) -> None:
-    """Write the pruned snapshot, ``compact/`` and ``report.json`` (last) into ``out``."""
+def save_result(out: Path, result: Any, report: dict[str, Any], force: bool = False) -> None:
+    """Write the pruned snapshot, ``compact/`` and ``report.json`` (last) into ``out``, as
+    one unit (built in ``OUT.partial``; see :class:`leanbits.snapshot.SnapshotWriter`).
+
+    Args:
+        force: replace ``out`` even if it holds a snapshot made from other settings.
+    """
     from leanbits import paths, snapshot
     from leanbits.fileio import write_text_atomic
 
-    paths.report(out).unlink(missing_ok=True)
-    snapshot.save(out, result.model, result.plan, result.head, result.config, report,
-                  result.masks)
     small = result.compact_model
     # The compact model stores its zeros as masks so later stages see the same sparsity.
     small_masks = {f"{n}.weight": m.weight.detach() != 0 for n, m in weight_layers(small)}
     compact_metrics = {k: report[k] for k in ("val_acc", "test_acc") if k in report}
     compact_metrics.update(report.get("compact", {}))
-    snapshot.save(out / "compact", small, result.compact_plan, result.head, result.config,
-                  compact_metrics, small_masks)
-    write_text_atomic(paths.report(out), json.dumps(report, indent=2, sort_keys=True))
+    with snapshot.SnapshotWriter(out, config=result.config, force=force) as w:
+        snapshot.write(w.path, result.model, result.plan, result.head, result.config, report,
+                       result.masks)
+        snapshot.write(w.path / "compact", small, result.compact_plan, result.head,
+                       result.config, compact_metrics, small_masks)
+        write_text_atomic(paths.report(w.path), json.dumps(report, indent=2, sort_keys=True))
 
 
 def _reusable(out: Path, cfg: PruneConfig, source: Path) -> dict[str, Any] | None:
@@ -154,7 +167,7 @@ def run_prune(args: argparse.Namespace) -> int:
         result, report, _ = prune_to_target(snap, splits, cfg)
         result.config["source"] = str(source)
         report["source"] = str(source)
-        save_result(out, result, report)
+        save_result(out, result, report, force=args.force)
     if args.json:
         emit_json(dict(report, out=str(out)))
     else:
