@@ -29,8 +29,9 @@ from _bench_md import update_section  # noqa: E402
 
 from leanbits.cli import load_data  # noqa: E402
 from leanbits.heads import Head  # noqa: E402
+from leanbits.loop import iterate_batches  # noqa: E402
 from leanbits.models import build, preset  # noqa: E402
-from leanbits.train import DataConfig, TrainConfig, iterate_batches, train  # noqa: E402
+from leanbits.train import DataConfig, TrainConfig, train  # noqa: E402
 
 
 def bare_epochs(splits, epochs: int, batch_size: int, lr: float, seed: int) -> float:

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from leanbits.errors import ConfigError
+from leanbits.loop import FitState, Hook
 
 GROUPS = ("none", "neurons", "out")
 
@@ -135,3 +136,24 @@ class Regularizer:
                 group_shrink_(w, lam, dim=0)  # a unit's incoming weights / a filter
                 if self.group_kind == "neurons":
                     group_shrink_(w, lam, dim=1)  # a unit's outgoing weights / an input channel
+
+
+class RegularizerHook(Hook):
+    """A :class:`Regularizer` inside :func:`leanbits.loop.fit`.
+
+    Adds the L2 penalty to the loss (when any layer has an L2 coefficient) and applies the
+    proximal L1 / group step after each optimizer step, with that step's learning rate
+    (read before the scheduler moves it).
+    """
+
+    def __init__(self, reg: Regularizer) -> None:
+        self.reg = reg
+        self._penalty = bool(reg.l2 or reg.per_layer)
+        self._prox = reg.needs_prox
+
+    def extra_loss(self, state: FitState) -> Tensor | None:
+        return self.reg.penalty(state.model) if self._penalty else None
+
+    def after_step(self, state: FitState) -> None:
+        if self._prox:
+            self.reg.prox_(state.model, lr=state.optimizer.param_groups[0]["lr"])

@@ -10,11 +10,12 @@ that are exactly zero, units that never fire on the validation set - plus the me
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import math
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,18 @@ from leanbits import paths
 from leanbits.config import MAX_SEED, option, stage_hash, to_dict
 from leanbits.errors import ConfigError, TrainingError
 from leanbits.heads import HEADS, Head
+from leanbits.loop import (
+    SGD_MOMENTUM,
+    FitState,
+    Hook,
+    NonFiniteLoss,
+    epoch_batches,
+    fit,
+    iterate_batches,
+    make_optimizer,
+)
 from leanbits.models import MAX_WIDTH, PRESETS, Plan, build, preset
-from leanbits.regularize import Regularizer, prunable_layers
+from leanbits.regularize import Regularizer, RegularizerHook, prunable_layers
 
 
 @dataclass(frozen=True)
@@ -59,7 +70,7 @@ class TrainConfig:
     )
     optimizer: str = option("sgd", "optimizer", choices=("sgd", "adam"))
     lr: float = option(0.05, "learning rate", minimum=0.0)
-    momentum: float = option(0.9, "SGD momentum", minimum=0.0, maximum=1.0)
+    momentum: float = option(SGD_MOMENTUM, "SGD momentum", minimum=0.0, maximum=1.0)
     schedule: str = option("cosine", "learning-rate schedule", choices=("none", "step", "cosine"))
     step_size: int = option(10, "step schedule: epochs between decays", minimum=1)
     gamma: float = option(0.1, "step schedule: decay factor", minimum=0.0, maximum=1.0)
@@ -126,20 +137,6 @@ def make_head(cfg: TrainConfig, num_classes: int) -> Head:
 def run_name(data: DataConfig, cfg: TrainConfig) -> str:
     """Directory name derived from the config: model, head and a hash of the settings."""
     return f"{cfg.model}-{cfg.head}-{stage_hash(data, cfg)}"
-
-
-def iterate_batches(
-    x: Tensor, y: Tensor, batch_size: int, generator: torch.Generator | None = None
-) -> Iterator[tuple[Tensor, Tensor]]:
-    """Yield ``(xb, yb)`` minibatches; shuffled when a generator is given."""
-    n = x.shape[0]
-    order = torch.randperm(n, generator=generator) if generator is not None else None
-    for start in range(0, n, batch_size):
-        if order is not None:
-            idx = order[start : start + batch_size]
-            yield x[idx], y[idx]
-        else:
-            yield x[start : start + batch_size], y[start : start + batch_size]
 
 
 @torch.inference_mode()
@@ -229,19 +226,34 @@ def weight_diagnostics(model: nn.Module) -> dict[str, dict[str, float]]:
     return out
 
 
-def _lr_lambda(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
+def cosine_factor(step: int, total: int) -> float:
+    """Cosine decay of the learning rate: 1 at step 0, 0 at ``total`` and after."""
+    return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
+
+
+def step_factor(step: int, steps_per_epoch: int, step_size: int, gamma: float) -> float:
+    """Step decay: ``gamma ** k`` after ``k * step_size`` epochs."""
+    return gamma ** ((step // steps_per_epoch) // step_size)
+
+
+def make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int
+                   ) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """The per-step learning-rate schedule ``cfg.schedule`` names (None for ``"none"``).
+
+    ``LambdaLR`` with the closed forms above rather than ``CosineAnnealingLR`` / ``StepLR``:
+    those two update the rate recursively (``lr_t`` from ``lr_{t-1}``), which drifts from
+    the closed form in the last bits (cosine: most steps of a 12-epoch MNIST run; step:
+    from the second decay by 0.1 on) and so would change every trained weight.
+    """
     total = max(1, cfg.epochs * steps_per_epoch)
     if cfg.schedule == "cosine":
-        return lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
-    if cfg.schedule == "step":
-        return lambda step: cfg.gamma ** ((step // steps_per_epoch) // cfg.step_size)
-    return lambda step: 1.0
-
-
-def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr)
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum)
+        factor = functools.partial(cosine_factor, total=total)
+    elif cfg.schedule == "step":
+        factor = functools.partial(step_factor, steps_per_epoch=steps_per_epoch,
+                                   step_size=cfg.step_size, gamma=cfg.gamma)
+    else:
+        return None
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 @dataclass
@@ -254,13 +266,90 @@ class TrainResult:
     out_dir: Path | None = None
 
 
-def _progress(enabled: bool | None, total: int, desc: str):
-    use_bar = sys.stderr.isatty() if enabled is None else enabled
-    if not use_bar:
-        return None
-    from tqdm import tqdm
+class _ProgressBar(Hook):
+    """A tqdm bar per epoch, advanced per step with the batch loss."""
 
-    return tqdm(total=total, desc=desc, leave=False, unit="batch", file=sys.stderr)
+    def __init__(self, steps_per_epoch: int) -> None:
+        self.steps_per_epoch = steps_per_epoch
+        self.bar: Any = None
+
+    def after_step(self, state: FitState) -> None:
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {state.epoch}/{state.epochs}",
+                            leave=False, unit="batch", file=sys.stderr)
+        self.bar.update(1)
+        self.bar.set_postfix(loss=f"{state.loss.item():.4f}")
+
+    def after_epoch(self, state: FitState) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+class _EpochReport(Hook):
+    """What :func:`train` records per epoch (see the module docstring).
+
+    Running training accuracy (predictions gathered per step, compared once per epoch),
+    validation with dead units, the training-subset evaluation, weight diagnostics, the
+    ``metrics.jsonl`` line, early weights for rewinding, the log line - and a copy of the
+    last completed epoch's weights to fall back on after a non-finite loss.
+    """
+
+    def __init__(self, head: Head, splits: Any, n_eval: int, cfg: TrainConfig,
+                 out: Path | None, log: Callable[[str], None] | None,
+                 save_early: Callable[[nn.Module], None]) -> None:
+        self.head, self.splits, self.n_eval, self.cfg = head, splits, n_eval, cfg
+        self.out, self.log, self.save_early = out, log, save_early
+        self.preds: list[Tensor] = []
+        self.targets: list[Tensor] = []
+        self.last_good: dict[str, Tensor] = {}
+
+    def on_start(self, state: FitState) -> None:
+        self.last_good = copy.deepcopy(state.model.state_dict())
+
+    def after_step(self, state: FitState) -> None:
+        self.preds.append(self.head.predict(state.output.detach()))
+        self.targets.append(state.target)
+
+    def after_epoch(self, state: FitState) -> dict[str, Any]:
+        model, head, splits = state.model, self.head, self.splits
+        seen = sum(len(t) for t in self.targets)
+        correct = int((torch.cat(self.preds) == torch.cat(self.targets)).sum()) if seen else 0
+        self.preds, self.targets = [], []
+        val = evaluate(model, head, splits.val.x, splits.val.y, track_dead=True)
+        x, y = splits.train.x[: self.n_eval], splits.train.y[: self.n_eval]
+        tr_eval = evaluate(model, head, x, y) if self.n_eval else {}
+        record = {
+            "train_acc": correct / seen if seen else math.nan,
+            "train_eval_loss": tr_eval.get("loss"),
+            "train_eval_acc": tr_eval.get("acc"),
+            "val_loss": val["loss"],
+            "val_acc": val["acc"],
+            "gap_acc": (tr_eval["acc"] - val["acc"]) if tr_eval else None,
+            "mean_abs_output": val["mean_abs_output"],
+            "layers": weight_diagnostics(model),
+            "dead_units": val["dead_units"],
+        }
+        full = {**state.record, **record}
+        self.last_good = copy.deepcopy(model.state_dict())
+        if self.out is not None:
+            with open(paths.metrics_log(self.out), "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(full) + "\n")
+        if state.epoch == self.cfg.rewind_epoch:
+            self.save_early(model)
+        if self.log is not None:
+            self.log(
+                f"epoch {state.epoch}/{state.epochs}  train loss {full['train_loss']:.4f} "
+                f"acc {full['train_acc']:.4f}  val loss {val['loss']:.4f} "
+                f"acc {val['acc']:.4f}  |out| {val['mean_abs_output']:.2f}  "
+                f"({full['epoch_time_s']:.1f}s)"
+            )
+        return record
 
 
 def train(
@@ -273,6 +362,9 @@ def train(
     force: bool = False,
 ) -> TrainResult:
     """Train a model from scratch and (if ``out_dir``) write a snapshot.
+
+    The loop is :func:`leanbits.loop.fit` with the regularizer as a hook (L2 penalty,
+    proximal L1 / group steps) and the per-epoch diagnostics as another.
 
     Args:
         data_cfg: data settings (stored in the snapshot's config).
@@ -308,9 +400,9 @@ def train(
     model = build(plan)
     reg.check_layers(model)
     gen = torch.Generator().manual_seed(cfg.seed)
-    opt = make_optimizer(cfg, model.parameters())
+    opt = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.momentum)
     steps_per_epoch = math.ceil(x_train.shape[0] / cfg.batch_size)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg, steps_per_epoch))
+    sched = make_scheduler(cfg, opt, steps_per_epoch)
     n_eval = min(cfg.train_eval_size, x_train.shape[0])
     config_record = {"data": to_dict(data_cfg), "train": to_dict(cfg)}
 
@@ -330,82 +422,31 @@ def train(
     if cfg.rewind_epoch == 0:
         save_early(model)
 
-    history: list[dict[str, Any]] = []
-    last_good = copy.deepcopy(model.state_dict())
+    use_bar = sys.stderr.isatty() if progress is None else progress
+    bar = _ProgressBar(steps_per_epoch) if use_bar else None
+    report = _EpochReport(head, splits, n_eval, cfg, out, None if progress is True else log,
+                          save_early)
+    hooks = ([RegularizerHook(reg)] if reg.active else []) + ([bar] if bar else []) + [report]
     t_start = time.perf_counter()
-    for epoch in range(1, cfg.epochs + 1):
-        model.train()
-        t0 = time.perf_counter()
-        run_loss, run_correct, seen = 0.0, 0, 0
-        bar = _progress(progress, steps_per_epoch, f"epoch {epoch}/{cfg.epochs}")
-        for xb, yb in iterate_batches(x_train, y_train, cfg.batch_size, gen):
-            out_b = model(xb)
-            loss = head.loss(out_b, yb)
-            if reg.l2 or reg.per_layer:
-                loss_total = loss + reg.penalty(model)
-            else:
-                loss_total = loss
-            if not torch.isfinite(loss_total):
-                if bar is not None:
-                    bar.close()
-                model.load_state_dict(last_good)
-                if writer is not None:
-                    snapshot.write(out, model, plan, head, config_record,
-                                   {"status": f"stopped at epoch {epoch}: non-finite loss",
-                                    "epochs_completed": epoch - 1}, None)
-                    writer.commit()
-                kept = (f"; the last good snapshot (epoch {epoch - 1}) is in {out_dir}"
-                        if writer else "")
-                raise TrainingError(
-                    f"loss became {loss_total.item()} at epoch {epoch}{kept}. "
-                    "Lower the learning rate (--lr) or the regularizer coefficients."
-                )
-            opt.zero_grad(set_to_none=True)
-            loss_total.backward()
-            opt.step()
-            if reg.needs_prox:
-                reg.prox_(model, lr=opt.param_groups[0]["lr"])
-            sched.step()
-            run_loss += loss.item() * len(yb)
-            run_correct += int((head.predict(out_b.detach()) == yb).sum())
-            seen += len(yb)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.4f}")
+    try:
+        history = fit(model, model.parameters(), epoch_batches((x_train, y_train),
+                      cfg.batch_size, generator=gen), head.loss, opt, hooks,
+                      epochs=cfg.epochs, scheduler=sched).history
+    except NonFiniteLoss as exc:
         if bar is not None:
             bar.close()
-        epoch_time = time.perf_counter() - t0
-        val = evaluate(model, head, splits.val.x, splits.val.y, track_dead=True)
-        tr_eval = evaluate(model, head, x_train[:n_eval], y_train[:n_eval]) if n_eval else {}
-        record = {
-            "epoch": epoch,
-            "lr": opt.param_groups[0]["lr"],
-            "train_loss": run_loss / seen,
-            "train_acc": run_correct / seen,
-            "train_eval_loss": tr_eval.get("loss"),
-            "train_eval_acc": tr_eval.get("acc"),
-            "val_loss": val["loss"],
-            "val_acc": val["acc"],
-            "gap_acc": (tr_eval["acc"] - val["acc"]) if tr_eval else None,
-            "mean_abs_output": val["mean_abs_output"],
-            "layers": weight_diagnostics(model),
-            "dead_units": val["dead_units"],
-            "epoch_time_s": epoch_time,
-        }
-        history.append(record)
-        last_good = copy.deepcopy(model.state_dict())
-        if out is not None:
-            with open(paths.metrics_log(out), "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(record) + "\n")
-        if epoch == cfg.rewind_epoch:
-            save_early(model)
-        if progress is not True:
-            log(
-                f"epoch {epoch}/{cfg.epochs}  train loss {record['train_loss']:.4f} "
-                f"acc {record['train_acc']:.4f}  val loss {val['loss']:.4f} "
-                f"acc {val['acc']:.4f}  |out| {val['mean_abs_output']:.2f}  "
-                f"({epoch_time:.1f}s)"
-            )
+        model.load_state_dict(report.last_good)
+        if writer is not None:
+            snapshot.write(out, model, plan, head, config_record,
+                           {"status": f"stopped at epoch {exc.epoch}: non-finite loss",
+                            "epochs_completed": exc.epoch - 1}, None)
+            writer.commit()
+        kept = (f"; the last good snapshot (epoch {exc.epoch - 1}) is in {out_dir}"
+                if writer else "")
+        raise TrainingError(
+            f"loss became {exc.value} at epoch {exc.epoch}{kept}. "
+            "Lower the learning rate (--lr) or the regularizer coefficients."
+        ) from None
 
     test = evaluate(model, head, splits.test.x, splits.test.y)
     # The last epoch already evaluated this very model on validation: reuse it.

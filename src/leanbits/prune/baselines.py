@@ -24,14 +24,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from leanbits.config import MAX_SEED, option
 from leanbits.errors import PruneError, TrainingError
+from leanbits.loop import OPTIMIZERS, NonFiniteLoss, epoch_batches, fit, make_optimizer
 from leanbits.prune.magnitude import CRITERIA, GRANULARITIES, SCOPES, geometric_schedule, prune
-from leanbits.prune.masks import Masks, apply_masks, check_amount
-from leanbits.prune.refit import batches, bias_compensate, refit_nonweights
+from leanbits.prune.masks import MaskHook, Masks, apply_masks, check_amount
+from leanbits.prune.refit import bias_compensate, refit_nonweights
 
 METHODS = ("none", "refit", "finetune", "iterative", "rewind")
 
@@ -117,8 +117,20 @@ def train_masked(
     """Train every parameter of ``model`` in place while pruned weights stay exactly zero.
 
     Gradients of pruned weights are zeroed before each step and the masks re-applied after
-    it, so neither momentum nor Adam state can revive a weight. Deterministic on CPU for a
-    fixed ``seed``.
+    it (:class:`~leanbits.prune.masks.MaskHook`), so neither momentum nor Adam state can
+    revive a weight. Deterministic on CPU for a fixed ``seed``.
+
+    Args:
+        model: the model, trained in place.
+        masks: weight name -> keep mask (None: train without masks).
+        data: ``(x, y)`` training tensors, shuffled each epoch.
+        loss_fn: ``loss_fn(model(x), y) -> scalar``, e.g. ``head.loss``.
+        epochs: passes over ``data``.
+        lr: learning rate.
+        batch_size: minibatch size.
+        seed: seed of the shuffling.
+        optimizer: ``"adam"`` or ``"sgd"`` (momentum :data:`leanbits.loop.SGD_MOMENTUM`),
+            built by :func:`leanbits.loop.make_optimizer`.
 
     Returns:
         ``{"epochs", "steps", "wall_time_s"}``.
@@ -129,44 +141,19 @@ def train_masked(
     Example:
         >>> train_masked(model, masks, (x, y), head.loss, epochs=2)  # doctest: +SKIP
     """
-    if optimizer not in ("adam", "sgd"):
-        raise PruneError(f"unknown optimizer {optimizer!r}; valid: adam, sgd")
+    if optimizer not in OPTIMIZERS:
+        raise PruneError(f"unknown optimizer {optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
     t0 = time.perf_counter()
-    masks = dict(masks or {})
-    apply_masks(model, masks)
-    params = dict(model.named_parameters())
-    masked = [(params[k], m.to(params[k].dtype)) for k, m in masks.items()]
-    opt = (torch.optim.Adam(model.parameters(), lr=lr) if optimizer == "adam"
-           else torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9))
-    steps = 0
-    was_training = model.training
-    model.train()
+    opt = make_optimizer(optimizer, model.parameters(), lr)
     try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            gen = torch.Generator().manual_seed(seed)
-            for _ in range(epochs):
-                for xb, yb in batches(data, batch_size, gen):
-                    opt.zero_grad(set_to_none=True)
-                    loss = loss_fn(model(xb), yb)
-                    if not torch.isfinite(loss):
-                        raise TrainingError(
-                            f"masked retraining loss became {float(loss)} at step "
-                            f"{steps + 1}; lower finetune_lr"
-                        )
-                    loss.backward()
-                    for p, m in masked:
-                        if p.grad is not None:
-                            p.grad.mul_(m)
-                    opt.step()
-                    with torch.no_grad():
-                        for p, m in masked:
-                            p.mul_(m)
-                    steps += 1
-    finally:
-        model.train(was_training)
-        opt.zero_grad(set_to_none=True)
-    return {"epochs": epochs, "steps": steps, "wall_time_s": time.perf_counter() - t0}
+        result = fit(model, model.parameters(), epoch_batches(data, batch_size, seed), loss_fn,
+                     opt, [MaskHook(masks)] if masks else [], epochs=epochs, seed=seed)
+    except NonFiniteLoss as exc:
+        raise TrainingError(
+            f"masked retraining loss became {exc.value} at epoch {exc.epoch}, step "
+            f"{exc.step}; lower finetune_lr"
+        ) from None
+    return {"epochs": epochs, "steps": result.steps, "wall_time_s": time.perf_counter() - t0}
 
 
 def choose_masks(model: nn.Module, sparsity: float, cfg: PruneConfig,

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from leanbits.errors import PruneError
+from leanbits.loop import FitState, Hook
 
 Masks = dict[str, Tensor]
 
@@ -163,6 +164,46 @@ def apply_masks(model: nn.Module, masks: Mapping[str, Tensor]) -> nn.Module:
             raise PruneError(f"mask {k!r} has shape {tuple(m.shape)}, the weight {tuple(p.shape)}")
         p.masked_fill_(~m.to(device=p.device, dtype=torch.bool), 0.0)
     return model
+
+
+class MaskHook(Hook):
+    """Keeps masked-out weights exactly zero while :func:`leanbits.loop.fit` trains.
+
+    The masks are applied when training starts; after each ``backward`` the gradients of
+    pruned weights are zeroed and after each optimizer step the masks are re-applied, so
+    neither momentum nor Adam state can revive a weight. :meth:`set_masks` swaps in new
+    masks during training (gradual pruning).
+
+    Args:
+        masks: weight name -> keep mask (names and shapes are checked on binding).
+    """
+
+    def __init__(self, masks: Mapping[str, Tensor] | None) -> None:
+        self.masks: Masks = dict(masks or {})
+        self._pairs: list[tuple[nn.Parameter, Tensor]] = []
+
+    def set_masks(self, model: nn.Module, masks: Mapping[str, Tensor]) -> None:
+        """Use ``masks`` from now on, zeroing what they remove from ``model``."""
+        self.masks = dict(masks)
+        self._bind(model)
+
+    def _bind(self, model: nn.Module) -> None:
+        apply_masks(model, self.masks)
+        params = dict(model.named_parameters())
+        self._pairs = [(params[k], m.to(params[k].dtype)) for k, m in self.masks.items()]
+
+    def on_start(self, state: FitState) -> None:
+        self._bind(state.model)
+
+    def after_backward(self, state: FitState) -> None:
+        for p, m in self._pairs:
+            if p.grad is not None:
+                p.grad.mul_(m)
+
+    @torch.no_grad()
+    def after_step(self, state: FitState) -> None:
+        for p, m in self._pairs:
+            p.mul_(m)
 
 
 def masked_fraction(masks: Mapping[str, Tensor]) -> float:

@@ -9,9 +9,8 @@ the expected contribution of the removed weights into the biases.
 
 from __future__ import annotations
 
-import copy
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -19,9 +18,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from leanbits.errors import PruneError, TrainingError
+from leanbits.loop import DataLike, NonFiniteLoss, epoch_batches, fit, make_optimizer
 from leanbits.prune.masks import WEIGHT_MODULES, apply_masks, layer_of, weight_key, weight_layers
-
-DataLike = tuple[Tensor, Tensor] | Iterable[tuple[Tensor, Tensor]]
 
 
 def weight_parameter_ids(model: nn.Module) -> set[int]:
@@ -33,21 +31,6 @@ def nonweight_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
     """Every parameter that is not the ``.weight`` of a Linear / Conv layer."""
     wid = weight_parameter_ids(model)
     return [(n, p) for n, p in model.named_parameters() if id(p) not in wid]
-
-
-def batches(data: DataLike, batch_size: int, generator: torch.Generator | None
-            ) -> Iterator[tuple[Tensor, Tensor]]:
-    """Minibatches of ``(x, y)`` tensors (shuffled by ``generator``), or of a loader as is."""
-    if isinstance(data, tuple | list) and len(data) == 2 and isinstance(data[0], Tensor):
-        x, y = data
-        n = x.shape[0]
-        order = torch.randperm(n, generator=generator) if generator is not None else None
-        for start in range(0, n, batch_size):
-            idx = (order[start : start + batch_size] if order is not None
-                   else slice(start, start + batch_size))
-            yield x[idx], y[idx]
-    else:
-        yield from data
 
 
 def refit_nonweights(
@@ -97,40 +80,20 @@ def refit_nonweights(
     if not params:
         raise PruneError("nothing to re-fit: the model has no non-weight parameters")
     t0 = time.perf_counter()
-    flags = {id(p): p.requires_grad for p in model.parameters()}
     backup = {n: p.detach().clone() for n, p in params}
-    wid = weight_parameter_ids(model)
-    steps = 0
-    was_training = model.training
+    opt = make_optimizer("adam", [p for _, p in params], lr)
     try:
-        for p in model.parameters():
-            p.requires_grad_(id(p) not in wid)
-        opt = torch.optim.Adam([p for _, p in params], lr=lr)
-        model.train()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            gen = torch.Generator().manual_seed(seed)
-            for _ in range(epochs):
-                for xb, yb in batches(data, batch_size, gen):
-                    opt.zero_grad(set_to_none=True)
-                    loss = loss_fn(model(xb), yb)
-                    if not torch.isfinite(loss):
-                        with torch.no_grad():
-                            for n, p in params:
-                                p.copy_(backup[n])
-                        raise TrainingError(
-                            f"re-fit loss became {float(loss)} at step {steps + 1}; "
-                            "lower refit_lr"
-                        )
-                    loss.backward()
-                    opt.step()
-                    steps += 1
-    finally:
-        for p in model.parameters():
-            p.requires_grad_(flags[id(p)])
-            p.grad = None
-        model.train(was_training)
-    return {"epochs": epochs, "steps": steps, "wall_time_s": time.perf_counter() - t0,
+        result = fit(model, [p for _, p in params], epoch_batches(data, batch_size, seed),
+                     loss_fn, opt, epochs=epochs, seed=seed)
+    except NonFiniteLoss as exc:
+        with torch.no_grad():
+            for n, p in params:
+                p.copy_(backup[n])
+        raise TrainingError(
+            f"re-fit loss became {exc.value} at epoch {exc.epoch}, step {exc.step}; "
+            "lower refit_lr"
+        ) from None
+    return {"epochs": epochs, "steps": result.steps, "wall_time_s": time.perf_counter() - t0,
             "params": sum(p.numel() for _, p in params)}
 
 
@@ -276,17 +239,9 @@ def bias_compensate(
     return deltas
 
 
-def refit_copy(model: nn.Module, *args: Any, **kwargs: Any) -> tuple[nn.Module, dict[str, Any]]:
-    """:func:`refit_nonweights` on a deep copy; returns ``(copy, record)``."""
-    m = copy.deepcopy(model)
-    return m, refit_nonweights(m, *args, **kwargs)
-
-
 __all__ = [
-    "batches",
     "bias_compensate",
     "nonweight_parameters",
-    "refit_copy",
     "refit_nonweights",
     "weight_parameter_ids",
 ]

@@ -363,19 +363,29 @@ def _maybe_fail(task: StageTask) -> None:
         raise RuntimeError(f"injected failure in {task.kind} stage {task.key} ({FAIL_ENV})")
 
 
-def _evaluate(model: Any, head: Any, splits: Any) -> dict[str, Any]:
+def _evaluate(model: Any, head: Any, splits: Any,
+              measured: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A stage's metrics: val/test figures and weight statistics of ``model``.
+
+    ``measured``: val/test figures (``val_acc``, ``val_loss``, ``test_acc``, ``test_loss``,
+    ``mean_abs_output``) already computed on this very model - train() reports them - which
+    are reused instead of evaluating it again.
+    """
     import torch
 
     from leanbits.regularize import prunable_layers
     from leanbits.train import evaluate
 
-    val = evaluate(model, head, splits.val.x, splits.val.y)
-    test = evaluate(model, head, splits.test.x, splits.test.y)
+    if measured is None:
+        val = evaluate(model, head, splits.val.x, splits.val.y)
+        test = evaluate(model, head, splits.test.x, splits.test.y)
+        measured = {"val_acc": val["acc"], "val_loss": val["loss"],
+                    "test_acc": test["acc"], "test_loss": test["loss"],
+                    "mean_abs_output": val["mean_abs_output"]}
     layers = [(n, m.weight.detach()) for n, m in prunable_layers(model)]
     return {
-        "val_acc": val["acc"], "val_loss": val["loss"],
-        "test_acc": test["acc"], "test_loss": test["loss"],
-        "mean_abs_output": val["mean_abs_output"],
+        **{k: measured[k] for k in ("val_acc", "val_loss", "test_acc", "test_loss",
+                                    "mean_abs_output")},
         "params": sum(p.numel() for p in model.parameters()),
         "weights": sum(w.numel() for _, w in layers),
         "nonzero_weights": sum(int((w != 0).sum()) for _, w in layers),
@@ -389,7 +399,8 @@ def _run_train(task: StageTask, splits: Any, out: Path) -> dict[str, Any]:
 
     data_cfg = data_hash_parts(task.data)[0]
     result = train(data_cfg, task.config, splits, out, progress=False, log=lambda _line: None)
-    metrics = _evaluate(result.model, result.head, splits)
+    # train() evaluated this model on validation (its last epoch) and test: reuse that.
+    metrics = _evaluate(result.model, result.head, splits, measured=result.final)
     metrics["epochs_completed"] = result.final.get("epochs_completed")
     return metrics
 
