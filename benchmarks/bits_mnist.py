@@ -36,6 +36,7 @@ from _bench_md import update_section  # noqa: E402
 from leanbits.bits import unpack  # noqa: E402
 from leanbits.bits.container import encode  # noqa: E402
 from leanbits.models import build  # noqa: E402
+from leanbits.results import BIT_PARTS, Row  # noqa: E402
 
 TARGET_ERROR = {"lenet-300-100": 1.60, "lenet5": 0.80}
 PUBLISHED = [  # from ../shared/PAPER.md, as each paper reported it
@@ -46,37 +47,34 @@ PUBLISHED = [  # from ../shared/PAPER.md, as each paper reported it
     ("lenet5", "Bayesian Compression 2017 (horseshoe)", "156x weights", "419x", 1.0),
     ("lenet5", "Soft weight sharing 2017", "200x weights", "-", 0.97),
 ]
-PARTS = ("values", "position", "codebook", "nonweight", "header", "padding")
-
-
-def _label(row: dict[str, Any]) -> str:
-    a = row["axes"]
-    if row.get("stages", {}).get("prune") is None:
+def _label(row: Row) -> str:
+    a = row.axes
+    if "prune" not in row.stages:
         return f"dense, {a.get('bits')}-bit"
     return f"{a.get('method')} @ {a.get('level')}, {a.get('bits')}-bit"
 
 
-def best_points(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def best_points(rows: list[Row]) -> list[dict[str, Any]]:
     out = []
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    groups: dict[tuple[str, str], list[Row]] = {}
     for r in rows:
-        groups.setdefault((r["axes"]["model"], r["axes"]["head"]), []).append(r)
+        groups.setdefault((r.axes["model"], r.axes["head"]), []).append(r)
     for (model, head), rs in sorted(groups.items()):
-        dense = rs[0]["metrics"]["train"]
+        dense = rs[0].metrics["train"]
         target = TARGET_ERROR.get(model)
-        by_test = [r for r in rs if target is not None and 100 * (1 - r["test_acc"]) <= target]
-        by_val = [r for r in rs if r["val_acc"] >= dense["val_acc"] - 0.002]
-        pick_test = min(by_test, key=lambda r: r["total_bits"]) if by_test else None
-        pick_val = min(by_val, key=lambda r: r["total_bits"]) if by_val else None
+        by_test = [r for r in rs if target is not None and 100 * (1 - r.test_acc) <= target]
+        by_val = [r for r in rs if r.val_acc >= dense["val_acc"] - 0.002]
+        pick_test = min(by_test, key=lambda r: r.total_bits) if by_test else None
+        pick_val = min(by_val, key=lambda r: r.total_bits) if by_val else None
         out.append({"model": model, "head": head, "dense_test_err": 100 * (1 - dense["test_acc"]),
                     "dense_val_acc": dense["val_acc"], "target": target,
                     "by_test": pick_test, "by_val": pick_val})
     return out
 
 
-def throughput(run: Path, row: dict[str, Any], repeats: int = 3) -> dict[str, float]:
+def throughput(run: Path, row: Row, repeats: int = 3) -> dict[str, float]:
     """Decode (unpack) and encode (pack) speed of one packed point's file."""
-    f = run / "stages" / row["stages"]["bits"] / "model.lbits"
+    f = run / "stages" / row.stages["bits"] / "model.lbits"
     dec = []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -106,7 +104,7 @@ def main() -> None:
     ap.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
     args = ap.parse_args()
     res = json.loads((args.run / "results.json").read_text())
-    rows = [r for r in res["rows"] if r.get("total_bits")]
+    rows = [r for r in map(Row.from_dict, res["rows"]) if r.total_bits]
     picks = best_points(rows)
     lines = [
         f"Command: `python benchmarks/bits_mnist.py {args.run} --write` after the frontier "
@@ -125,31 +123,31 @@ def main() -> None:
     ]
     for p in picks:
         t, v = p["by_test"], p["by_val"]
-        tcols = (f"{t['total_bits']:,} bits ({t['file_bytes']:,} B) | {t['compression']:.0f}x "
-                 f"| {100 * (1 - t['test_acc']):.2f} | {_label(t)}") if t else \
+        tcols = (f"{t.total_bits:,} bits ({t.file_bytes:,} B) | {t.compression:.0f}x "
+                 f"| {100 * (1 - t.test_acc):.2f} | {_label(t)}") if t else \
             (f"none reaches {p['target']:.2f} % | - | - | -" if p["target"] is not None
              else "no published level | - | - | -")
-        vcols = (f"{v['total_bits']:,} bits, {_label(v)} | {v['compression']:.0f}x | "
-                 f"{100 * (1 - v['test_acc']):.2f}") if v else "none | - | -"
+        vcols = (f"{v.total_bits:,} bits, {_label(v)} | {v.compression:.0f}x | "
+                 f"{100 * (1 - v.test_acc):.2f}") if v else "none | - | -"
         lines.append(f"| {p['model']} | {p['head']} | {p['dense_test_err']:.2f} | {tcols} | "
                      f"{vcols} |")
     lines += ["", "Published (as reported; each paper counts storage its own way):", "",
               "| net | method | weights kept | storage | error % |", "|---|---|---|---|---|"]
     lines += [f"| {n} | {m} | {w} | {s} | {e} |" for n, m, w, s, e in PUBLISHED]
-    overall = {}
+    overall: dict[str, Row] = {}
     for p in picks:
         if p["by_test"] and (p["model"] not in overall
-                             or p["by_test"]["total_bits"] < overall[p["model"]]["total_bits"]):
-            overall[p["model"]] = dict(p["by_test"], head=p["head"])
+                             or p["by_test"].total_bits < overall[p["model"]].total_bits):
+            overall[p["model"]] = p["by_test"]
     for model, r in overall.items():
-        b = r["bits_breakdown"]
-        total = r["total_bits"]
-        lines += ["", f"Best {model} point ({r['head']} head, {_label(r)}; "
-                  f"{r['nonzero_weights']:,} nonzero weights, test error "
-                  f"{100 * (1 - r['test_acc']):.2f} %): where the {total:,} bits go", "",
+        b = r.bits_breakdown
+        total = r.total_bits
+        lines += ["", f"Best {model} point ({r.head} head, {_label(r)}; "
+                  f"{r.nonzero_weights:,} nonzero weights, test error "
+                  f"{100 * (1 - r.test_acc):.2f} %): where the {total:,} bits go", "",
                   "| part | bits | share |", "|---|---|---|"]
         lines += [f"| {k} | {b.get(k, 0):,} | {100 * b.get(k, 0) / total:.1f} % |"
-                  for k in PARTS if k in b]
+                  for k in BIT_PARTS if k in b]
         tp = throughput(args.run, r)
         lines += ["", f"Pack / unpack of that file ({tp['bytes']:,} bytes, {tp['weights']:,} "
                   f"weight slots): unpack {tp['unpack_s'] * 1e3:.1f} ms "
@@ -159,7 +157,7 @@ def main() -> None:
     goals = {"lenet-300-100": 150, "lenet5": 1000}
     lines += ["", "Goals from the issue: >= 150x (LeNet-300-100) and >= 1000x (LeNet-5) at those "
               "error levels. Measured best: " + ", ".join(
-                  f"{m} {overall[m]['compression']:.0f}x (goal {g}x)" if m in overall
+                  f"{m} {overall[m].compression:.0f}x (goal {g}x)" if m in overall
                   else f"{m}: no point at the error level" for m, g in goals.items()) + "."]
     body = "\n".join(lines)
     print(body)

@@ -35,6 +35,7 @@ from _bench_md import update_section  # noqa: E402
 
 from leanbits.fileio import write_text_atomic  # noqa: E402
 from leanbits.report.build import build_report  # noqa: E402
+from leanbits.results import Row  # noqa: E402
 from leanbits.sweep.frontier import min_bits_table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,12 +46,12 @@ def mean(xs: list[float]) -> float:
     return statistics.fmean(xs) if xs else math.nan
 
 
-def load_rows(run: Path) -> list[dict[str, Any]]:
-    return json.loads((run / "results.json").read_text())["rows"]
+def load_rows(run: Path) -> list[Row]:
+    return [Row.from_dict(r) for r in json.loads((run / "results.json").read_text())["rows"]]
 
 
-def history(run: Path, row: dict[str, Any]) -> list[dict[str, Any]]:
-    f = run / "stages" / row["stages"]["train"] / "metrics.jsonl"
+def history(run: Path, row: Row) -> list[dict[str, Any]]:
+    f = run / "stages" / row.stages["train"] / "metrics.jsonl"
     return [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
 
 
@@ -62,11 +63,11 @@ def max_abs(rec: dict[str, Any]) -> float:
     return max(v["max_abs"] for v in rec["layers"].values())
 
 
-def unique_train(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def unique_train(rows: list[Row]) -> list[Row]:
     seen, out = set(), []
     for r in rows:
-        if r["stages"]["train"] not in seen:
-            seen.add(r["stages"]["train"])
+        if r.stages["train"] not in seen:
+            seen.add(r.stages["train"])
             out.append(r)
     return out
 
@@ -91,7 +92,7 @@ def explosion(run: Path) -> tuple[str, str]:
     agg: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in unique_train(rows):
         h = history(run, r)
-        key = (r["axes"]["head"], r["axes"]["weight_decay"])
+        key = (r.axes["head"], r.axes["weight_decay"])
         first, last = h[min(4, len(h) - 1)], h[-1]
         a = agg[key]
         a["l2_5"].append(total_l2(first))
@@ -105,7 +106,7 @@ def explosion(run: Path) -> tuple[str, str]:
         a["epochs"].append(len(h))
     q: dict[tuple[str, str, int], list[float]] = defaultdict(list)
     for r in rows:
-        q[(r["axes"]["head"], r["axes"]["weight_decay"], r["axes"]["bits"])].append(r["test_acc"])
+        q[(r.axes["head"], r.axes["weight_decay"], r.axes["bits"])].append(r.test_acc)
     table_rows = []
     for (head, wd), a in sorted(agg.items()):
         table_rows.append([head, wd, mean(a["l2_5"]), mean(a["l2_end"]),
@@ -150,18 +151,18 @@ def regularization(run: Path) -> tuple[str, str]:
     for r in unique_train(rows):
         h = history(run, r)
         last = h[-1]
-        a = agg[r["axes"]["regularizer"]]
+        a = agg[r.axes["regularizer"]]
         a["gap_acc"].append(last["gap_acc"])
         a["loss_gap"].append(last["val_loss"] - last["train_eval_loss"])
         a["val_acc"].append(last["val_acc"])
-        a["test_acc"].append(r["metrics"]["train"]["test_acc"])
+        a["test_acc"].append(r.metrics["train"]["test_acc"])
         zeros = sum(v["zero_frac"] * v["numel"] for v in last["layers"].values())
         a["zero_frac"].append(zeros / sum(v["numel"] for v in last["layers"].values()))
         a["dead"].append(sum(last["dead_units"].values()))
     pr: dict[tuple[str, float], list[float]] = defaultdict(list)
     for r in rows:
-        if r["stages"].get("prune"):
-            pr[(r["axes"]["regularizer"], r["axes"]["level"])].append(r["metrics"]["prune"]
+        if "prune" in r.stages:
+            pr[(r.axes["regularizer"], r.axes["level"])].append(r.metrics["prune"]
                                                                        ["test_acc"])
     levels = sorted({lv for _, lv in pr})
     table_rows = []
@@ -203,15 +204,15 @@ def snapshot_study(run: Path) -> tuple[str, str]:
     cost: dict[tuple[str, float], list[float]] = defaultdict(list)
     wall: dict[tuple[str, float], list[float]] = defaultdict(list)
     for r in rows:
-        key = (r["axes"]["method"], r["axes"]["sparsity"])
-        acc[key].append(r["test_acc"])
-        cost[key].append(r["metrics"]["prune"].get("backprop_epochs", 0))
-        st = run / "stages" / r["stages"]["prune"] / "stage.json"
+        key = (r.axes["method"], r.axes["sparsity"])
+        acc[key].append(r.test_acc)
+        cost[key].append(r.metrics["prune"].get("backprop_epochs", 0))
+        st = run / "stages" / r.stages["prune"] / "stage.json"
         if st.is_file():
             wall[key].append(json.loads(st.read_text()).get("seconds", math.nan))
     methods = list(dict.fromkeys(m for m, _ in acc))
     levels = sorted({s for _, s in acc})
-    dense = mean([r["metrics"]["train"]["test_acc"] for r in unique_train(rows)])
+    dense = mean([r.metrics["train"]["test_acc"] for r in unique_train(rows)])
     table_rows = [[m] + [mean(acc[(m, s)]) for s in levels]
                   + [mean(cost[(m, levels[0])]), mean([mean(wall[(m, s)]) for s in levels])]
                   for m in methods]
@@ -239,22 +240,22 @@ def snapshot_study(run: Path) -> tuple[str, str]:
 
 # ----------------------------------------------------------------------------- claim 5
 def frontier_study(run: Path, levels: list[float]) -> tuple[str, str]:
-    rows = [r for r in load_rows(run) if r.get("total_bits")]
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    rows = [r for r in load_rows(run) if r.total_bits]
+    groups: dict[tuple[str, str], list[Row]] = defaultdict(list)
     for r in rows:
-        groups[(r["axes"]["model"], r["axes"]["head"])].append(r)
+        groups[(r.axes["model"], r.axes["head"])].append(r)
     table_rows = []
     best: dict[float, tuple[int, str]] = {}
     for (model, head), rs in sorted(groups.items()):
         t = min_bits_table(rs, levels)
-        table_rows.append([model, head, max(r["test_acc"] for r in rs)]
+        table_rows.append([model, head, max(r.test_acc for r in rs)]
                           + [e["bits"] for e in t])
         for e in t:
             if e["bits"] is not None and (e["level"] not in best
                                           or e["bits"] < best[e["level"]][0]):
                 r = e["row"]
-                best[e["level"]] = (e["bits"], f"{model}/{head}, {r['axes'].get('method', '-')}"
-                                    f" @ {r['axes'].get('level')}, {r['axes']['bits']}-bit")
+                best[e["level"]] = (e["bits"], f"{model}/{head}, {r.axes.get('method', '-')}"
+                                    f" @ {r.axes.get('level')}, {r.axes['bits']}-bit")
     text = md_table(["model", "head", "best test acc"]
                     + [f"fewest bits for test acc >= {lv}" for lv in levels], table_rows)
     text += "\n\nFewest bits over all models and heads (our empirical lower bound):\n\n"

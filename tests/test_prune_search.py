@@ -13,8 +13,16 @@ from leanbits import paths, snapshot
 from leanbits.errors import PruneError
 from leanbits.heads import Head
 from leanbits.models import Plan, build
-from leanbits.prune import PruneConfig, profile, prune_snapshot, search_sparsity, train_masked
+from leanbits.prune import (
+    ProfileConfig,
+    PruneConfig,
+    profile,
+    prune_snapshot,
+    search_sparsity,
+    train_masked,
+)
 from leanbits.prune import cli as prune_cli
+from leanbits.results import Row, profile_rows
 
 PLAN = Plan("mlp", (1, 8, 8), (), (16, 12), 10)
 HEAD = Head("softmax", 10)
@@ -127,14 +135,17 @@ def test_profile_gives_one_row_per_method_and_level(trained):
     snap, splits = trained
     cfg = PruneConfig(refit_epochs=1, finetune_epochs=1, batch_size=128)
     rows = profile(snap, ["none", "refit", "rewind"], [0.5, 0.9], splits, cfg)
-    assert [(r["method"], r["sparsity_requested"]) for r in rows] == [
+    assert [(r.axes["method"], r.axes["sparsity"]) for r in rows] == [
         ("dense", 0.0), ("none", 0.5), ("none", 0.9), ("refit", 0.5), ("refit", 0.9),
         ("rewind", 0.5), ("rewind", 0.9)]
-    by = {(r["method"], r["sparsity_requested"]): r for r in rows}
-    assert by[("none", 0.9)]["nonzero_weights"] < by[("none", 0.5)]["nonzero_weights"]
-    assert by[("none", 0.5)]["nonzero_weights"] == by[("refit", 0.5)]["nonzero_weights"]
-    assert by[("none", 0.5)]["backprop_epochs"] == 0
-    assert by[("rewind", 0.5)]["backprop_epochs"] == 1
+    assert [r.point for r in rows] == list(range(7))
+    by = {(r.axes["method"], r.axes["sparsity"]): r for r in rows}
+    assert by[("none", 0.9)].nonzero_weights < by[("none", 0.5)].nonzero_weights
+    assert by[("none", 0.5)].nonzero_weights == by[("refit", 0.5)].nonzero_weights
+    assert by[("none", 0.5)].metrics["prune"]["backprop_epochs"] == 0
+    assert by[("rewind", 0.5)].metrics["prune"]["backprop_epochs"] == 1
+    assert by[("refit", 0.9)].method == "refit" and rows[0].method is None
+    assert by[("refit", 0.9)].settings["prune"]["refit_epochs"] == 1
 
 
 # ------------------------------------------------------------------------------- CLI
@@ -202,9 +213,13 @@ def test_profile_command_writes_json_and_plot(trained, fake_data, tmp_path, caps
                   "0.5,0.9", "--refit-epochs", "1", "--out", str(out)])
     assert rc == 0
     doc = json.loads((out / "profile.json").read_text())
-    assert len(doc["rows"]) == 1 + 2 * 2
+    assert len(profile_rows(doc)) == 1 + 2 * 2 and doc["source"] == str(snap.path.resolve())
     assert (out / "profile.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "nonzero_weights" in capsys.readouterr().out
+    assert run_cli(["profile", str(snap.path), "--methods", "none", "--sparsities", "0.5",
+                    "--out", str(out), "--no-plot", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert [r["axes"]["method"] for r in printed["rows"]] == ["dense", "none"]
     with pytest.raises(PruneError, match="unknown method"):
         run_cli(["profile", str(snap.path), "--methods", "none,bogus", "--out", str(out)])
 
@@ -212,7 +227,20 @@ def test_profile_command_writes_json_and_plot(trained, fake_data, tmp_path, caps
 def test_profile_rows_carry_the_full_measurements(trained):
     snap, splits = trained
     rows = profile(snap, ["none"], [0.6], splits, PruneConfig())
+    assert set(rows[0].metrics) == {"train"} and set(rows[1].metrics) == {"prune"}
     for row in rows:
-        assert {"weights", "connections", "live_units", "units", "macs_dense"} <= set(row)
-    assert rows[0]["nonzero_weights"] == rows[0]["weights"]  # the dense snapshot
-    json.dumps(rows)
+        (m,) = row.metrics.values()
+        assert {"weights", "connections", "live_units", "units", "macs_dense"} <= set(m)
+        assert set(row.layer_sparsity) == set(m["connections"])
+        assert row.settings["data"] == snap.config["data"]
+    assert rows[0].nonzero_weights == rows[0].weights  # the dense snapshot
+    assert rows[1].sparsity == pytest.approx(0.6, abs=0.01)
+    assert rows[1].params == rows[1].metrics["prune"]["compact"]["params"]  # compact rebuild
+    assert [Row.from_dict(json.loads(json.dumps(r.to_dict()))) for r in rows] == rows
+
+
+def test_profile_config_keeps_per_run_fields_unset():
+    cfg = ProfileConfig(methods=("refit",), sparsities=(0.5,), refit_epochs=3)
+    assert cfg.prune_config() == PruneConfig(refit_epochs=3)
+    with pytest.raises(PruneError, match="sets max_drop per run"):
+        ProfileConfig(max_drop=0.01).prune_config()

@@ -19,8 +19,20 @@ from pathlib import Path
 import pytest
 
 from leanbits.errors import LeanbitsError
-from leanbits.report import build, cli, html, tables
+from leanbits.report import (
+    bits,
+    build,
+    cli,
+    document,
+    frontier,
+    grouping,
+    html,
+    markdown,
+    profile,
+    tables,
+)
 from leanbits.report.tables import fmt
+from leanbits.results import Row, profile_document
 from leanbits.sweep.frontier import pareto_front
 
 HEADS = ("softmax", "llr", "llr-code")
@@ -70,29 +82,27 @@ def write_snapshot(d: Path, head: str, epochs: int = 8) -> list[dict]:
     return recs
 
 
-def account(head: str, sparsity: float, qbits: int) -> dict:
-    """An ``account.json`` shaped like leanbits.bits.account.Account.to_dict()."""
-    layers = []
+def account(sparsity: float, qbits: int) -> dict:
+    """Per-layer and header bits of a packed LeNet-300-100 at a sparsity and bit width."""
+    layers = {}
     for name, numel in LAYERS.items():
         nz = round(numel * (1 - sparsity * (1.03 if name == "fc1" else 0.85)))
-        parts = {"values_bits": nz * qbits, "position_bits": round(nz * 4.2),
-                 "codebook_bits": 16 * 2 ** qbits + 32,
-                 "nonweight_bits": 16 * (300 if name == "fc1" else 10)}
-        layers.append({"name": name, "weights": numel, "nonzero": nz, "values": "entropy",
-                       "index": "coded", "bits": qbits, "quant": "kmeans", **parts,
-                       "total_bits": sum(parts.values())})
-    totals = {k: sum(la[k] for la in layers) for k in
-              ("values_bits", "position_bits", "codebook_bits", "nonweight_bits")}
-    header = 412
-    return {"layers": layers, "header_bits": header, **totals,
-            "total_bits": header + sum(totals.values()), "weights": sum(LAYERS.values()),
-            "nonzero": sum(la["nonzero"] for la in layers)}
+        layers[name] = {"weights": numel, "nonzero": nz,
+                        "bits": {"values": nz * qbits, "position": round(nz * 4.2),
+                                 "codebook": 16 * 2 ** qbits + 32,
+                                 "nonweight": 16 * (300 if name == "fc1" else 10)}}
+    return {"layers": layers, "header": 412}
 
 
 def sweep_row(point: int, head: str, sparsity: float | None, qbits: int) -> dict:
     """A row of results.json as leanbits.sweep.run writes it (sparsity None: kept dense)."""
     s = sparsity or 0.0
-    acct = account(head, s, qbits)
+    acct = account(s, qbits)
+    layers = acct["layers"]
+    parts = {p: sum(la["bits"][p] for la in layers.values())
+             for p in ("values", "position", "codebook", "nonweight")}
+    total = acct["header"] + sum(parts.values())
+    nonzero = sum(la["nonzero"] for la in layers.values())
     base = {"softmax": 0.979, "llr": 0.982, "llr-code": 0.981}[head]
     acc = base - 0.15 * s ** 8 - 0.02 * 2.0 ** -qbits
     level = "dense" if sparsity is None else sparsity
@@ -100,62 +110,48 @@ def sweep_row(point: int, head: str, sparsity: float | None, qbits: int) -> dict
               "bits": f"bits/kmeans-{qbits}-auto-{head}-{level}"}
     if sparsity is not None:
         stages["prune"] = f"prune/refit-{sparsity}-{head}"
-    return {
-        "point": point, "axes": {"head": head, "level": level, "bits": qbits},
-        "stages": stages,
-        "settings": {"data": {"dataset": "mnist"}, "train": {"head": head, "epochs": 8},
-                     **({"prune": {"method": "refit", "sparsity": sparsity}}
-                        if sparsity is not None else {}),
-                     "bits": {"bits": qbits, "quant": "kmeans", "index": "auto"}},
-        "val_acc": round(acc + 0.001, 4), "test_acc": round(acc, 4),
-        "nonzero_weights": acct["nonzero"], "weights": acct["weights"],
-        "total_bits": acct["total_bits"],
-        "bits_breakdown": {"values": acct["values_bits"], "position": acct["position_bits"],
-                           "codebook": acct["codebook_bits"],
-                           "nonweight": acct["nonweight_bits"],
-                           "header": acct["header_bits"], "padding": 3},
-        "file_bytes": (acct["total_bits"] + 7) // 8, "dense_bits": 32 * 266610,
-        "metrics": {  # each stage's own evaluation: the pruned model before quantization
-            "train": {"val_acc": base + 0.001, "test_acc": base, "weights": acct["weights"],
-                      "nonzero_weights": acct["weights"]},
+    return Row(
+        point=point, axes={"head": head, "level": level, "bits": qbits}, stages=stages,
+        settings={"data": {"dataset": "mnist"}, "train": {"head": head, "epochs": 8},
+                  **({"prune": {"method": "refit", "sparsity": sparsity}}
+                     if sparsity is not None else {}),
+                  "bits": {"bits": qbits, "quant": "kmeans", "index": "auto"}},
+        val_acc=round(acc + 0.001, 4), test_acc=round(acc, 4), nonzero_weights=nonzero,
+        weights=sum(LAYERS.values()), sparsity=sparsity,
+        effective_connections=None if sparsity is None else nonzero - 97,
+        layer_sparsity={k: 1 - la["nonzero"] / la["weights"] for k, la in layers.items()},
+        total_bits=total,
+        bits_breakdown={**parts, "header": acct["header"], "padding": 3},
+        layer_bits={k: la["bits"] for k, la in layers.items()},
+        file_bytes=(total + 7) // 8, dense_bits=32 * 266610, compression=32 * 266610 / total,
+        metrics={  # each stage's own evaluation: the pruned model before quantization
+            "train": {"val_acc": base + 0.001, "test_acc": base, "weights": 266200,
+                      "nonzero_weights": 266200},
             **({"prune": {"val_acc": base - 0.15 * s ** 8 + 0.001,
-                          "test_acc": base - 0.15 * s ** 8, "weights": acct["weights"],
-                          "nonzero_weights": acct["nonzero"], "sparsity": sparsity,
-                          "effective_connections": acct["nonzero"] - 97}}
+                          "test_acc": base - 0.15 * s ** 8, "weights": 266200,
+                          "nonzero_weights": nonzero, "sparsity": sparsity,
+                          "effective_connections": nonzero - 97}}
                if sparsity is not None else {})},
-    }
+    ).to_dict()
 
 
-def profile_rows(method: str) -> list[dict]:
-    """Rows of ``leanbits profile``'s profile.json (leanbits.prune.search.measure + method)."""
+def profile_rows(method: str, head: str = "llr") -> list[dict]:
+    """Rows of a profile.json as leanbits.prune.search.profile writes them."""
     rows = []
     for s in (0.5, 0.8, 0.9, 0.95, 0.98):
         nz = round(sum(LAYERS.values()) * (1 - s))
-        rows.append({"method": method, "sparsity_requested": s, "sparsity": s,
-                     "val_acc": 0.98 - 0.2 * s ** 10, "test_acc": 0.979 - 0.2 * s ** 10,
-                     "weights": sum(LAYERS.values()), "nonzero_weights": nz,
-                     "effective_connections": nz - int(50 * s),
-                     "connections": {"fc1": nz - 1000, "fc2": 900, "out": 100},
-                     "live_units": {"fc1": 290, "fc2": 97, "out": 10},
-                     "units": {"fc1": 300, "fc2": 100, "out": 10}})
+        conns = {"fc1": nz - 1000, "fc2": 900, "out": 100}
+        rows.append(Row(
+            point=len(rows), axes={"method": method, "sparsity": s},
+            settings={"train": {"head": head}, "prune": {"method": method, "sparsity": s}},
+            val_acc=0.98 - 0.2 * s ** 10, test_acc=0.979 - 0.2 * s ** 10,
+            weights=sum(LAYERS.values()), nonzero_weights=nz, sparsity=s,
+            effective_connections=nz - int(50 * s),
+            layer_sparsity={k: 1 - c / LAYERS[k] for k, c in conns.items()},
+            metrics={"prune": {"connections": conns,
+                               "live_units": {"fc1": 290, "fc2": 97, "out": 10}}},
+        ).to_dict())
     return rows
-
-
-def handmade_row(head: str, sparsity: float, qbits: int) -> dict:
-    """A row in another shape than the sweep's: nested bit account with per-layer
-    ``values``/``positions``/``codebook``+``scales``/``non_weight`` and a header."""
-    layers = {}
-    for name, numel in LAYERS.items():
-        nz = round(numel * (1 - sparsity))
-        layers[name] = {"numel": numel, "nonzero": nz, "values": nz * qbits,
-                        "positions": round(nz * 4.2), "codebook": 32 * 2 ** qbits,
-                        "scales": 32, "non_weight": 320}
-    total = 256 + sum(v for d in layers.values() for k, v in d.items()
-                      if k not in ("numel", "nonzero"))
-    return {"head": head, "method": "magnitude", "sparsity": sparsity,
-            "test_acc": 0.98 - 0.1 * sparsity ** 6 - 0.01 / qbits, "total_bits": total,
-            "nonzero_weights": sum(d["nonzero"] for d in layers.values()),
-            "bits": {"layers": layers, "header": 256, "total": total}}
 
 
 SWEEP_POINTS = [(h, s, q) for h in HEADS for s in (None, 0.9, 0.97) for q in (2, 4, 8)]
@@ -164,8 +160,7 @@ SWEEP_POINTS = [(h, s, q) for h in HEADS for s in (None, 0.9, 0.97) for q in (2,
 @pytest.fixture(scope="module")
 def sweep_dir(tmp_path_factory) -> Path:
     """A sweep run directory laid out as leanbits.sweep.run writes one: experiment.toml,
-    stages/train/* snapshots, stages/bits/*/account.json (one missing: that point falls
-    back to the row's bits_breakdown), results.json and results.jsonl."""
+    stages/train/* snapshots, results.json and results.jsonl."""
     root = tmp_path_factory.mktemp("sweep")
     (root / "experiment.toml").write_text(
         '# The experiment that made this run directory\nname = "frontier"\n\n'
@@ -174,10 +169,6 @@ def sweep_dir(tmp_path_factory) -> Path:
     rows = [sweep_row(i, *pt) for i, pt in enumerate(SWEEP_POINTS)]
     for h in HEADS:
         write_snapshot(root / "stages" / "train" / f"lenet-300-100-{h}-0a1b2c", h)
-    for r, (h, s, q) in zip(rows[1:], SWEEP_POINTS[1:], strict=True):
-        d = root / "stages" / r["stages"]["bits"]
-        d.mkdir(parents=True, exist_ok=True)
-        (d / "account.json").write_text(json.dumps(account(h, s or 0.0, q)))
     (root / "results.json").write_text(json.dumps(
         {"schema": 1, "experiment": "frontier", "axes": ["head", "level", "bits"],
          "rows": rows, "frontier": {}}))
@@ -250,15 +241,13 @@ def test_sweep_report_sections_tables_and_config(built: build.ReportFiles, sweep
     softmax = [json.loads(line) for line in (
         sweep_dir / "stages/train/lenet-300-100-softmax-0a1b2c/metrics.jsonl"
     ).read_text().splitlines()]
-    acct = json.loads((sweep_dir / "stages" / rows[5]["stages"]["bits"] / "account.json")
-                      .read_text())
     numbers = [
         fmt(softmax[-1]["val_loss"]), fmt(softmax[3]["mean_abs_output"]),  # training table
         fmt(softmax[-1]["layers"]["out"]["l2_norm"]),                      # per-layer table
         fmt(rows[4]["nonzero_weights"]),                                   # pruning table
         fmt(rows[4]["metrics"]["prune"]["effective_connections"]),
         fmt(rows[5]["total_bits"]), fmt(rows[5]["test_acc"]),              # frontier table
-        fmt(acct["layers"][1]["position_bits"]),                           # bits per layer
+        fmt(rows[5]["layer_bits"]["fc2"]["position"]),                     # bits per layer
     ]
     for text in numbers:
         assert text in md, text
@@ -317,11 +306,11 @@ def test_profile_dir_with_source_snapshot_outside(tmp_path: Path):
     d = tmp_path / "prof"
     d.mkdir()
     rows = profile_rows("refit") + profile_rows("finetune")
-    rows.append({"method": "rewind", "sparsity_requested": 0.99, "error": "layer emptied"})
-    (d / "profile.json").write_text(json.dumps(
-        {"source": str(snap.resolve()), "config": {"scope": "global", "refit_epochs": 2},
-         "methods": ["refit", "finetune", "rewind"], "sparsities": [0.5, 0.99],
-         "rows": rows}))
+    rows.append(Row(axes={"method": "rewind", "sparsity": 0.99},
+                    settings={"prune": {"method": "rewind"}}, error="layer emptied").to_dict())
+    (d / "profile.json").write_text(json.dumps(profile_document(
+        [Row.from_dict(r) for r in rows], {"scope": "global", "refit_epochs": 2},
+        str(snap.resolve()))))
     files = build.build_report(d)
     assert files.sections == ("Notes", "Training", "Pruning profile", "Configuration")
     assert (d / "figures" / "prune_profile.png").is_file()
@@ -336,21 +325,24 @@ def test_profile_dir_with_source_snapshot_outside(tmp_path: Path):
     assert f"| {fmt(100 * (1 - 900 / LAYERS['fc2']))} |" in sparsity
 
 
-def test_bare_list_profile_and_handmade_rows(tmp_path: Path):
-    (tmp_path / "profile.json").write_text(json.dumps(profile_rows("refit")))
-    rows = [handmade_row(h, s, q) for h in ("softmax", "llr") for s in (0.5, 0.9)
-            for q in (2, 4)]
+def test_profile_and_results_jsonl_with_a_bad_line(tmp_path: Path):
+    (tmp_path / "profile.json").write_text(json.dumps({"rows": profile_rows("refit")}))
+    rows = [sweep_row(i, *pt) for i, pt in enumerate(SWEEP_POINTS[:6])]
     (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows)
-                                            + '{"head": "llr", "tot')  # killed writer
+                                            + '{"point": 7, "tot')  # killed writer
     files = build.build_report(tmp_path)
     assert files.sections == ("Notes", "Pruning profile", "Accuracy against total bits")
-    assert any("results.jsonl line 9: not JSON" in n for n in files.notes)
+    assert any("results.jsonl line 7: not JSON" in n for n in files.notes)
     md = files.markdown.read_text()
-    # codebook = codebook + scales, summed over layers
-    r = rows[0]
-    codebook = sum(d["codebook"] + d["scales"] for d in r["bits"]["layers"].values())
-    assert f"| {fmt(codebook)} |" in md
+    assert f"| {fmt(rows[4]['bits_breakdown']['codebook'])} |" in md
     assert "Per-layer sparsity" in md and "figures/sparsity.png" in md
+
+
+def test_unreadable_profile_is_a_note(tmp_path: Path):
+    (tmp_path / "profile.json").write_text(json.dumps({"rows": "nope"}))
+    write_snapshot(tmp_path / "snap", "llr", epochs=2)
+    files = build.build_report(tmp_path)
+    assert any("profile.json: no list of row objects" in n for n in files.notes)
 
 
 def test_empty_dir_is_a_clear_error(tmp_path: Path):
@@ -364,7 +356,7 @@ def test_empty_dir_is_a_clear_error(tmp_path: Path):
 def test_rows_missing_keys_skip_sections_with_notes(tmp_path: Path):
     (tmp_path / "results.json").write_text(json.dumps(
         {"rows": [{"test_acc": 0.9, "total_bits": 1000}, {"test_acc": 0.95, "total_bits": 4000},
-                  {"val_acc": 0.5, "bits": 4}]}))
+                  {"val_acc": 0.5, "axes": {"bits": 4}}]}))
     files = build.build_report(tmp_path)
     assert "Accuracy against total bits" in files.sections
     assert any("Pruning profile: skipped" in n for n in files.notes)
@@ -374,28 +366,34 @@ def test_rows_missing_keys_skip_sections_with_notes(tmp_path: Path):
 
 
 # ----------------------------------------------------------------------------- pure helpers
-def test_stage_rows_give_one_point_per_pruned_model():
-    rows = [sweep_row(i, *pt) for i, pt in enumerate(SWEEP_POINTS)]
-    got = build.stage_rows(rows)
+def test_pruned_models_give_one_point_per_pruned_model():
+    rows = [Row.from_dict(sweep_row(i, *pt)) for i, pt in enumerate(SWEEP_POINTS)]
+    got = profile.pruned_models(rows)
     # 3 networks x (dense start + 2 pruning levels); bit widths collapse
     assert len(got) == 9
-    llr = [r for r in got if r["_head"] == "llr"]
-    assert [(r["method"], r["sparsity"]) for r in llr] == [("refit", 0.0), ("refit", 0.9),
-                                                          ("refit", 0.97)]
-    assert llr[1]["test_acc"] == rows[12]["metrics"]["prune"]["test_acc"]  # before packing
-    assert build.group_names(got, by_method=True)[:3] == ["softmax / refit"] * 3
-    plain = [{"test_acc": 0.9, "nonzero_weights": 10}]
-    assert build.stage_rows(plain) == plain
+    llr = [(m, r) for m, r in got if r.head == "llr"]
+    assert [(m, r.sparsity) for m, r in llr] == [("refit", 0.0), ("refit", 0.9),
+                                                 ("refit", 0.97)]
+    assert llr[1][1].test_acc == rows[12].metrics["prune"]["test_acc"]  # before packing
+    assert llr[1][1].total_bits is None and "bits" not in llr[1][1].settings
+    names = grouping.group_names([r for _, r in got], [m for m, _ in got])
+    assert names[:3] == ["softmax / refit"] * 3
+    plain = [Row(test_acc=0.9, nonzero_weights=10)]
+    assert profile.pruned_models(plain) == [(None, plain[0])]
 
 
 def test_group_names_by_network_axes():
-    rows = [{"axes": {"model": m, "head": h, "bits": b}, "stages": {"train": f"{m}-{h}"}}
+    rows = [Row(axes={"model": m, "head": h, "bits": b}, stages={"train": f"{m}-{h}"})
             for m in ("lenet5", "conv2") for h in ("llr", "softmax") for b in (2, 4)]
-    names = build.group_names(rows)
+    names = grouping.group_names(rows)
     assert names[::2] == ["lenet5 / llr", "lenet5 / softmax", "conv2 / llr", "conv2 / softmax"]
-    prof = [{"method": m, "_source": "p", "_head": "llr"} for m in ("none", "refit")]
-    assert build.group_names(prof, by_method=True) == ["none", "refit"]
-    assert build.group_names([{}]) == ["all points"]
+    prof = [Row(axes={"method": m}, stages={"profile": "p"}, settings={"train": {"head": "x"}})
+            for m in ("none", "refit")]
+    assert grouping.group_names(prof, ["none", "refit"]) == ["none", "refit"]
+    two = [Row(stages={"profile": p}, settings={"train": {"head": h}})
+           for p, h in (("a", "llr"), ("b", "softmax"), ("c", "llr"))]
+    assert grouping.group_names(two) == ["a", "b", "c"]  # heads do not tell a and c apart
+    assert grouping.group_names([Row()]) == ["all points"]
 
 
 def test_sweep_training_runs_named_like_their_networks(built: build.ReportFiles):
@@ -406,60 +404,45 @@ def test_sweep_training_runs_named_like_their_networks(built: build.ReportFiles)
     assert len(labels) == len(set(labels)) >= 2  # one bar group per distinct pruned model
 
 
-def test_lookup_and_get_aliases():
-    assert build.lookup({"axes": {"head": "llr"}}, build.ROW_KEYS["head"]) == "llr"
-    assert build.lookup({"head": None, "axes": {"head": "x"}}, build.ROW_KEYS["head"]) == "x"
-    assert build.get({"bits": {"total": 123}}, "total_bits") == 123
-    assert build.get({"bits": 4}, "total_bits") is None  # a sweep's bits-per-weight axis
-    assert build.get({"account": {"total_bits": 7}}, "total_bits") == 7
-    assert build.get({"sparsity": 0.75, "weights": 400}, "nonzero") == 100
-    assert build.get({"test_acc": True}, "test_acc") is None  # bools are not numbers
-
-
-def test_bit_breakdown_shapes():
-    flat = {"values_bits": 100, "position_bits": 50, "header_bits": 10, "total_bits": 160}
-    assert build.bit_breakdown(flat) == {"values": 100, "positions": 50, "header": 10}
-    nested = {"account": {"layers": [{"name": "a", "values": 10, "codebook": 4, "scales": 1},
-                                     {"name": "b", "values": 20, "non_weight": 3}],
-                          "header": 5, "total": 50}}
-    assert build.bit_breakdown(nested) == {"values": 30, "codebook": 5, "non-weight": 3,
-                                           "header": 5, "other": 7}
-    assert build.layer_breakdowns(nested) == {"a": {"values": 10, "codebook": 5},
-                                              "b": {"values": 20, "non-weight": 3}}
-    assert build.bit_breakdown({"test_acc": 0.9}) is None
-
-
-def test_layer_sparsity_sources():
-    assert build.layer_sparsity({"layer_sparsity": {"fc1": 0.9}}) == {"fc1": 0.9}
-    row = {"layers": {"fc1": {"nonzero": 25, "numel": 100}, "out": {"zero_frac": 0.5}}}
-    assert build.layer_sparsity(row) == {"fc1": 0.75, "out": 0.5}
-    assert build.layer_sparsity({"bits": {"layers": {"a": {"sparsity": 0.1}}}}) == {"a": 0.1}
-    assert build.layer_sparsity({}) == {}
+def test_bit_breakdown_of_a_row():
+    row = Row.from_dict(sweep_row(0, "llr", 0.9, 4))
+    parts = bits.bit_breakdown(row)
+    assert list(parts) == ["values", "positions", "codebook", "non-weight", "header"]
+    assert sum(parts.values()) == row.total_bits
+    assert bits.layer_breakdowns(row)["fc2"]["positions"] == row.layer_bits["fc2"]["position"]
+    short = Row(total_bits=130, bits_breakdown={"values": 100, "header": 20})
+    assert bits.bit_breakdown(short) == {"values": 100, "header": 20, "other": 10}
+    assert bits.bit_breakdown(Row(test_acc=0.9)) is None
 
 
 def test_spread_pareto_and_labels():
-    assert build.spread(list(range(10)), 4) == [0, 3, 6, 9]
-    assert build.spread([1, 2], 6) == [1, 2] and build.spread([], 3) == []
-    assert build.pareto_indices([(100, 0.9), (50, 0.95), (200, 0.97), (60, 0.93)]) == [1, 2]
-    assert build.point_label({"axes": {"head": "llr", "bits": 4}}, 0) == "head=llr, bits=4"
-    assert build.point_label({"method": "m", "sparsity": 0.9}, 3) == "m s=0.9"
-    assert build.point_label({}, 3) == "point 3"
+    assert grouping.spread(list(range(10)), 4) == [0, 3, 6, 9]
+    assert grouping.spread([1, 2], 6) == [1, 2] and grouping.spread([], 3) == []
+    assert grouping.point_label(Row(axes={"head": "llr", "bits": 4}), 0) == "head=llr, bits=4"
+    assert grouping.point_label(Row(), 3) == "point 3"
+    assert grouping.group([3, 1, 4, 1, 5], lambda x: x % 2) == {1: [3, 1, 1, 5], 0: [4]}
     layers = {"a": {"l2_norm": 3.0, "zero_frac": 0.5, "numel": 10},
               "b": {"l2_norm": 4.0, "zero_frac": 0.0, "numel": 30}}
-    assert build.total_l2(layers) == 5.0 and build.zero_fraction(layers) == 0.125
+    from leanbits.report.training import total_l2, zero_fraction
+
+    assert total_l2(layers) == 5.0 and zero_fraction(layers) == 0.125
+    assert frontier.sparsity_of([Row(axes={"s": 0.9, "b": 2}, layer_sparsity={"fc1": 0.9}),
+                                 Row(axes={"s": 0.9, "b": 4}, layer_sparsity={"fc1": 0.9})]
+                                ) == [("s=0.9", {"fc1": 0.9})]
 
 
 def test_markdown_table_and_fence():
     md = tables.markdown_table(["name", "bits"], [["a|b", 1200], ["c", None]])
     assert md.splitlines() == ["| name | bits |", "|:--|--:|", "| a\\|b | 1,200 |",
                                "| c | - |"]
-    report = build.Report("t", [build.Code("x = ```\n", "toml")])
-    assert "````toml\nx = ```\n````" in build.to_markdown(report)
+    report = document.Report("t", [document.Code("x = ```\n", "toml")])
+    assert "````toml\nx = ```\n````" in markdown.to_markdown(report)
 
 
 def test_html_escapes_text():
-    page = html.to_html(build.Report("<t>", [build.Heading("A & B"), build.Text("<b>x</b>"),
-                                             build.Table(["h"], [["<i>"]])]))
+    page = html.to_html(document.Report("<t>", [document.Heading("A & B"),
+                                                document.Text("<b>x</b>"),
+                                                document.Table(["h"], [["<i>"]])]))
     assert "<b>x</b>" not in page and "&lt;b&gt;x&lt;/b&gt;" in page
     assert 'href="#a-b"' in page and "&lt;i&gt;" in page
 

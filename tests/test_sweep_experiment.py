@@ -168,5 +168,23 @@ def test_bad_overrides_and_bad_files(tmp_path):
     bad.write_text('[train]\nhead = "sigmoid"\n')
     with pytest.raises(ConfigError, match=r"bad\.toml: .*head.*softmax, llr, llr-code"):
         load_experiment(bad)
-    with pytest.raises(ConfigError, match="unknown study 'nope'; valid: explosion"):
+    with pytest.raises(ConfigError, match="unknown study 'nope'; valid: demo, explosion"):
         study_path("nope")
+
+
+def test_profile_and_pick_tables_are_checked():
+    raw = copy.deepcopy(TINY)
+    raw["profile"] = {"methods": ["refit"], "sparsities": [0.5]}
+    raw["pick"] = {"max_drop": 0.01}
+    exp = parse_experiment(raw)
+    assert len(exp.profiles) == 2 and exp.pick.max_drop == 0.01  # one per trained model
+    assert [p.input.key for p in exp.profiles] == [s.key for s in exp.stages("train")]
+    for table, message in (({"profile": {"vary": {"methods": [["none"]]}}}, "no axes"),
+                           ({"profile": {"max_drop": 0.01}}, "sets max_drop per run"),
+                           ({"profile": {"methods": ["bogus"]}}, "bogus"),
+                           ({"pick": {"max_drop": 2}}, "above the maximum"),
+                           ({"pick": {"fewest": "bits"}}, "unknown PickConfig key")):
+        with pytest.raises(ConfigError, match=message):
+            parse_experiment({**raw, **table})
+    over = parse_experiment(raw, overrides=["profile.sparsities=[0.9]", "pick.max_drop=0.1"])
+    assert over.profiles[0].config.sparsities == (0.9,) and over.pick.max_drop == 0.1

@@ -5,6 +5,7 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from leanbits.results import Row
 from leanbits.sweep import frontier
 
 # Small integer grids make ties and duplicates common, which is where bugs hide.
@@ -68,47 +69,10 @@ def test_missing_and_nan_points_are_ignored():
 
 
 def test_min_bits_table_names_the_configuration():
-    rows = [{"point": 0, "total_bits": 100, "test_acc": 0.95},
-            {"point": 1, "total_bits": 40, "test_acc": 0.97},
-            {"point": 2, "total_bits": 300, "test_acc": 0.99},
-            {"point": 3, "total_bits": None, "test_acc": 1.0}]
+    rows = [Row(point=0, total_bits=100, test_acc=0.95),
+            Row(point=1, total_bits=40, test_acc=0.97),
+            Row(point=2, total_bits=300, test_acc=0.99),
+            Row(point=3, total_bits=None, test_acc=1.0)]
     table = frontier.min_bits_table(rows, [0.9, 0.98, 0.999])
-    assert [(t["bits"], t["row"]["point"] if t["row"] else None) for t in table] == [
+    assert [(t["bits"], t["row"].point if t["row"] else None) for t in table] == [
         (40, 1), (300, 2), (None, None)]
-
-
-def test_compare_at_equal_accuracy_and_equal_bits():
-    a = [(10, 0.90), (20, 0.95), (40, 0.97)]
-    b = [(15, 0.90), (30, 0.95), (25, 0.80)]
-    c = frontier.compare(a, b, accuracy_levels=[0.9, 0.95, 0.97], bit_budgets=[12, 30])
-    assert [(r["bits_a"], r["bits_b"]) for r in c["at_accuracy"]] == [(10, 15), (20, 30),
-                                                                     (40, None)]
-    assert c["at_accuracy"][0]["ratio"] == 10 / 15 and c["at_accuracy"][2]["ratio"] is None
-    assert [(r["accuracy_a"], r["accuracy_b"]) for r in c["at_bits"]] == [(0.90, None),
-                                                                         (0.95, 0.95)]
-    assert c["at_bits"][1]["difference"] == 0.0
-    # Default levels: the breakpoints of both step functions.
-    d = frontier.compare(a, b)
-    assert [r["accuracy"] for r in d["at_accuracy"]] == [0.9, 0.95, 0.97]
-    assert [r["bits"] for r in d["at_bits"]] == [10, 15, 20, 30, 40]
-
-
-@settings(max_examples=100, deadline=None)
-@given(points_st, points_st)
-def test_compare_matches_brute_force_over_all_points(a, b):
-    c = frontier.compare(a, b)
-    for r in c["at_accuracy"]:
-        for side, pts in (("bits_a", a), ("bits_b", b)):
-            reach = [p[0] for p in pts if p[1] >= r["accuracy"]]
-            assert r[side] == (min(reach) if reach else None)
-    for r in c["at_bits"]:
-        for side, pts in (("accuracy_a", a), ("accuracy_b", b)):
-            fit = [p[1] for p in pts if p[0] <= r["bits"]]
-            assert r[side] == (max(fit) if fit else None)
-
-
-def test_group_by_uses_axes_first():
-    rows = [{"axes": {"head": "llr"}, "x": 1}, {"axes": {"head": "softmax"}},
-            {"axes": {"head": "llr"}}]
-    g = frontier.group_by(rows, "head")
-    assert list(g) == ["llr", "softmax"] and len(g["llr"]) == 2

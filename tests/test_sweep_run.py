@@ -6,8 +6,10 @@ import json
 import pytest
 
 from leanbits.cli import main
+from leanbits.results import Row, profile_rows
 from leanbits.sweep import stages
 from leanbits.sweep.experiment import parse_experiment
+from leanbits.sweep.pick import pick_point, reference_accuracy
 from leanbits.sweep.run import StageFailed, load_results, run_experiment
 
 TINY = {
@@ -45,19 +47,24 @@ def test_each_stage_runs_once_and_rows_are_complete(reference):
     assert summary.ran == {"train": 2, "prune": 4, "bits": 8}
     assert len(summary.executed) == len(set(summary.executed)) == 14
     doc = load_results(out)
-    rows = doc["rows"]
-    assert len(rows) == 8 and [r["point"] for r in rows] == list(range(8))
+    rows = [Row.from_dict(r) for r in doc["rows"]]
+    assert rows == summary.rows
+    assert len(rows) == 8 and [r.point for r in rows] == list(range(8))
     assert doc["axes"] == ["head", "sparsity", "bits"]
     for r in rows:
-        assert 0.0 <= r["val_acc"] <= 1.0 and 0.0 <= r["test_acc"] <= 1.0
-        assert r["total_bits"] == sum(v for k, v in r["bits_breakdown"].items()
-                                      if k != "padding")
-        assert r["file_bytes"] * 8 == r["total_bits"] + r["bits_breakdown"]["padding"]
-        assert r["nonzero_weights"] <= r["weights"] * (1 - r["axes"]["sparsity"]) + 1
-        assert r["settings"]["prune"]["sparsity"] == r["axes"]["sparsity"]
-        assert set(r["metrics"]) == {"train", "prune", "bits"}
+        assert 0.0 <= r.val_acc <= 1.0 and 0.0 <= r.test_acc <= 1.0
+        assert r.total_bits == sum(v for k, v in r.bits_breakdown.items() if k != "padding")
+        assert r.file_bytes * 8 == r.total_bits + r.bits_breakdown["padding"]
+        assert r.total_bits - r.bits_breakdown["header"] == sum(
+            sum(parts.values()) for parts in r.layer_bits.values())
+        assert r.nonzero_weights <= r.weights * (1 - r.axes["sparsity"]) + 1
+        assert r.settings["prune"]["sparsity"] == r.axes["sparsity"]
+        assert abs(r.sparsity - r.axes["sparsity"]) < 0.01
+        assert r.compression == r.dense_bits / r.total_bits
+        assert set(r.metrics) == {"train", "prune", "bits"}
+        assert set(r.layer_sparsity) == set(r.layer_bits)
     lines = (out / "results.jsonl").read_text().splitlines()
-    assert [json.loads(line) for line in lines] == rows
+    assert [json.loads(line) for line in lines] == doc["rows"]
     assert (out / "experiment.toml").is_file()
     assert set(doc["frontier"]) == {"test_acc", "val_acc"} and doc["frontier"]["test_acc"]
     # The copy of the experiment reproduces the same grid.
@@ -65,6 +72,48 @@ def test_each_stage_runs_once_and_rows_are_complete(reference):
 
     again = load_experiment(out / "experiment.toml")
     assert [p.last.key for p in again.points] == [p.last.key for p in _exp().points]
+
+
+def test_profile_stage_and_pick(tmp_path):
+    raw = copy.deepcopy(TINY)
+    raw["train"]["vary"] = {"head": ["llr"]}
+    raw["profile"] = {"methods": ["none"], "sparsities": [0.5, 0.8], "compensation_examples": 64}
+    raw["pick"] = {"max_drop": 0.05}
+    exp = parse_experiment(raw)
+    assert [s.kind for s in exp.stages("profile")] == ["profile"]
+    summary = _run(exp, tmp_path)
+    assert summary.ran == {"train": 1, "profile": 1, "prune": 2, "bits": 4}
+    doc = load_results(tmp_path)
+    rows = summary.rows
+    picked = rows[doc["picked"]]
+    assert doc["picked"] == summary.picked
+    within = [r for r in rows if r.val_acc >= reference_accuracy(r) - 0.05]
+    expected = min(within, key=lambda r: r.total_bits) if within else max(
+        rows, key=lambda r: r.val_acc)
+    assert picked == expected
+    assert (tmp_path / "model.lbits").read_bytes() == (
+        tmp_path / "stages" / picked.stages["bits"] / "model.lbits").read_bytes()
+    (prof,) = (tmp_path / "stages" / "profile").glob("*/profile.json")
+    doc = json.loads(prof.read_text())
+    prof_rows = profile_rows(doc)
+    assert [(r.axes["method"], r.axes["sparsity"]) for r in prof_rows] == [
+        ("dense", 0.0), ("none", 0.5), ("none", 0.8)]
+    assert all(r.stages == {"train": rows[0].stages["train"],
+                            "profile": f"profile/{prof.parent.name}"} for r in prof_rows)
+    assert (prof.parent / doc["source"]).resolve() == (
+        tmp_path / "stages" / rows[0].stages["train"]).resolve()
+    # a rerun reuses everything and picks the same point
+    again = _run(exp, tmp_path)
+    assert sum(again.ran.values()) == 0 and again.picked == summary.picked
+
+
+def test_pick_falls_back_to_the_most_accurate_point():
+    rows = [Row(point=i, stages={"train": "t", "bits": f"b{i}"}, val_acc=a, total_bits=b,
+                metrics={"train": {"val_acc": 0.99}})
+            for i, (a, b) in enumerate([(0.90, 100), (0.95, 300), (0.93, 200)])]
+    assert pick_point(rows, 0.01) == 1
+    assert pick_point(rows, 0.2) == 0
+    assert pick_point([Row(val_acc=0.9)], 0.1) is None  # nothing packed
 
 
 def test_rerun_skips_and_a_changed_setting_reruns_only_its_dependents(reference, tmp_path,

@@ -39,3 +39,13 @@ def early_weights(d: Path) -> Path:
 
 def report(d: Path) -> Path:
     return Path(d) / "report.json"
+
+
+def profile(d: Path) -> Path:
+    """A pruning profile: ``{"source", "config", "rows"}`` (see :mod:`leanbits.results`)."""
+    return Path(d) / "profile.json"
+
+
+def lbits(d: Path) -> Path:
+    """A packed model (a bits stage's output, or the model a run keeps)."""
+    return Path(d) / "model.lbits"

@@ -30,6 +30,7 @@ from leanbits.prune.magnitude import (
 from leanbits.prune.masks import Masks, apply_masks, combine, masked_fraction, prunable_weights
 from leanbits.prune.refit import bias_compensate, nonweight_parameters, refit_nonweights
 from leanbits.prune.search import (
+    ProfileConfig,
     PruneResult,
     SearchResult,
     measure,
@@ -53,6 +54,7 @@ __all__ = [
     "METHODS",
     "Masks",
     "MethodResult",
+    "ProfileConfig",
     "PruneConfig",
     "PruneResult",
     "SearchResult",

@@ -28,6 +28,7 @@ from leanbits.errors import ConfigError, PruneError
 from leanbits.prune.baselines import METHODS, PruneConfig
 from leanbits.prune.masks import weight_layers
 from leanbits.report.tables import emit_json, table
+from leanbits.results import Row, profile_document
 
 __all__ = ["PruneConfig", "register", "run_profile", "run_prune"]
 
@@ -185,7 +186,7 @@ def _parse_list(text: str, what: str, convert: Any) -> list[Any]:
         raise ConfigError(f"--{what}: {text!r} is not a comma-separated list") from None
 
 
-def plot_profile(rows: list[dict[str, Any]], path: Path, title: str = "") -> Path:
+def plot_profile(rows: list[Row], path: Path, title: str = "") -> Path:
     """Save test (solid) and validation (dashed) accuracy vs nonzero weights, per method."""
     import matplotlib
 
@@ -195,18 +196,19 @@ def plot_profile(rows: list[dict[str, Any]], path: Path, title: str = "") -> Pat
     from leanbits.fileio import atomic_path
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    rows = [r for r in rows if r.get("nonzero_weights") is not None]  # skip failed levels
-    methods = [m for m in dict.fromkeys(r["method"] for r in rows) if m != "dense"]
+    rows = [r for r in rows if r.nonzero_weights is not None]  # skip failed levels
+    methods = [m for m in dict.fromkeys(r.axes["method"] for r in rows) if m != "dense"]
     for i, method in enumerate(methods):
-        rs = sorted((r for r in rows if r["method"] == method), key=lambda r: r["nonzero_weights"])
-        xs = [max(r["nonzero_weights"], 1) for r in rs]
+        rs = sorted((r for r in rows if r.axes["method"] == method),
+                    key=lambda r: r.nonzero_weights)
+        xs = [max(r.nonzero_weights, 1) for r in rs]
         color = f"C{i}"
-        ax.plot(xs, [r["test_acc"] for r in rs], "o-", color=color, label=f"{method} (test)")
-        ax.plot(xs, [r["val_acc"] for r in rs], "x--", color=color, alpha=0.6,
+        ax.plot(xs, [r.test_acc for r in rs], "o-", color=color, label=f"{method} (test)")
+        ax.plot(xs, [r.val_acc for r in rs], "x--", color=color, alpha=0.6,
                 label=f"{method} (val)")
     for r in rows:
-        if r["method"] == "dense":
-            ax.plot([max(r["nonzero_weights"], 1)], [r["test_acc"]], "k*", markersize=12,
+        if r.axes["method"] == "dense":
+            ax.plot([max(r.nonzero_weights, 1)], [r.test_acc], "k*", markersize=12,
                     label="dense (test)")
     ax.set_xscale("log")
     ax.set_xlabel("nonzero weights")
@@ -221,11 +223,37 @@ def plot_profile(rows: list[dict[str, Any]], path: Path, title: str = "") -> Pat
     return path
 
 
+#: columns of the profile table: (header, value of a row)
+PROFILE_COLUMNS: tuple[tuple[str, Any], ...] = (
+    ("method", lambda r: r.axes["method"]),
+    ("requested", lambda r: r.axes["sparsity"]),
+    ("sparsity", lambda r: r.sparsity),
+    ("val_acc", lambda r: r.val_acc),
+    ("test_acc", lambda r: r.test_acc),
+    ("nonzero_weights", lambda r: r.nonzero_weights),
+    ("effective_connections", lambda r: r.effective_connections),
+    ("macs_effective", lambda r: _stage_metric(r, "macs_effective")),
+    ("backprop_epochs", lambda r: _stage_metric(r, "backprop_epochs")),
+    ("wall_time_s", lambda r: _stage_metric(r, "wall_time_s")),
+    ("compact_params", lambda r: r.params),
+)
+
+
+def _stage_metric(row: Row, key: str) -> Any:
+    return row.metrics.get("prune", {}).get(key)
+
+
+def profile_table(rows: list[Row], title: str) -> str:
+    """The profile's rows as a plain-text table."""
+    return table([h for h, _ in PROFILE_COLUMNS],
+                 [[get(r) for _, get in PROFILE_COLUMNS] for r in rows], title=title)
+
+
 def run_profile(args: argparse.Namespace) -> int:
     """Handler of ``leanbits profile``."""
-    from leanbits import snapshot
+    from leanbits import paths, snapshot
     from leanbits.fileio import write_text_atomic
-    from leanbits.prune.search import ROW_KEYS, profile
+    from leanbits.prune.search import profile
 
     methods = _parse_list(args.methods, "methods", str)
     for m in methods:
@@ -238,18 +266,16 @@ def run_profile(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else _default_out(source, "profile", cfg, methods, levels)
     splits = _load_data(snap, cfg)
 
-    def progress(row: dict[str, Any]) -> None:
+    def progress(row: Row) -> None:
         if not args.json:
-            what = (f"val acc {row['val_acc']:.4f}" if row.get("val_acc") is not None
-                    else row.get("error", "failed"))
-            print(f"  {row['method']:>9} at {row['sparsity_requested']:.4f}: {what}",
+            what = f"val acc {row.val_acc:.4f}" if row.val_acc is not None else row.error
+            print(f"  {row.axes['method']:>9} at {row.axes['sparsity']:.4f}: {what}",
                   file=sys.stderr, flush=True)
 
     rows = profile(snap, methods, levels, splits, cfg, on_row=progress)
     out.mkdir(parents=True, exist_ok=True)
-    doc = {"source": str(source), "config": to_dict(cfg), "methods": methods,
-           "sparsities": levels, "rows": rows}
-    write_text_atomic(out / "profile.json", json.dumps(doc, indent=2, sort_keys=True))
+    write_text_atomic(paths.profile(out), json.dumps(
+        profile_document(rows, to_dict(cfg), str(source)), indent=2, sort_keys=True))
     plot = None
     if args.plot:
         try:
@@ -257,9 +283,9 @@ def run_profile(args: argparse.Namespace) -> int:
         except ImportError:
             print("matplotlib is not installed; skipping profile.png", file=sys.stderr)
     if args.json:
-        emit_json({"out": str(out), "plot": str(plot) if plot else None, "rows": rows})
+        emit_json({"out": str(out), "plot": str(plot) if plot else None,
+                   "rows": [r.to_dict() for r in rows]})
         return 0
-    keys = [*ROW_KEYS, "compact_params"]
-    print(table(keys, [[r[k] for k in keys] for r in rows], title=f"profile of {source.name}"))
-    print(f"\nprofile: {out / 'profile.json'}" + (f"   plot: {plot}" if plot else ""))
+    print(profile_table(rows, f"profile of {source.name}"))
+    print(f"\nprofile: {paths.profile(out)}" + (f"   plot: {plot}" if plot else ""))
     return 0

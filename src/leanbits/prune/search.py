@@ -17,13 +17,14 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from leanbits.config import make, to_dict
+from leanbits.config import make, option, to_dict
 from leanbits.errors import PruneError
-from leanbits.prune.baselines import PruneConfig, run_method
+from leanbits.prune.baselines import METHODS, PruneConfig, run_method
 from leanbits.prune.magnitude import LayerEmptiedError
 from leanbits.prune.masks import check_amount, count_nonzero_weights, model_masks, weight_layers
 from leanbits.prune.refit import nonweight_parameters
 from leanbits.prune.structure import analyse, compact, macs
+from leanbits.results import Row
 from leanbits.snapshot import Snapshot
 
 
@@ -179,9 +180,44 @@ def prune_snapshot(
     return result, report
 
 
-ROW_KEYS = ("method", "sparsity_requested", "sparsity", "val_acc", "test_acc",
-            "nonzero_weights", "effective_connections", "macs_sparse", "macs_effective",
-            "backprop_epochs", "wall_time_s")
+@dataclass(frozen=True)
+class ProfileConfig(PruneConfig):
+    """A pruning profile: the snapshot pruned once per method and level, every other
+    :class:`PruneConfig` setting shared. ``method``, ``sparsity`` and the search fields
+    are set per run by the profile, so they must stay at their defaults here."""
+
+    methods: tuple[str, ...] = option(("none", "refit"), "pruning methods profiled",
+                                      choices=METHODS)
+    sparsities: tuple[float, ...] = option((0.5, 0.8, 0.9, 0.95, 0.98),
+                                           "sparsity levels profiled, each in [0, 1)",
+                                           minimum=0.0, maximum=0.999999)
+
+    def prune_config(self) -> PruneConfig:
+        """The shared settings as a :class:`PruneConfig`.
+
+        Raises:
+            PruneError: a per-run field (method, sparsity, search) is set.
+        """
+        values = to_dict(self)
+        default = to_dict(ProfileConfig())
+        fixed = [k for k in PROFILE_SET_FIELDS if values[k] != default[k]]
+        if fixed:
+            raise PruneError(f"a profile sets {', '.join(fixed)} per run; give methods and "
+                             "sparsities instead")
+        if not self.methods or not self.sparsities:
+            raise PruneError("profile needs at least one method and one sparsity")
+        return make(PruneConfig, {k: v for k, v in values.items()
+                                  if k not in ("methods", "sparsities")})
+
+
+#: PruneConfig fields a profile sets itself (per run) or does not use
+PROFILE_SET_FIELDS = ("method", "sparsity", "target_accuracy", "max_drop", "search_lo",
+                      "search_hi", "search_tol")
+
+
+def _layer_sparsity(connections: Mapping[str, int], sizes: Mapping[str, int]) -> dict[str, float]:
+    """Per layer: the fraction of its weights that are not effective connections."""
+    return {k: 1.0 - c / sizes[k] for k, c in connections.items() if sizes.get(k)}
 
 
 def profile(
@@ -190,16 +226,19 @@ def profile(
     sparsities: Iterable[float],
     data: Any,
     config: PruneConfig | None = None,
-    on_row: Callable[[dict[str, Any]], None] | None = None,
-) -> list[dict[str, Any]]:
-    """Prune one snapshot with every method at every level; one row per run.
+    on_row: Callable[[Row], None] | None = None,
+) -> list[Row]:
+    """Prune one snapshot with every method at every level; one result row per run.
 
-    The first row (method ``dense``) is the snapshot itself.
+    The first row (axes ``method = "dense"``, sparsity 0) is the snapshot itself.
 
     Returns:
-        Rows with the keys of :data:`ROW_KEYS`, ``compact_params`` and the rest of each
-        report (everything :func:`measure` gives, ``compact``, ...). A level that would
-        empty a layer gives a row with ``error`` and None values instead of stopping.
+        :class:`leanbits.results.Row` objects: ``axes`` ``{"method", "sparsity"}`` (the
+        requested level), ``settings`` (the snapshot's data and train settings, plus the
+        run's prune settings), accuracy, sizes, ``sparsity``, ``effective_connections``,
+        ``layer_sparsity``, ``params`` of the compact rebuild, and the full report in
+        ``metrics["prune"]`` (``metrics["train"]`` for the dense row). A level that would
+        empty a layer gives a row with ``error`` and no measurements instead of stopping.
 
     Example:
         >>> rows = profile(snap, ["none", "refit"], [0.5, 0.9], splits)  # doctest: +SKIP
@@ -209,28 +248,46 @@ def profile(
         raise PruneError("profile needs at least one method and one sparsity")
     cfg = config or PruneConfig()
     early = load_early_state(snapshot) if "rewind" in methods else None
+    sizes = {n: m.weight.numel() for n, m in weight_layers(snapshot.model)}
+    base = {k: dict(snapshot.config[k]) for k in ("data", "train")
+            if isinstance(snapshot.config.get(k), Mapping)}
     d = dense_report(snapshot, data)
-    rows = [dict({k: d.get(k, 0) for k in ROW_KEYS}, **d, method="dense",
-                 sparsity_requested=0.0,
-                 compact_params=sum(p.numel() for p in snapshot.model.parameters()))]
-    if on_row is not None:
-        on_row(rows[0])
+
+    def emit(row: Row) -> None:
+        rows.append(row)
+        if on_row is not None:
+            on_row(row)
+
+    rows: list[Row] = []
+    emit(_profile_row(0, "dense", 0.0, base, {"train": d}, d,
+                      sum(p.numel() for p in snapshot.model.parameters()), sizes))
     for method in methods:
         for level in levels:
+            settings = {**base, "prune": to_dict(_with(cfg, method=method, sparsity=level))}
             try:
                 _, rep = prune_snapshot(snapshot, method, level, data, cfg,
                                         early_state=early, dense=d)
             except LayerEmptiedError as exc:  # too sparse for this net: say so, go on
-                row = {k: None for k in (*ROW_KEYS, "compact_params")}
-                row.update(method=method, sparsity_requested=level, error=str(exc))
-            else:
-                row = {k: rep.get(k, 0) for k in ROW_KEYS}
-                row.update((k, v) for k, v in rep.items() if k != "dense")
-                row["compact_params"] = rep["compact"]["params"]
-            rows.append(row)
-            if on_row is not None:
-                on_row(row)
+                emit(Row(point=len(rows), axes={"method": method, "sparsity": level},
+                         settings=settings, error=str(exc)))
+                continue
+            rep = {k: v for k, v in rep.items() if k != "dense"}
+            emit(_profile_row(len(rows), method, level, settings, {"prune": rep}, rep,
+                              rep["compact"]["params"], sizes))
     return rows
+
+
+def _profile_row(point: int, method: str, level: float, settings: dict[str, Any],
+                 metrics: dict[str, Any], rep: Mapping[str, Any], params: int,
+                 sizes: Mapping[str, int]) -> Row:
+    return Row(
+        point=point, axes={"method": method, "sparsity": level}, settings=settings,
+        val_acc=rep["val_acc"], test_acc=rep["test_acc"], val_loss=rep["val_loss"],
+        test_loss=rep["test_loss"], params=params, weights=rep["weights"],
+        nonzero_weights=rep["nonzero_weights"], sparsity=rep["sparsity"],
+        effective_connections=rep["effective_connections"],
+        layer_sparsity=_layer_sparsity(rep["connections"], sizes), metrics=metrics,
+    )
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Render a :class:`leanbits.report.build.Report` as one self-contained HTML page.
+"""Render a :class:`leanbits.report.document.Report` as one self-contained HTML page.
 
 Every figure is embedded as a ``data:image/png;base64`` URI and the CSS is inline, so the
 file opens offline, can be mailed or attached to an issue as is. A Content-Security-Policy
@@ -14,7 +14,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from leanbits.report.build import Code, Figure, Heading, Note, Report, Table, Text
+from leanbits.report.document import Code, Figure, Heading, Note, Report, Table, Text
 from leanbits.report.tables import fmt
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"

@@ -119,7 +119,7 @@ def _dry_run(exp: Any, out: Path, args: argparse.Namespace) -> int:
 
     root = Path(args.stages) if args.stages else out / "stages"
     counts = {}
-    for kind in ("train", "prune", "bits"):
+    for kind in exp.kinds():
         specs = exp.stages(kind)
         done = sum(stages.is_current(root / s.relpath, s.config,
                                      root / s.input.relpath if s.input else None)
@@ -139,13 +139,13 @@ def _dry_run(exp: Any, out: Path, args: argparse.Namespace) -> int:
 def results_table(doc: dict[str, Any], acc: str = "test_acc") -> str:
     """Plain-text table of a results document; ``*`` marks the accuracy-vs-bits frontier."""
     from leanbits.report.tables import table
+    from leanbits.results import Row
 
     front = set(doc["frontier"].get(acc, []))
     axes = doc["axes"]
     rows = []
-    for r in doc["rows"]:
-        rows.append([r["point"], *(r["axes"].get(a, "-") for a in axes), r["val_acc"],
-                     r["test_acc"], r["nonzero_weights"], r["total_bits"],
-                     "*" if r["point"] in front else ""])
+    for r in map(Row.from_dict, doc["rows"]):
+        rows.append([r.point, *(r.axes.get(a, "-") for a in axes), r.val_acc, r.test_acc,
+                     r.nonzero_weights, r.total_bits, "*" if r.point in front else ""])
     return table(["point", *axes, "val acc", "test acc", "nonzero w", "total bits", "front"],
                  rows, title=f"{doc['experiment']}: {len(rows)} point(s)")

@@ -31,6 +31,14 @@ Schema (every key is optional; missing values are the config defaults)::
     [bits.vary]
     bits = [4, 8]
 
+    [profile]                           # ProfileConfig values; absent: no profile stage.
+    methods = ["none", "refit"]         #   Each trained model is pruned once per method
+    sparsities = [0.5, 0.9, 0.98]       #   and level (no axes: this is its own grid)
+
+    [pick]                              # keep one packed model as RUN/model.lbits: the
+    max_drop = 0.001                    #   fewest bits within max_drop validation accuracy
+                                        #   of the model it was quantized from
+
     [quick]                             # merged over the file by --quick (tables merge
     train = { epochs = 1 }              # key by key; lists and values replace)
 
@@ -42,7 +50,8 @@ one: no ``/`` or ``\\``, not ``.`` or ``..``, no control characters.
 Errors name the key and the allowed keys or values, e.g. ``[train] TrainConfig.head:
 'sigmoid' is not allowed; valid: softmax, llr, llr-code (at head=sigmoid)``.
 
-Each point of the grid is a chain of stages ``train -> prune -> bits``. A stage is named
+Each point of the grid is a chain of stages ``train -> prune -> bits``; a profile stage
+hangs off each train stage beside them (its rows are in its ``profile.json``). A stage is named
 ``<label>-<hash>`` where the hash covers its own settings (non-default fields, as
 :func:`leanbits.config.stage_hash` does) and its input stage's name, so points that share a
 stage share its directory and it runs once. Every config dataclass of every point is built
@@ -66,9 +75,15 @@ from typing import Any
 from leanbits.config import load_toml, make, stage_hash, to_dict
 from leanbits.errors import ConfigError
 from leanbits.sweep import stages
+from leanbits.sweep.pick import PickConfig
 
-TOP_KEYS = ("name", "description", "data", "train", "prune", "bits", "quick")
-STAGE_KINDS = ("train", "prune", "bits")
+#: the tables an experiment file may set (``--set`` reaches them too)
+SECTIONS = ("data", "train", "profile", "prune", "bits", "pick")
+TOP_KEYS = ("name", "description", *SECTIONS, "quick")
+#: the stages of a grid point, first to last
+POINT_KINDS = ("train", "prune", "bits")
+#: every stage kind, in the order a run executes them (each reads only earlier kinds)
+STAGE_KINDS = ("train", "profile", "prune", "bits")
 #: keys of a table-valued axis entry that are not config fields
 _META_KEYS = {"train": ("name",), "prune": ("name", "skip"), "bits": ("name",)}
 #: the most grid points an experiment may have unless asked for (``--allow-large``): the
@@ -120,16 +135,30 @@ class Point:
 
 @dataclass(frozen=True)
 class Experiment:
-    """A validated experiment: its effective settings and its expanded grid."""
+    """A validated experiment: its effective settings and its expanded grid.
+
+    Attributes:
+        profiles: one profile stage per trained model when the file has ``[profile]``.
+        pick: the ``[pick]`` rule, or None.
+    """
 
     name: str
     description: str
     settings: dict[str, Any]
     data: dict[str, Any]
     points: tuple[Point, ...]
+    profiles: tuple[StageSpec, ...] = ()
+    pick: PickConfig | None = None
+
+    def kinds(self) -> list[str]:
+        """The stage kinds a run reports on, in run order: every point kind, and
+        ``profile`` when the experiment has one."""
+        return [k for k in STAGE_KINDS if k in POINT_KINDS or self.stages(k)]
 
     def stages(self, kind: str) -> list[StageSpec]:
         """The distinct stages of one kind, in first-use order."""
+        if kind == "profile":
+            return list(self.profiles)
         seen: dict[str, StageSpec] = {}
         for p in self.points:
             for s in p.stages:
@@ -235,9 +264,9 @@ def _apply_override(settings: dict[str, Any], item: str, source: str) -> None:
         raise ConfigError(f"--set {item!r}: expected SECTION.KEY=VALUE, e.g. train.epochs=3")
     key, text = item.split("=", 1)
     parts = key.strip().split(".")
-    if len(parts) < 2 or parts[0] not in TOP_KEYS[2:6] or not all(parts):
+    if len(parts) < 2 or parts[0] not in SECTIONS or not all(parts):
         raise ConfigError(f"--set {item!r}: the key must start with one of "
-                          f"{', '.join(TOP_KEYS[2:6])} and name a field, e.g. train.epochs")
+                          f"{', '.join(SECTIONS)} and name a field, e.g. train.epochs")
     try:
         value = tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
@@ -434,7 +463,7 @@ def _expand(settings: dict[str, Any], max_points: int | None = MAX_POINTS,
     data = _check_data(settings.get("data", {}))
     combos: dict[str, list[Any]] = {}
     axis_owner: dict[str, str] = {}
-    for kind in STAGE_KINDS:
+    for kind in POINT_KINDS:
         if kind not in settings:
             continue
         section = settings[kind]
@@ -456,12 +485,12 @@ def _expand(settings: dict[str, Any], max_points: int | None = MAX_POINTS,
     shared: dict[tuple[str, str], StageSpec] = {}
     made: dict[tuple[str, int, str | None], StageSpec] = {}
     seen: set[tuple[Any, ...]] = set()
-    grid = [combos[k] for k in STAGE_KINDS if k in combos]
+    grid = [combos[k] for k in POINT_KINDS if k in combos]
     for choice in itertools.product(*grid):
         axes: dict[str, Any] = {}
         chain: list[StageSpec] = []
         parent = None
-        for kind, (labels, cfg, skip) in zip([k for k in STAGE_KINDS if k in combos], choice,
+        for kind, (labels, cfg, skip) in zip([k for k in POINT_KINDS if k in combos], choice,
                                             strict=True):
             axes.update(labels)
             if skip:
@@ -480,4 +509,28 @@ def _expand(settings: dict[str, Any], max_points: int | None = MAX_POINTS,
             continue
         seen.add(ident)
         points.append(Point(len(points), axes, tuple(chain)))
-    return Experiment(name, description, settings, data, tuple(points))
+    trained = [spec for (kind, _), spec in shared.items() if kind == "train"]
+    profiles = ()
+    if "profile" in settings:
+        cfg = _table_config("profile", settings["profile"])
+        profiles = tuple(_stage("profile", cfg, t, data) for t in trained)
+    pick = _table_config("pick", settings["pick"]) if "pick" in settings else None
+    return Experiment(name, description, settings, data, tuple(points), profiles, pick)
+
+
+def _table_config(kind: str, section: Any) -> Any:
+    """The config of a table without axes (``[profile]``, ``[pick]``), checked."""
+    if not isinstance(section, dict):
+        raise ConfigError(f"[{kind}] must be a table")
+    if "vary" in section:
+        raise ConfigError(f"[{kind}] has no axes (vary); "
+                          + ("its methods and sparsities are its own grid"
+                             if kind == "profile" else "it picks one point of the grid"))
+    cls = PickConfig if kind == "pick" else stages.config_class(kind)
+    try:
+        cfg = make(cls, section)
+    except ConfigError as exc:
+        raise ConfigError(f"[{kind}] {exc}") from None
+    if kind != "pick":
+        stages.check(kind, cfg)
+    return cfg

@@ -8,8 +8,7 @@ step function it answers the two questions the paper's claim 5 asks:
 * the best accuracy reached within a bit budget (:func:`accuracy_within_bits`).
 
 Both are exact on the measured points: between two frontier points nothing is interpolated
-linearly, because no configuration was measured there. :func:`compare` puts two groups'
-frontiers (e.g. two heads) side by side at equal accuracy and at equal bits.
+linearly, because no configuration was measured there.
 
 Points whose bits or accuracy are missing (``None``) or NaN are ignored everywhere.
 
@@ -26,8 +25,10 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
+
+from leanbits.results import Row
 
 Point = tuple[float | None, float | None]
 
@@ -102,13 +103,13 @@ def accuracy_within_bits(points: Sequence[Point], budget: float) -> int | None:
 
 
 def min_bits_table(
-    rows: Sequence[Mapping[str, Any]], levels: Iterable[float],
+    rows: Sequence[Row], levels: Iterable[float],
     bits_key: str = "total_bits", acc_key: str = "test_acc",
 ) -> list[dict[str, Any]]:
     """For each accuracy level, the fewest bits that reached it and the row that did.
 
     Args:
-        rows: result rows (dicts).
+        rows: result rows.
         levels: accuracy levels, e.g. ``[0.95, 0.98, 0.99]``.
         bits_key: key of the bit count in a row.
         acc_key: key of the accuracy in a row.
@@ -127,81 +128,7 @@ def min_bits_table(
     return out
 
 
-def points_of(rows: Sequence[Mapping[str, Any]], bits_key: str = "total_bits",
+def points_of(rows: Sequence[Row], bits_key: str = "total_bits",
               acc_key: str = "test_acc") -> list[Point]:
     """``(bits, accuracy)`` of each row (None where a row lacks one)."""
-    return [(r.get(bits_key), r.get(acc_key)) for r in rows]
-
-
-def group_by(rows: Sequence[Mapping[str, Any]],
-             key: str | Callable[[Mapping[str, Any]], Any]) -> dict[Any, list[Mapping[str, Any]]]:
-    """Split rows into groups, in first-seen order.
-
-    Args:
-        rows: result rows.
-        key: a function of a row, or the name of an axis (looked up in ``row["axes"]``,
-            then in the row itself).
-
-    Returns:
-        ``{group value: [rows]}``.
-    """
-    def get(r: Mapping[str, Any]) -> Any:
-        if callable(key):
-            return key(r)
-        axes = r.get("axes") or {}
-        return axes[key] if key in axes else r.get(key)
-
-    groups: dict[Any, list[Mapping[str, Any]]] = {}
-    for r in rows:
-        groups.setdefault(get(r), []).append(r)
-    return groups
-
-
-def compare(
-    a: Sequence[Point], b: Sequence[Point],
-    accuracy_levels: Iterable[float] | None = None,
-    bit_budgets: Iterable[float] | None = None,
-) -> dict[str, list[dict[str, Any]]]:
-    """Compare two groups by their frontiers: bits at equal accuracy, accuracy at equal bits.
-
-    Args:
-        a: the first group's ``(bits, accuracy)`` points.
-        b: the second group's points.
-        accuracy_levels: where to compare bits (default: every accuracy on either
-            frontier - the step functions change only there).
-        bit_budgets: where to compare accuracy (default: every bit count on either
-            frontier).
-
-    Returns:
-        ``{"at_accuracy": [{"accuracy", "bits_a", "bits_b", "ratio"}],
-        "at_bits": [{"bits", "accuracy_a", "accuracy_b", "difference"}]}`` where
-        ``ratio = bits_a / bits_b`` and ``difference = accuracy_a - accuracy_b``; a side
-        that never reaches the level (or fits the budget) has None, and so has the
-        ratio/difference.
-
-    Example:
-        >>> c = compare([(10, 0.9), (20, 0.95)], [(15, 0.9)], [0.9], [12])
-        >>> c["at_accuracy"][0]["ratio"], c["at_bits"][0]["accuracy_b"]
-        (0.6666666666666666, None)
-    """
-    fa = [a[i] for i in pareto_front(a)]
-    fb = [b[i] for i in pareto_front(b)]
-    if accuracy_levels is None:
-        accuracy_levels = sorted({p[1] for p in fa + fb})
-    if bit_budgets is None:
-        bit_budgets = sorted({p[0] for p in fa + fb})
-    at_acc = []
-    for level in accuracy_levels:
-        ia, ib = bits_for_accuracy(fa, level), bits_for_accuracy(fb, level)
-        ba = None if ia is None else fa[ia][0]
-        bb = None if ib is None else fb[ib][0]
-        ratio = ba / bb if ba is not None and bb else None
-        at_acc.append({"accuracy": level, "bits_a": ba, "bits_b": bb, "ratio": ratio})
-    at_bits = []
-    for budget in bit_budgets:
-        ia, ib = accuracy_within_bits(fa, budget), accuracy_within_bits(fb, budget)
-        aa = None if ia is None else fa[ia][1]
-        ab = None if ib is None else fb[ib][1]
-        diff = aa - ab if aa is not None and ab is not None else None
-        at_bits.append({"bits": budget, "accuracy_a": aa, "accuracy_b": ab, "difference": diff})
-    return {"at_accuracy": at_acc, "at_bits": at_bits}
+    return [(getattr(r, bits_key), getattr(r, acc_key)) for r in rows]

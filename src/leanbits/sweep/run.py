@@ -7,33 +7,22 @@ Run directory layout (``leanbits run EXP.toml --out RUN``)::
                           reproduce or resume this run
       stages/             one directory per distinct stage (see leanbits.sweep.stages)
         train/<model>-<head>-<hash>/
+        profile/profile-<hash>/      (with [profile]: profile.json, one row per level)
         prune/<method>-<sparsity>-<hash>/
         bits/<quant>-<bits>-<index>-<hash>/
       results.jsonl       one JSON row per grid point (written when every stage is done)
       results.json        {"schema": 1, "experiment", "description", "axes", "rows",
                            "frontier": {"test_acc": [point, ...], "val_acc": [...]}}
+                          and, with [pick], "picked": the point kept as model.lbits
+      model.lbits         with [pick]: a copy of the picked point's packed model
 
-Row schema (``results.jsonl`` lines, ``results.json["rows"]``)::
-
-    point            index of the grid point (grid order: train axes outermost, then
-                     prune, then bits axes, each in file order)
-    axes             {axis name: value label}, e.g. {"head": "llr", "sparsity": 0.9}
-    stages           {kind: "kind/key"} - stage directories relative to RUN/stages
-    settings         {"data": {...}, "train": {...}, "prune": {...}, "bits": {...}}
-                     (every field of every stage's config)
-    val_acc, test_acc, val_loss, test_loss
-                     of the final model (after the last stage: decoded from the packed
-                     file when there is a bits stage)
-    params, weights, nonzero_weights, max_abs_weight, weight_l2
-                     of the final model (a pruned model's compact rebuild: units that
-                     pruning disconnected are gone, so weights can be below the dense count)
-    total_bits       every bit of the packed model (None without a bits stage)
-    bits_breakdown   {part: bits} from the bit account
-    file_bytes       size of the .lbits file
-    dense_bits       32 x parameters of the trained (dense, float32) model
-    compression      dense_bits / total_bits
-    metrics          {kind: that stage's full metrics} (e.g. the trained model's
-                     accuracy before pruning: metrics.train.test_acc)
+Rows are :class:`leanbits.results.Row` dicts (``results.jsonl`` lines,
+``results.json["rows"]``), one per grid point (grid order: train axes outermost, then
+prune, then bits axes, each in file order). A row describes the point's final model
+(after the last stage: decoded from the packed file when there is a bits stage; a pruned
+model's compact rebuild, so ``weights`` can be below the dense count); ``sparsity`` and
+``effective_connections`` are of the pruned model, ``metrics`` holds every stage's own
+metrics (e.g. the trained model's accuracy before pruning: ``metrics.train.test_acc``).
 
 Rows contain no timings or absolute paths, so an interrupted-and-resumed run writes the
 same bytes as an uninterrupted one; per-stage timings are in each ``stage.json``.
@@ -64,12 +53,15 @@ from typing import Any
 
 import tomli_w
 
+from leanbits import paths
 from leanbits.config import to_dict
 from leanbits.errors import BusyError, ConfigError, LeanbitsError
-from leanbits.fileio import exclusive_lock, write_text_atomic
+from leanbits.fileio import exclusive_lock, write_bytes_atomic, write_text_atomic
+from leanbits.results import Row, compression
 from leanbits.sweep import frontier, stages
 from leanbits.sweep.executors import Executor, make_executor
-from leanbits.sweep.experiment import STAGE_KINDS, Experiment, Point
+from leanbits.sweep.experiment import Experiment, Point
+from leanbits.sweep.pick import pick_point
 
 SCHEMA = 1
 
@@ -92,13 +84,15 @@ class RunSummary:
         ran: stages executed now, per kind.
         skipped: stages found complete and reused, per kind.
         executed: ``kind/key`` of every stage executed now.
+        picked: index of the row kept as ``model.lbits`` (with ``[pick]``), else None.
     """
 
     out_dir: Path
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)
     ran: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, int] = field(default_factory=dict)
     executed: list[str] = field(default_factory=list)
+    picked: int | None = None
 
 
 def results_json(d: Path) -> Path:
@@ -235,7 +229,7 @@ def run_experiment(
     show = sys.stderr.isatty() if progress is None else progress
     with _sigterm_unwinds(), _hold_run_dir(out):
         log(f"{exp.name}: {len(exp.points)} point(s) -> {out}")
-        for p in (results_json(out), results_jsonl(out)):
+        for p in (results_json(out), results_jsonl(out), paths.lbits(out)):
             p.unlink(missing_ok=True)
         write_experiment(exp, experiment_toml(out))
 
@@ -247,14 +241,19 @@ def run_experiment(
             _run_levels(exp, root, executor, summary, show, log)
 
         summary.rows = collect_rows(exp, root)
-        write_results(exp, out, summary.rows)
+        if exp.pick is not None:
+            summary.picked = pick_point(summary.rows, exp.pick.max_drop)
+            if summary.picked is not None:
+                packed = root / summary.rows[summary.picked].stages["bits"]
+                write_bytes_atomic(paths.lbits(out), paths.lbits(packed).read_bytes())
+        write_results(exp, out, summary.rows, summary.picked)
     return summary
 
 
 def _run_levels(exp: Experiment, root: Path, ex: Executor, summary: RunSummary, show: bool,
                 log: Callable[[str], None]) -> None:
     fetched = False
-    for kind in STAGE_KINDS:
+    for kind in exp.kinds():
         specs = exp.stages(kind)
         todo = [s for s in specs if not stages.is_current(
             root / s.relpath, s.config, root / s.input.relpath if s.input else None)]
@@ -305,30 +304,34 @@ def _run_level(ex: Executor, kind: str, tasks: list[stages.StageTask], summary: 
         ) from first
 
 
-def _row(exp: Experiment, point: Point, root: Path) -> dict[str, Any]:
+def _row(exp: Experiment, point: Point, root: Path) -> Row:
     records = {s.kind: stages.read_stage(root / s.relpath) for s in point.stages}
     final = records[point.last.kind]["metrics"]
     train = records["train"]["metrics"]
+    pruned = records.get("prune", {}).get("metrics", {})
     bits = records.get("bits", {}).get("metrics", {})
-    row: dict[str, Any] = {
-        "point": point.index,
-        "axes": dict(point.axes),
-        "stages": {s.kind: s.relpath for s in point.stages},
-        "settings": {"data": dict(exp.data), **{s.kind: to_dict(s.config) for s in point.stages}},
-    }
-    for k in ("val_acc", "test_acc", "val_loss", "test_loss", "params", "weights",
-              "nonzero_weights", "max_abs_weight", "weight_l2"):
-        row[k] = final.get(k)
-    row["total_bits"] = bits.get("total_bits")
-    row["bits_breakdown"] = bits.get("bits_breakdown")
-    row["file_bytes"] = bits.get("file_bytes")
-    row["dense_bits"] = 32 * train["params"]
-    row["compression"] = (row["dense_bits"] / row["total_bits"]) if row["total_bits"] else None
-    row["metrics"] = {kind: rec["metrics"] for kind, rec in records.items()}
-    return row
+    return Row(
+        point=point.index,
+        axes=dict(point.axes),
+        stages={s.kind: s.relpath for s in point.stages},
+        settings={"data": dict(exp.data), **{s.kind: to_dict(s.config) for s in point.stages}},
+        **{k: final.get(k) for k in ("val_acc", "test_acc", "val_loss", "test_loss", "params",
+                                     "weights", "nonzero_weights", "max_abs_weight",
+                                     "weight_l2")},
+        sparsity=pruned.get("sparsity"),
+        effective_connections=pruned.get("effective_connections"),
+        layer_sparsity=bits.get("layer_sparsity"),
+        total_bits=bits.get("total_bits"),
+        bits_breakdown=bits.get("bits_breakdown"),
+        layer_bits=bits.get("layer_bits"),
+        file_bytes=bits.get("file_bytes"),
+        dense_bits=32 * train["params"],
+        compression=compression(train["params"], bits.get("total_bits")),
+        metrics={kind: rec["metrics"] for kind, rec in records.items()},
+    )
 
 
-def collect_rows(exp: Experiment, stage_root: str | Path) -> list[dict[str, Any]]:
+def collect_rows(exp: Experiment, stage_root: str | Path) -> list[Row]:
     """One result row per grid point, read from the complete stages under ``stage_root``.
 
     Raises:
@@ -343,18 +346,22 @@ def collect_rows(exp: Experiment, stage_root: str | Path) -> list[dict[str, Any]
     return [_row(exp, p, root) for p in exp.points]
 
 
-def write_results(exp: Experiment, out: Path, rows: list[dict[str, Any]]) -> None:
+def write_results(exp: Experiment, out: Path, rows: list[Row],
+                  picked: int | None = None) -> None:
     """Write ``results.jsonl`` and ``results.json`` (atomically; see the module docstring)."""
-    lines = "".join(json.dumps(r, sort_keys=True, default=float) + "\n" for r in rows)
+    dicts = [r.to_dict() for r in rows]
+    lines = "".join(json.dumps(r, sort_keys=True, default=float) + "\n" for r in dicts)
     fronts = {}
     for acc in ("test_acc", "val_acc"):
         pts = frontier.points_of(rows, "total_bits", acc)
-        fronts[acc] = [rows[i]["point"] for i in frontier.pareto_front(pts)]
+        fronts[acc] = [rows[i].point for i in frontier.pareto_front(pts)]
     axes: list[str] = []
     for r in rows:
-        axes += [a for a in r["axes"] if a not in axes]
+        axes += [a for a in r.axes if a not in axes]
     doc = {"schema": SCHEMA, "experiment": exp.name, "description": exp.description,
-           "axes": axes, "rows": rows, "frontier": fronts}
+           "axes": axes, "rows": dicts, "frontier": fronts}
+    if exp.pick is not None:
+        doc["picked"] = None if picked is None else rows[picked].point
     write_text_atomic(results_jsonl(out), lines)
     write_text_atomic(results_json(out),
                       json.dumps(doc, indent=1, sort_keys=True, default=float) + "\n")

@@ -1,4 +1,5 @@
-"""Stage tasks: what one train, prune or bits stage does, and how its output is made durable.
+"""Stage tasks: what one train, profile, prune or bits stage does, and how its output is
+made durable.
 
 This module is the one place that talks to :mod:`leanbits.train`, :mod:`leanbits.prune`
 and :mod:`leanbits.bits`; everything else in :mod:`leanbits.sweep` sees stages as opaque
@@ -7,8 +8,9 @@ tasks, so an API change there is absorbed here.
 A stage directory ``STAGES/<kind>/<label>-<hash>/`` holds
 
 * what the stage itself writes - a snapshot (train, prune: ``weights.safetensors``,
-  ``model.json``, ``config.toml``, ``metrics.json``, ...) or a packed model (bits:
-  ``model.lbits``, ``account.json``),
+  ``model.json``, ``config.toml``, ``metrics.json``, ...), a pruning profile (profile:
+  ``profile.json``, one :class:`leanbits.results.Row` per method and level) or a packed
+  model (bits: ``model.lbits``, ``account.json``),
 * ``stage.json`` - **written last, atomically**; it lists every other file of the stage
   with its size, and records what the stage was made from::
 
@@ -17,7 +19,8 @@ A stage directory ``STAGES/<kind>/<label>-<hash>/`` holds
        "config": {...every field of the stage's config...}, "data": {...},
        "files": {"model.json": 412, "weights.safetensors": 1064328, ...},
        "metrics": {"val_acc": 0.98, "test_acc": 0.98, "nonzero_weights": 4310,
-                   "weights": 43100, ...},          # bits adds total_bits, bits_breakdown
+                   "weights": 43100, ...},          # bits adds total_bits, bits_breakdown,
+                                                    # layer_bits, layer_sparsity, file_bytes
        "seconds": 1.7}
 
 A stage is complete only when ``stage.json`` reads back, lists files, and every listed
@@ -39,6 +42,7 @@ Every stage ends by evaluating its model on the validation and test splits (that
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import os
@@ -53,6 +57,7 @@ from typing import Any
 from leanbits.config import to_dict
 from leanbits.errors import ConfigError, FormatError
 from leanbits.fileio import exclusive_lock, write_bytes_atomic, write_text_atomic
+from leanbits.results import BIT_PARTS, LAYER_BIT_PARTS
 
 #: data sets a sweep can use; "synthetic" is tiny generated data for tests and smoke runs
 DATASETS = ("mnist", "fashion-mnist", "synthetic")
@@ -70,6 +75,10 @@ def config_class(kind: str) -> type:
         from leanbits.train import TrainConfig
 
         return TrainConfig
+    if kind == "profile":
+        from leanbits.prune.search import ProfileConfig
+
+        return ProfileConfig
     if kind == "prune":
         from leanbits.prune import PruneConfig
 
@@ -78,11 +87,11 @@ def config_class(kind: str) -> type:
         from leanbits.bits import BitsConfig
 
         return BitsConfig
-    raise ConfigError(f"unknown stage kind {kind!r}; valid: train, prune, bits")
+    raise ConfigError(f"unknown stage kind {kind!r}; valid: train, profile, prune, bits")
 
 
 #: fields whose values start a stage directory's name, so the name is readable
-_LABEL_FIELDS = {"train": ("model", "head"), "prune": ("method", "sparsity"),
+_LABEL_FIELDS = {"train": ("model", "head"), "profile": (), "prune": ("method", "sparsity"),
                  "bits": ("quant", "bits", "index")}
 
 
@@ -103,6 +112,13 @@ def check(kind: str, cfg: Any) -> None:
 
         head = make_head(cfg, 10)
         make_plan(cfg, (1, 28, 28), head.out_features)
+    if kind == "profile":
+        from leanbits.errors import PruneError
+
+        try:
+            cfg.prune_config()
+        except PruneError as exc:
+            raise ConfigError(str(exc)) from None
 
 
 def data_hash_parts(data: dict[str, Any]) -> list[Any]:
@@ -322,7 +338,8 @@ def execute_stage(task: StageTask) -> dict[str, Any]:
         tmp.mkdir(parents=True)
         with _one_thread():
             splits = load_splits(task.data)
-            runner = {"train": _run_train, "prune": _run_prune, "bits": _run_bits}[task.kind]
+            runner = {"train": _run_train, "profile": _run_profile, "prune": _run_prune,
+                      "bits": _run_bits}[task.kind]
             metrics = runner(task, splits, tmp)
         _maybe_fail(task)
         seconds = time.perf_counter() - t0
@@ -421,6 +438,23 @@ def _run_prune(task: StageTask, splits: Any, out: Path) -> dict[str, Any]:
     return metrics
 
 
+def _run_profile(task: StageTask, splits: Any, out: Path) -> dict[str, Any]:
+    from leanbits import paths, snapshot
+    from leanbits.prune.search import profile
+    from leanbits.results import profile_document
+
+    snap = snapshot.load(task.input_dir)
+    cfg = task.config
+    stages_of = {"train": _rel(task.input_dir), "profile": _rel(task.out_dir)}
+    rows = [dataclasses.replace(r, stages=stages_of) for r in
+            profile(snap, cfg.methods, cfg.sparsities, splits, cfg.prune_config())]
+    # The snapshot, relative to this stage's final directory (the report follows it).
+    source = os.path.relpath(task.input_dir, task.out_dir)
+    write_text_atomic(paths.profile(out), json.dumps(
+        profile_document(rows, to_dict(cfg), source), indent=2, sort_keys=True, default=float))
+    return {"rows": len(rows), "failed": sum(r.error is not None for r in rows)}
+
+
 def bits_input(prune_or_train_dir: str | Path) -> Path:
     """The snapshot a bits stage packs: a pruned model's compact rebuild when there is one
     (dead units removed, so no bits are spent on them), else the snapshot itself."""
@@ -429,13 +463,13 @@ def bits_input(prune_or_train_dir: str | Path) -> Path:
 
 
 def _run_bits(task: StageTask, splits: Any, out: Path) -> dict[str, Any]:
-    from leanbits import snapshot
+    from leanbits import paths, snapshot
     from leanbits.bits import quantize_snapshot, unpack
     from leanbits.models import build
 
     snap = snapshot.load(bits_input(task.input_dir))
     encoded, report = quantize_snapshot(snap, task.config, splits)
-    lbits = out / "model.lbits"
+    lbits = paths.lbits(out)
     write_bytes_atomic(lbits, encoded.data)
     # Evaluate what the file holds, decoded, not the model we started from.
     unpacked = unpack(lbits)
@@ -447,9 +481,11 @@ def _run_bits(task: StageTask, splits: Any, out: Path) -> dict[str, Any]:
                       json.dumps(acc, indent=2, sort_keys=True, default=float))
     metrics.update(report)
     metrics["total_bits"] = int(acc["total_bits"])
-    metrics["bits_breakdown"] = {k: int(acc[f"{k}_bits"]) for k in
-                                 ("values", "position", "codebook", "nonweight", "header",
-                                  "padding")}
+    metrics["bits_breakdown"] = {k: int(acc[f"{k}_bits"]) for k in BIT_PARTS}
+    metrics["layer_bits"] = {la["name"]: {k: int(la[f"{k}_bits"]) for k in LAYER_BIT_PARTS}
+                             for la in acc["layers"]}
+    metrics["layer_sparsity"] = {la["name"]: 1.0 - la["nonzero"] / la["weights"]
+                                 for la in acc["layers"] if la["weights"]}
     metrics["position_bound_bits"] = float(acc["position_bound_bits"])
     metrics["value_entropy_bits"] = float(acc["value_entropy_bits"])
     metrics["file_bytes"] = lbits.stat().st_size

@@ -1,0 +1,280 @@
+"""Reading a run directory into what a report shows: training histories and result rows.
+
+Three kinds of directory are understood, alone or mixed:
+
+* a **snapshot** (``metrics.jsonl``, ``config.toml``, ``metrics.json``) - training curves;
+* a **pruning profile** (``profile.json`` of ``leanbits profile`` or of a sweep's profile
+  stage) - :class:`leanbits.results.Row` objects, one per method and level;
+* a **sweep** run directory (``results.json``, else ``results.jsonl``: one row per grid
+  point, plus stage directories holding snapshots and profiles).
+
+Snapshots and profiles are found anywhere up to :data:`MAX_DEPTH` directories below the
+root. A file that cannot be read is skipped with a note, so one bad file never hides the
+rest of a run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from leanbits import paths
+from leanbits.errors import LeanbitsError
+from leanbits.report.markdown import FIGURES_DIR
+from leanbits.results import Row, profile_rows
+
+RESULTS_FILES = ("results.json", "results.jsonl")  # the first present is read
+#: how deep below the root snapshots (metrics.jsonl) and profiles are searched
+MAX_DEPTH = 4
+#: longer config files are cut in the report (the file itself stays the reference)
+MAX_CONFIG_CHARS = 20_000
+
+
+@dataclass
+class TrainingRun:
+    """One snapshot's per-epoch history (``metrics.jsonl``)."""
+
+    label: str
+    head: str | None
+    path: Path
+    epochs: list[dict[str, Any]]
+    final: dict[str, Any] = field(default_factory=dict)
+    #: display name (e.g. the sweep axes of its train stage); None: derived from head/label
+    name: str | None = None
+
+
+@dataclass
+class RunData:
+    """Everything reportable found under a root directory.
+
+    Attributes:
+        results: the sweep's rows (``results.json``), one per grid point.
+        profile: the rows of every pruning profile found; each names its profile in
+            ``stages["profile"]`` (relative to the root for a ``leanbits profile`` output).
+        configs: ``(title, language, text)`` of every config and experiment file.
+        notes: what could not be read.
+    """
+
+    root: Path
+    runs: list[TrainingRun] = field(default_factory=list)
+    results: list[Row] = field(default_factory=list)
+    profile: list[Row] = field(default_factory=list)
+    configs: list[tuple[str, str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.runs or self.results or self.profile)
+
+
+def _walk(root: Path, max_depth: int) -> list[Path]:
+    """Directories under ``root`` (itself included), sorted, down to ``max_depth``."""
+    found = []
+    for d, subdirs, _ in os.walk(root):
+        depth = len(Path(d).relative_to(root).parts)
+        # Hidden directories and our own figures never hold runs; pruning them keeps big
+        # run trees fast to scan.
+        subdirs[:] = sorted(s for s in subdirs if not s.startswith(".") and s != FIGURES_DIR
+                            and depth < max_depth)
+        found.append(Path(d))
+    return sorted(found)
+
+
+def _rel(path: Path, root: Path) -> str:
+    rel = path.relative_to(root).as_posix()
+    return root.resolve().name if rel == "." else rel
+
+
+def _read_json(path: Path, notes: list[str]) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        notes.append(f"{path.name}: unreadable, skipped ({exc})")
+        return None
+
+
+def read_jsonl(path: Path, notes: list[str]) -> list[dict[str, Any]]:
+    """The JSON objects of a JSON-lines file; a bad line (e.g. a killed writer's last, half
+    written line) is skipped with a note instead of failing the whole report."""
+    records: list[dict[str, Any]] = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        notes.append(f"{path}: unreadable, skipped ({exc})")
+        return records
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError:
+            notes.append(f"{path.name} line {n}: not JSON, skipped")
+            continue
+        if isinstance(obj, dict):
+            records.append(obj)
+    return records
+
+
+def _rows(dicts: Any, where: str, notes: list[str]) -> list[Row]:
+    if not isinstance(dicts, list):
+        notes.append(f"{where}: no list of rows, skipped")
+        return []
+    rows = []
+    for i, d in enumerate(dicts):
+        try:
+            rows.append(Row.from_dict(d))
+        except (TypeError, AttributeError):
+            notes.append(f"{where}: row {i} is not a result row, skipped")
+    return rows
+
+
+def head_of_snapshot(d: Path) -> str | None:
+    """The output head a snapshot was trained with (config.toml, else model.json)."""
+    try:
+        if paths.config(d).is_file():
+            head = tomllib.loads(paths.config(d).read_text(encoding="utf-8")).get(
+                "train", {}).get("head")
+            if head:
+                return str(head)
+        if paths.model_json(d).is_file():
+            head = json.loads(paths.model_json(d).read_text(encoding="utf-8")).get("head", {})
+            if isinstance(head, Mapping) and head.get("kind"):
+                return str(head["kind"])
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, json.JSONDecodeError,
+            AttributeError):
+        pass
+    return None
+
+
+def _config_text(path: Path) -> str | None:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    if len(text) > MAX_CONFIG_CHARS:
+        text = text[:MAX_CONFIG_CHARS] + f"\n# ... cut at {MAX_CONFIG_CHARS} characters\n"
+    return text
+
+
+def _read_run(d: Path, label: str, notes: list[str]) -> TrainingRun | None:
+    """The training history of snapshot directory ``d`` (None when it has no epochs)."""
+    log = paths.metrics_log(d)
+    epochs = [r for r in read_jsonl(log, notes) if isinstance(r.get("epoch"), int)]
+    if not epochs:
+        notes.append(f"{label}/{log.name}: no epoch records, skipped")
+        return None
+    final = _read_json(paths.metrics(d), notes) if paths.metrics(d).is_file() else None
+    return TrainingRun(label, head_of_snapshot(d), d, epochs,
+                       final if isinstance(final, dict) else {})
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def collect(root: str | os.PathLike[str]) -> RunData:
+    """Read every training history, result row, profile row and config under ``root``.
+
+    Args:
+        root: a sweep run directory, a snapshot directory or a profile output directory.
+
+    Returns:
+        The collected :class:`RunData` (possibly empty; the report rejects that).
+
+    Raises:
+        LeanbitsError: ``root`` is not a directory.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise LeanbitsError(f"{root} is not a directory; pass a run, snapshot or profile "
+                            "directory")
+    data = RunData(root=root)
+    seen_configs: dict[str, int] = {}
+    seen_runs: set[Path] = set()
+
+    def add_config(title: str, path: Path, lang: str) -> None:
+        text = _config_text(path)
+        if text is None or not text.strip():
+            return
+        if text in seen_configs:  # identical configs are listed once, with every user
+            i = seen_configs[text]
+            t, lg, tx = data.configs[i]
+            data.configs[i] = (f"{t}, {title}", lg, tx)
+            return
+        seen_configs[text] = len(data.configs)
+        data.configs.append((title, lang, text))
+
+    def add_run(d: Path, label: str) -> None:
+        if d.resolve() in seen_runs:
+            return
+        seen_runs.add(d.resolve())
+        run = _read_run(d, label, data.notes)
+        if run is not None:
+            data.runs.append(run)
+            if paths.config(d).is_file():
+                add_config(f"{label}/{paths.config(d).name}", paths.config(d), "toml")
+
+    # Experiment files at the top level (e.g. a sweep's experiment.toml): what produced the
+    # whole directory. A snapshot's own config.toml is added with its run below.
+    for p in sorted(root.iterdir()):
+        if p.is_file() and p.name != paths.config(root).name and (
+                p.suffix == ".toml" or (p.suffix == ".json" and p.stem.startswith("experiment"))):
+            add_config(p.name, p, p.suffix.lstrip("."))
+
+    for d in _walk(root, MAX_DEPTH):
+        rel = _rel(d, root)
+        if paths.metrics_log(d).is_file():
+            add_run(d, rel)
+        if paths.profile(d).is_file():
+            _add_profile(d, rel, root, data, add_run)
+
+    for name in RESULTS_FILES:
+        p = root / name
+        if p.is_file():
+            if name.endswith(".jsonl"):
+                data.results = _rows(read_jsonl(p, data.notes), name, data.notes)
+            else:
+                doc = _read_json(p, data.notes)
+                if doc is not None:
+                    rows = doc.get("rows") if isinstance(doc, Mapping) else None
+                    data.results = _rows(rows, name, data.notes)
+            break
+    return data
+
+
+def _add_profile(d: Path, rel: str, root: Path, data: RunData, add_run: Any) -> None:
+    """The rows, config and profiled snapshot of the profile in directory ``d``."""
+    doc = _read_json(paths.profile(d), data.notes)
+    if doc is None:
+        return
+    name = f"{rel}/{paths.profile(d).name}"
+    try:
+        rows = profile_rows(doc)
+    except ValueError as exc:
+        data.notes.append(f"{name}: {exc}, skipped")
+        return
+    src = doc.get("source")
+    if isinstance(src, str):
+        snap = Path(src) if Path(src).is_absolute() else d / src
+        # The profiled snapshot's training curves belong in its report, also when it
+        # lives outside the profile directory.
+        if paths.metrics_log(snap).is_file() and not _inside(snap, root):
+            add_run(snap, snap.resolve().name)
+    cfg = doc.get("config")
+    if isinstance(cfg, Mapping) and cfg:
+        data.configs.append((f"{name} (config)", "json",
+                             json.dumps(cfg, indent=2, sort_keys=True)))
+    for r in rows:
+        # A profile outside a sweep has no stage of its own: name it by where it is.
+        stages = r.stages if "profile" in r.stages else {**r.stages, "profile": rel}
+        data.profile.append(dataclasses.replace(r, stages=stages))

@@ -1,0 +1,124 @@
+"""The pruning-profile section: accuracy against the weights kept, one line per network
+and pruning method.
+
+Its points are profile rows (``profile.json``: one row per method and level) when the run
+has any; else a sweep's rows reduced to one per pruned model (:func:`pruned_models`),
+since a sweep row's accuracy is that of its packed model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+from leanbits.report.document import Block, Figure, Heading, Table
+from leanbits.report.grouping import accuracy_key, group, group_names, network, pct
+from leanbits.results import Row
+
+#: a point of the profile: (pruning method, the row measuring that model)
+ProfilePoint = tuple[str | None, Row]
+
+
+def profile_points(rows: Sequence[Row]) -> list[ProfilePoint]:
+    """Profile rows as points: the dense row (not pruned) is method ``dense``."""
+    return [(r.method or "dense", r) for r in rows]
+
+
+def pruned_models(results: Sequence[Row]) -> list[ProfilePoint]:
+    """Sweep result rows -> one point per pruned (or dense) model, before quantization.
+
+    A network pruned once appears once per bit width in a sweep; the profile wants the
+    pruned model itself, which each row keeps in ``metrics["prune"]``. The dense model
+    (``metrics["train"]``) starts the line of each method that pruned it (sparsity 0), or
+    stands alone as method ``dense``. Rows with no stage metrics pass through as they are.
+    """
+    methods = {net: list(dict.fromkeys(r.method for r in rs if "prune" in r.stages))
+               for net, rs in group(results, network).items()}
+    out: list[ProfilePoint] = []
+    seen: set[tuple[str | None, ...]] = set()
+    for r in results:
+        if "train" not in r.metrics:
+            out.append((r.method, r))
+            continue
+        kinds = ["train", "prune"] if "prune" in r.stages else ["train"]
+        m = r.metrics[kinds[-1]]
+        model = Row(
+            point=r.point, axes=r.axes, stages={k: r.stages[k] for k in kinds},
+            settings={k: v for k, v in r.settings.items() if k != "bits"},
+            **{k: m.get(k) for k in ("val_acc", "test_acc", "val_loss", "test_loss",
+                                     "params", "weights", "nonzero_weights",
+                                     "max_abs_weight", "weight_l2", "effective_connections")},
+            sparsity=m.get("sparsity", 0.0 if kinds == ["train"] else None),
+            metrics={k: r.metrics[k] for k in kinds},
+        )
+        if "prune" in r.stages:
+            if ("prune", r.stages["prune"]) not in seen:
+                seen.add(("prune", r.stages["prune"]))
+                out.append((r.method, model))
+            continue
+        for method in methods[network(r)] or ["dense"]:
+            if ("train", r.stages["train"], method) not in seen:
+                seen.add(("train", r.stages["train"], method))
+                out.append((method, dataclasses.replace(model, sparsity=0.0)))
+    return out
+
+
+def drawable(points: Sequence[ProfilePoint]) -> list[ProfilePoint]:
+    """Points that can be drawn as accuracy against nonzero weights."""
+    acc = accuracy_key([r for _, r in points])
+    return [(m, r) for m, r in points if acc and r.nonzero_weights is not None
+            and r.accuracy(acc) is not None]
+
+
+def prune_section(points: Sequence[ProfilePoint], from_profile: bool,
+                  notes: list[str]) -> list[Block]:
+    """Accuracy against nonzero weights (and effective connections), one line per method."""
+    from leanbits.report import plots
+
+    usable = drawable(points)
+    if not usable:
+        where = "profile.json rows" if from_profile else "result rows"
+        notes.append(f"Pruning profile: skipped - no {where} with nonzero_weights and "
+                     "test_acc / val_acc.")
+        return []
+    rows = [r for _, r in usable]
+    acc = accuracy_key(rows)
+    labels = group_names(rows, [m for m, _ in usable])
+    groups = group(zip(labels, rows, strict=True), lambda lr: lr[0])
+    acc_label = f"{'test' if acc == 'test_acc' else 'validation'} accuracy (%)"
+    panels = []
+    several_heads = len({r.head for r in rows}) > 1
+    for key, xlabel in (("nonzero_weights", "nonzero weights (count)"),
+                        ("effective_connections", "effective connections (count)")):
+        series = []
+        for i, (label, pairs) in enumerate(groups.items()):
+            rs = [r for _, r in pairs]
+            pts = sorted((getattr(r, key), pct(r.accuracy(acc))) for r in rs
+                         if getattr(r, key) is not None)
+            if pts:
+                xs, ys = zip(*pts, strict=True)
+                heads = {r.head for r in rs}
+                # Colour by head (as in every figure) when lines differ by head; with one
+                # head the methods would all share its colour, so colour by line instead.
+                color = plots.color_for(
+                    heads.pop() if several_heads and len(heads) == 1 else None, i)
+                series.append(plots.Series(label, xs, ys, color, marker=plots.marker_for(i)))
+        if series:
+            panels.append(plots.Panel(f"Accuracy against {xlabel.split(' (')[0]}", xlabel,
+                                      acc_label, series, logx=True, xcounts=True))
+    blocks: list[Block] = [Heading("Pruning profile")]
+    blocks.append(Figure("prune_profile", plots.line_figure(panels),
+                         "Accuracy against the weights kept, per pruning method (log scale). "
+                         "Effective connections drop weights into or out of dead units."))
+    columns = [(q, h) for q, h in (("sparsity", "sparsity"),
+                                   ("nonzero_weights", "nonzero weights"),
+                                   ("effective_connections", "effective connections"),
+                                   ("val_acc", "val acc"), ("test_acc", "test acc"),
+                                   ("total_bits", "total bits"))
+               if any(getattr(r, q) is not None for r in rows)]
+    table_rows = []
+    for label, pairs in groups.items():
+        for _, r in sorted(pairs, key=lambda lr: -lr[1].nonzero_weights):
+            table_rows.append([label, *(getattr(r, q) for q, _ in columns)])
+    blocks.append(Table(["group", *(h for _, h in columns)], table_rows, "Pruning profile"))
+    return blocks

@@ -1,0 +1,239 @@
+"""The training section: weight size, output magnitude, losses and the train-validation
+gap per epoch, from each snapshot's ``metrics.jsonl`` (written by :mod:`leanbits.train`).
+
+An epoch record holds ``epoch``, ``train_loss`` / ``train_acc`` (running, over the epoch)
+and, when a training subset was evaluated, ``train_eval_loss`` / ``train_eval_acc`` (eval
+mode: comparable with the validation numbers, so preferred), ``val_loss``, ``val_acc``,
+``gap_acc``, ``mean_abs_output``, ``layers`` (``{layer: {l2_norm, max_abs, zero_frac,
+numel}}``) and ``dead_units``. A missing number leaves a gap in its curve.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from leanbits.report.collect import TrainingRun
+from leanbits.report.document import Block, Figure, Heading, Table
+from leanbits.report.grouping import group_names, network, pct
+from leanbits.results import Row
+
+#: where a sweep keeps stage directories, relative to its run directory
+STAGES_DIR = "stages"
+
+
+def num(record: Mapping[str, Any], key: str) -> float | None:
+    """``record[key]`` when it is a number (bools excluded), else None."""
+    value = record.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return value
+
+
+def layers_of(rec: Mapping[str, Any]) -> Mapping[str, Mapping[str, Any]]:
+    """``{layer: statistics}`` of an epoch record (empty when it has none)."""
+    layers = rec.get("layers")
+    return layers if isinstance(layers, Mapping) else {}
+
+
+def _last_layer(rec: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    layers = layers_of(rec)
+    return list(layers.values())[-1] if layers else None
+
+
+def total_l2(layers: Mapping[str, Mapping[str, Any]]) -> float | None:
+    """L2 norm of all weights together, from per-layer norms: sqrt(sum of squares)."""
+    norms = [num(d, "l2_norm") for d in layers.values()]
+    if not norms or any(n is None for n in norms):
+        return None
+    return math.sqrt(sum(n * n for n in norms))
+
+
+def zero_fraction(layers: Mapping[str, Mapping[str, Any]]) -> float | None:
+    """Fraction of all weights that are exactly zero (per-layer fractions weighted by size)."""
+    pairs = [(num(d, "zero_frac"), num(d, "numel")) for d in layers.values()]
+    if not pairs or any(z is None or n is None for z, n in pairs):
+        return None
+    total = sum(n for _, n in pairs)
+    return sum(z * n for z, n in pairs) / total if total else None
+
+
+def _max_abs(rec: Mapping[str, Any]) -> float | None:
+    vals = [num(d, "max_abs") for d in layers_of(rec).values()]
+    vals = [v for v in vals if v is not None]
+    return max(vals) if vals else None
+
+
+def _train_loss(rec: Mapping[str, Any]) -> float | None:
+    loss = num(rec, "train_eval_loss")
+    return loss if loss is not None else num(rec, "train_loss")
+
+
+def _train_acc(rec: Mapping[str, Any]) -> float | None:
+    acc = num(rec, "train_eval_acc")
+    return acc if acc is not None else num(rec, "train_acc")
+
+
+def _gap(rec: Mapping[str, Any]) -> float | None:
+    g = num(rec, "gap_acc")
+    if g is None:
+        t, v = _train_acc(rec), num(rec, "val_acc")
+        g = None if t is None or v is None else t - v
+    return pct(g)
+
+
+def _series(epochs: Sequence[Mapping[str, Any]],
+            fn: Callable[[Mapping[str, Any]], float | None]) -> tuple[list[float], list[float]]:
+    xs, ys = [], []
+    for rec in epochs:
+        y = fn(rec)
+        if y is not None:
+            xs.append(int(rec["epoch"]))
+            ys.append(y)
+    return xs, ys
+
+
+def _run_styles(runs: Sequence[TrainingRun]) -> list[tuple[str, str, str]]:
+    """(colour, linestyle, marker) per run: colour by head; linestyle and marker tell the
+    runs of one head apart."""
+    from leanbits.report import plots
+
+    others: dict[str | None, int] = {}
+    per_head: dict[str | None, int] = {}
+    out = []
+    for run in runs:
+        if run.head not in plots.HEAD_COLORS and run.head not in others:
+            others[run.head] = len(others)
+        color = plots.color_for(run.head, others.get(run.head, 0))
+        n = per_head.get(run.head, 0)
+        per_head[run.head] = n + 1
+        out.append((color, plots.linestyle_for(n), plots.marker_for(n)))
+    return out
+
+
+def run_name(run: TrainingRun, runs: Sequence[TrainingRun]) -> str:
+    """How a training run is called in the report: its network's group name in a sweep,
+    else its head (with its directory when that does not tell it apart)."""
+    if run.name:
+        return run.name
+    if run.head and sum(r.head == run.head for r in runs) == 1:
+        return run.head if len(runs) > 1 else f"{run.head} ({run.label})"
+    return f"{run.head} ({run.label})" if run.head else run.label
+
+
+def name_runs(runs: Sequence[TrainingRun], results: Sequence[Row]) -> None:
+    """Name each sweep training run as its network is named in the result groups (e.g.
+    ``lenet5 / llr``) rather than by its stage directory."""
+    if not results:
+        return
+    by_stage = {}
+    for r, name in zip(results, group_names(results), strict=True):
+        key = network(r)
+        if "train" in r.stages and name != "all points":
+            by_stage[f"{STAGES_DIR}/{key}"] = name
+    for run in runs:
+        run.name = by_stage.get(run.label, run.name)
+
+
+def training_section(runs: Sequence[TrainingRun], notes: list[str]) -> list[Block]:
+    """Weight size, output magnitude, losses and the train-validation gap per epoch."""
+    from leanbits.report import plots
+
+    blocks: list[Block] = [Heading("Training")]
+    if not runs:
+        notes.append("Training curves: skipped - no metrics.jsonl with epoch records found.")
+        return []
+    styles = _run_styles(runs)
+    names = [run_name(r, runs) for r in runs]
+
+    def series(fn) -> list[plots.Series]:
+        out = []
+        for run, name, (color, ls, marker) in zip(runs, names, styles, strict=True):
+            xs, ys = _series(run.epochs, fn)
+            if xs:
+                # Markers only on short runs: there a line alone may be a single dot.
+                out.append(plots.Series(name, xs, ys, color, ls,
+                                        marker if len(xs) < 4 else None))
+        return out
+
+    has_layers = any(layers_of(rec) for run in runs for rec in run.epochs)
+    if has_layers:
+        panels = [
+            plots.Panel("All weights: L2 norm", "epoch", "||w||₂ (weight units)",
+                        series(lambda r: total_l2(layers_of(r))), logy=True),
+            plots.Panel("Output layer: L2 norm", "epoch", "||w||₂ (weight units)",
+                        series(lambda r: num(_last_layer(r) or {}, "l2_norm")),
+                        logy=True),
+            plots.Panel("Largest weight", "epoch", "max |w| (weight units)",
+                        series(_max_abs), logy=True),
+            plots.Panel("Exactly-zero weights", "epoch", "zero weights (%)",
+                        series(lambda r: pct(zero_fraction(layers_of(r))))),
+        ]
+        blocks.append(Figure("weights", plots.line_figure(panels, "Weight size per epoch"),
+                             "Weight L2 norm (all layers and output layer), largest |w| and "
+                             "fraction of exactly-zero weights per epoch. Claim 1: softmax "
+                             "keeps growing its weights after the data are fit."))
+    else:
+        notes.append("Weight-size plot: skipped - epoch records have no 'layers' "
+                     "(l2_norm, max_abs, zero_frac, numel).")
+    out_series = series(lambda r: num(r, "mean_abs_output"))
+    if out_series:
+        blocks.append(Figure("outputs", plots.line_figure([plots.Panel(
+            "Output magnitude (validation set)", "epoch", "mean |output| (logit / LLR, nats)",
+            out_series)]), "Mean absolute output - logit (softmax) or LLR (LLR heads) - on "
+            "the validation set per epoch."))
+    else:
+        notes.append("Output-magnitude plot: skipped - no 'mean_abs_output' in epoch records.")
+
+    loss_panels = [
+        plots.Panel("Training loss", "epoch", "loss (nats per example)", series(_train_loss),
+                    logy=True),
+        plots.Panel("Validation loss", "epoch", "loss (nats per example)",
+                    series(lambda r: num(r, "val_loss")), logy=True),
+        plots.Panel("Accuracy gap: training − validation", "epoch", "gap (percentage points)",
+                    series(_gap)),
+        plots.Panel("Validation accuracy", "epoch", "accuracy (%)",
+                    series(lambda r: pct(num(r, "val_acc")))),
+    ]
+    if any(p.series for p in loss_panels):
+        blocks.append(Figure("loss", plots.line_figure(loss_panels, "Overfitting"),
+                             "Training loss (eval mode on a training subset where recorded) "
+                             "and validation loss, the train - validation accuracy gap, and "
+                             "validation accuracy. Claims 2 and 3 are about this gap."))
+    else:
+        notes.append("Loss plot: skipped - no train_loss / val_loss in epoch records.")
+
+    headers = ["epoch", "train loss", "val loss", "train acc", "val acc", "gap (pp)",
+               "mean |out|", "||w|| all", "||w|| out", "max |w|", "zero %"]
+    for run, name in zip(runs, names, strict=True):
+        rows = []
+        for r in run.epochs:
+            last = _last_layer(r) or {}
+            rows.append([int(r["epoch"]), _train_loss(r), num(r, "val_loss"),
+                         _train_acc(r), num(r, "val_acc"), _gap(r),
+                         num(r, "mean_abs_output"), total_l2(layers_of(r)),
+                         num(last, "l2_norm"), _max_abs(r),
+                         pct(zero_fraction(layers_of(r)))])
+        where = "" if run.label in name else f" ({run.label})"
+        blocks.append(Table(headers, rows, f"Per epoch: {name}{where}"))
+        final_layers = layers_of(run.epochs[-1])
+        if final_layers:
+            blocks.append(Table(
+                ["layer", "weights", "L2 norm", "max |w|", "zero %"],
+                [[k, num(d, "numel"), num(d, "l2_norm"),
+                  num(d, "max_abs"), pct(num(d, "zero_frac"))]
+                 for k, d in final_layers.items()],
+                f"Per layer after the last epoch: {name}"))
+        dead = run.epochs[-1].get("dead_units")
+        if isinstance(dead, Mapping) and dead:
+            blocks.append(Table(["activation", "dead units"], [[k, v] for k, v in dead.items()],
+                                f"Units that never fire on the validation set: {name}"))
+    finals = [(name, run.final) for run, name in zip(runs, names, strict=True) if run.final]
+    if finals:
+        keys = [k for k in ("val_acc", "test_acc", "params", "weights", "nonzero_weights",
+                            "epochs_completed", "train_time_s")
+                if any(k in f for _, f in finals)]
+        blocks.insert(1, Table(["run", *keys], [[n, *(f.get(k) for k in keys)]
+                                                for n, f in finals], "Final metrics"))
+    return blocks
