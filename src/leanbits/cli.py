@@ -19,6 +19,7 @@ from leanbits.report.tables import emit_json
 
 # Subcommand modules that add themselves with ``register(subparsers)``.
 COMMAND_MODULES = (
+    "leanbits.demo",
     "leanbits.prune.cli",
     "leanbits.bits.cli",
     "leanbits.sweep.cli",
@@ -150,14 +151,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-# ----------------------------------------------------------------------------- demo
-def cmd_demo(args: argparse.Namespace) -> int:
-    from leanbits import demo
-
-    demo.run(Path(args.runs), epochs=args.epochs, quick=args.quick)
-    return 0
-
-
 # ----------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     from leanbits.train import DataConfig, TrainConfig
@@ -199,12 +192,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="data set for a .lbits file (a snapshot knows its own; default: mnist)")
     e.add_argument("--json", action="store_true", help="print the result as JSON")
     e.set_defaults(func=cmd_eval)
-
-    m = sub.add_parser("demo", help="the main job: train, snapshot-prune, pack, report")
-    m.add_argument("--runs", default="runs", help="parent of the run directories")
-    m.add_argument("--epochs", type=int, default=12, help="training epochs")
-    m.add_argument("--quick", action="store_true", help="a small version (for tests)")
-    m.set_defaults(func=cmd_demo)
 
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)

@@ -1,152 +1,194 @@
-"""The main job (``make demo``), on real MNIST:
+"""``leanbits demo`` (``make demo``): the main job, run as the packaged ``demo`` experiment.
 
-1. train LeNet-300-100 with an LLR head (per-epoch diagnostics in ``metrics.jsonl``);
-2. profile the snapshot: accuracy against nonzero weights with and without the bias
-   re-fit, over a range of sparsities (``profile.json``);
-3. snapshot-prune it to the sparsest level within 0.2 points of its validation accuracy
-   (weights pruned once, only the biases re-fitted; bisection on validation accuracy);
-4. quantize the compact model at 2-6 bits, count every bit, pack the fewest-bit version
-   that keeps the pruned model's validation accuracy (within 0.1 points), and check the
-   accuracy of the unpacked file (``results.jsonl``, ``model.lbits``);
-5. write the report (Markdown + HTML with plots) of all of it.
-
-Everything lands in one run directory, named by a hash of the training config.
+The experiment (``leanbits/sweep/studies/demo.toml``, also ``leanbits study demo``) is an
+ordinary sweep: train -> profile -> snapshot-prune (bisection on validation accuracy) ->
+quantize at several bit widths -> keep the fewest-bit packed model (``[pick]``). This module
+only runs it, says which step is running, prints what each step did from the run's result
+rows, and writes the report. Everything lands in one run directory (``RUNS/demo``).
 """
 
 from __future__ import annotations
 
-import copy
+import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
 
-from leanbits.config import stage_hash, to_dict
+from leanbits import paths
 from leanbits.report.tables import table
-from leanbits.train import DataConfig, TrainConfig, evaluate, run_name, train
+from leanbits.results import Row, profile_rows
+from leanbits.sweep import stages
+from leanbits.sweep.experiment import Experiment, load_experiment, study_path
+from leanbits.sweep.run import RunSummary, run_experiment
 
-STEPS = 5
+#: the steps as the demo announces them, by the stage kind that starts each
+STEPS = ("train", "profile", "prune", "bits", "report")
 
 
-def _say(step: int, text: str) -> None:
-    print(f"\n[{step}/{STEPS}] {text}", file=sys.stderr, flush=True)
+def _say(step: str, text: str) -> None:
+    print(f"\n[{STEPS.index(step) + 1}/{len(STEPS)}] {text}", file=sys.stderr, flush=True)
 
 
-def run(runs: Path = Path("runs"), epochs: int = 12, quick: bool = False) -> Path:
-    """Run the demo pipeline; returns the run directory.
+def _step_text(exp: Experiment, kind: str) -> str:
+    s = exp.settings
+    if kind == "train":
+        t = s.get("train", {})
+        return f"training {t.get('model')} ({t.get('head')} head) on {exp.data['dataset']}"
+    if kind == "profile":
+        return ("efficiency profile: prune once at several sparsities with each method "
+                f"({', '.join(exp.profiles[0].config.methods)})")
+    if kind == "prune":
+        cfg = exp.stages("prune")[0].config
+        goal = (f"within {100 * cfg.max_drop:g} points of" if cfg.max_drop is not None
+                else f"reaching {cfg.target_accuracy}" if cfg.target_accuracy is not None
+                else f"at sparsity {cfg.sparsity} of")
+        return (f"snapshot pruning ({cfg.method}) to the sparsest level {goal} validation "
+                "accuracy")
+    cfg = exp.stages("bits")[0].config
+    widths = sorted({p.last.config.bits for p in exp.points})
+    return (f"quantizing ({cfg.quant}, {widths[0]}-{widths[-1]} bits), coding positions "
+            "and values, packing")
+
+
+def run(out: Path, quick: bool = False, epochs: int | None = None) -> RunSummary:
+    """Run the demo experiment into ``out``, print every step, write the report.
 
     Args:
-        runs: parent directory of the run directory.
-        epochs: training epochs.
-        quick: a much smaller version (used by the test suite).
+        out: the run directory.
+        quick: the experiment's ``[quick]`` version (a few seconds; used by the tests).
+        epochs: training epochs instead of the experiment's.
+
+    Returns:
+        The sweep's :class:`RunSummary`.
     """
-    from leanbits import snapshot
-    from leanbits.bits.cli import BitsConfig, evaluate_lbits, quantize_snapshot
-    from leanbits.cli import load_data
-    from leanbits.fileio import write_bytes_atomic, write_text_atomic
-    from leanbits.prune import PruneConfig
-    from leanbits.prune.cli import save_result
-    from leanbits.prune.search import profile, prune_to_target
     from leanbits.report.build import build_report
 
-    data_cfg = DataConfig(limit_train=3000 if quick else None)
-    cfg = TrainConfig(model="lenet-300-100", head="llr", epochs=2 if quick else epochs,
-                      lr=0.05, seed=1, l2=5e-5, train_eval_size=1000 if quick else 5000)
-    out = Path(runs) / run_name(data_cfg, cfg)
-    splits = load_data(data_cfg.dataset, data_cfg.val_size, data_cfg.split_seed,
-                       data_cfg.limit_train)
+    overrides = [] if epochs is None else [f"train.epochs={epochs}"]
+    exp = load_experiment(study_path("demo"), quick=quick, overrides=overrides)
 
-    _say(1, f"training LeNet-300-100 (llr head) on MNIST -> {out}")
-    result = train(data_cfg, cfg, splits, out)
-    rows = [[h["epoch"], h["train_loss"], h["val_acc"], h["mean_abs_output"],
-             max(v["max_abs"] for v in h["layers"].values())] for h in result.history]
-    print(table(["epoch", "train loss", "val acc", "mean |LLR|", "max |w|"], rows,
+    def log(line: str) -> None:
+        kind = line.split(":", 1)[0]
+        if kind in STEPS:  # a level starts: announce its step, then the sweep's own line
+            _say(kind, _step_text(exp, kind))
+            line = f"    {line}"
+        print(line, file=sys.stderr, flush=True)
+
+    summary = run_experiment(exp, out, log=log)
+    root = Path(out) / "stages"
+    picked = summary.rows[summary.picked] if summary.picked is not None else None
+    first = picked or summary.rows[0]
+    _print_training(root / first.stages["train"], first)
+    for spec in exp.profiles:
+        _print_profile(root / spec.relpath)
+    if "prune" in first.stages:
+        _print_pruning(root, first)
+    _print_bits(summary.rows)
+    if picked is not None:
+        _print_packed(Path(out), picked)
+    _say("report", "writing the report")
+    files = build_report(out)
+    print(f"\nrun:      {out}\nsnapshot: {root / first.stages['train']}")
+    if "prune" in first.stages:
+        print(f"pruned:   {root / first.stages['prune']}")
+    if picked is not None:
+        print(f"packed:   {paths.lbits(out)} ({picked.file_bytes:,} bytes, "
+              f"{picked.compression:.1f}x smaller than dense float32, "
+              f"test acc {picked.test_acc:.4f})")
+    print(f"report:   {files.html}")
+    return summary
+
+
+def _print_training(snap: Path, row: Row) -> None:
+    epochs = [json.loads(line) for line in
+              paths.metrics_log(snap).read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = [[e["epoch"], e["train_loss"], e["val_acc"], e["mean_abs_output"],
+             max(v["max_abs"] for v in e["layers"].values())] for e in epochs]
+    print(table(["epoch", "train loss", "val acc", "mean |out|", "max |w|"], rows,
                 title="training"))
-    f = result.final
-    print(f"trained: val acc {f['val_acc']:.4f}, test acc {f['test_acc']:.4f}, "
-          f"{f['params']:,} parameters, {f['train_time_s']:.0f}s")
-    snap = snapshot.load(out)
+    t = row.metrics["train"]
+    seconds = stages.read_stage(snap)["seconds"]
+    print(f"trained: val acc {t['val_acc']:.4f}, test acc {t['test_acc']:.4f}, "
+          f"{t['params']:,} parameters, {seconds:.0f}s")
 
-    _say(2, "efficiency profile: prune once at several sparsities, with and without the "
-         "bias re-fit")
-    levels = [0.5, 0.8, 0.9] if quick else [0.5, 0.7, 0.8, 0.9, 0.95, 0.98]
-    prof_cfg = PruneConfig(refit_epochs=1)
-    prof = profile(snap, ["none", "refit"], levels, splits, prof_cfg)
-    write_text_atomic(out / "profile.json", json.dumps(
-        {"source": str(out.resolve()), "config": to_dict(prof_cfg), "methods": ["none", "refit"],
-         "sparsities": levels, "rows": prof}, indent=2, sort_keys=True))
+
+def _print_profile(stage_dir: Path) -> None:
+    doc = json.loads(paths.profile(stage_dir).read_text(encoding="utf-8"))
     print(table(["method", "sparsity", "val acc", "nonzero weights"],
-                [[r["method"], r["sparsity_requested"], r.get("val_acc"),
-                  r.get("nonzero_weights")] for r in prof], title="profile"))
+                [[r.axes["method"], r.axes["sparsity"], r.val_acc, r.nonzero_weights]
+                 for r in profile_rows(doc)], title="profile"))
 
-    _say(3, "snapshot pruning to the sparsest level within 0.2 points of validation "
-         "accuracy (bisection; only biases re-fitted)")
-    pcfg = PruneConfig(method="refit", max_drop=0.002, refit_epochs=1, search_lo=0.5,
-                       search_hi=0.995, search_tol=0.02 if quick else 0.005)
-    pruned, rep, _ = prune_to_target(snap, splits, pcfg)
-    pruned.config["source"] = str(out.resolve())
-    rep["source"] = str(out.resolve())
-    pdir = out / f"prune-{stage_hash(pcfg)}"
-    save_result(pdir, pruned, rep)
-    d = rep["dense"]
+
+def _widths(in_shape: list[int], conv: list[int], fc: list[int], out: int) -> str:
+    """Layer widths, input to output: ``784-300-100-10``, or ``1x28x28-c6-c16-120-84-10``."""
+    first = "x".join(map(str, in_shape)) if conv else str(math.prod(in_shape))
+    return "-".join([first, *(f"c{c}" for c in conv), *map(str, fc), str(out)])
+
+
+def _print_pruning(root: Path, row: Row) -> None:
+    p = row.metrics["prune"]
+    d = p["dense"]
+    plan = json.loads(paths.model_json(root / row.stages["train"]).read_text(
+        encoding="utf-8"))["plan"]
+    small = p["compact"]
     print(table(
         ["model", "val acc", "test acc", "nonzero weights", "effective conn.", "MACs/example",
          "widths"],
         [["dense", d["val_acc"], d["test_acc"], d["nonzero_weights"], d["nonzero_weights"],
-          d["macs_dense"], "784-300-100-10"],
-         [f"refit @ {rep['sparsity']:.3f}", rep["val_acc"], rep["test_acc"],
-          rep["nonzero_weights"], rep["effective_connections"], rep["macs_effective"],
-          "-".join(map(str, [784, *rep["compact"]["fc"], 10]))]],
+          d["macs_dense"], _widths(plan["in_shape"], plan["conv"], plan["fc"], plan["out"])],
+         [f"{p['method']} @ {p['sparsity']:.3f}", p["val_acc"], p["test_acc"],
+          p["nonzero_weights"], p["effective_connections"], p["macs_effective"],
+          _widths(plan["in_shape"], small["conv"], small["fc"], plan["out"])]],
         title="before / after snapshot pruning"))
-    print(f"re-fit cost: {rep['backprop_epochs']} backprop epoch(s) over biases only, "
-          f"{rep['wall_time_s']:.1f}s")
+    seconds = stages.read_stage(root / row.stages["prune"])["seconds"]
+    print(f"pruning cost: {p['backprop_epochs']} backprop epoch(s) of {p['method']}; the "
+          f"stage took {seconds:.1f}s with its search over "
+          f"{len(p.get('search', {}).get('evaluations', []))} levels")
 
-    _say(4, "quantizing the compact model (k-means, 2-6 bits, biases re-fitted), coding "
-         "positions and values, packing")
-    compact = snapshot.load(pdir / "compact")
-    dense_f32_bits = 32 * f["params"]
-    points: list[dict[str, Any]] = []
-    encoded_by_bits = {}
-    for b in (2, 3, 4, 5, 6):
-        bcfg = BitsConfig(bits=b, quant="kmeans", index="auto", values="entropy", refit=1)
-        encoded, _ = quantize_snapshot(compact, bcfg, splits)
-        encoded_by_bits[b] = encoded
-        model = copy.deepcopy(compact.model)  # the snapshot's own weights stay unquantized
-        model.load_state_dict(encoded.state)
 
-        accs = {s: evaluate(model, compact.head, getattr(splits, s).x,
-                            getattr(splits, s).y)["acc"] for s in ("val", "test")}
-        acc = encoded.account
-        points.append({"name": f"refit {rep['sparsity']:.3f} / {b}-bit", "bits": b,
-                       "head": "llr", "method": "refit", "sparsity": rep["sparsity"],
-                       "val_acc": accs["val"], "test_acc": accs["test"],
-                       "nonzero_weights": acc.nonzero, "total_bits": acc.total_bits,
-                       "compression_vs_dense_f32": dense_f32_bits / acc.total_bits,
-                       "account": acc.to_dict()})
-    write_text_atomic(out / "results.jsonl",
-                      "".join(json.dumps(p, sort_keys=True) + "\n" for p in points))
-    keep = [p for p in points if p["val_acc"] >= rep["val_acc"] - 0.001]
-    best = min(keep, key=lambda p: p["total_bits"]) if keep else max(
-        points, key=lambda p: p["val_acc"])
+def _print_bits(rows: list[Row]) -> None:
+    packed = [r for r in rows if r.total_bits is not None]
     print(table(["bits/weight", "total bits", "bytes", "x smaller than f32", "val acc",
                  "test acc"],
-                [[p["bits"], p["total_bits"], (p["total_bits"] + 7) // 8,
-                  p["compression_vs_dense_f32"], p["val_acc"], p["test_acc"]] for p in points],
+                [[r.settings["bits"]["bits"], r.total_bits, r.file_bytes, r.compression,
+                  r.val_acc, r.test_acc] for r in packed],
                 title="accuracy against total bits (compact pruned model)"))
-    lbits = out / "model.lbits"
-    encoded = encoded_by_bits[best["bits"]]
-    write_bytes_atomic(lbits, encoded.data)
-    ev = evaluate_lbits(lbits, splits)
-    size = lbits.stat().st_size
-    assert size == encoded.account.total_bytes, "file size must equal the bit account"
-    print(encoded.account.format_table())
-    print(table(["file", "bytes", "x smaller than dense float32", "val acc", "test acc"],
-                [[str(lbits), size, dense_f32_bits / (8 * size), ev["val_acc"],
-                  ev["test_acc"]]], title="packed model (accuracy of the unpacked file)"))
 
-    _say(5, "writing the report")
-    files = build_report(out)
-    print(f"\nsnapshot: {out}\npruned:   {pdir}\npacked:   {lbits} ({size:,} bytes, "
-          f"{dense_f32_bits / (8 * size):.1f}x smaller than dense float32, "
-          f"test acc {ev['test_acc']:.4f})\nreport:   {files.html}")
-    return out
+
+def _print_packed(out: Path, row: Row) -> None:
+    from leanbits.bits import unpack
+
+    lbits = paths.lbits(out)
+    size = lbits.stat().st_size
+    account = unpack(lbits).account
+    if size != account.total_bytes or size != row.file_bytes:
+        raise RuntimeError(f"{lbits}: {size} bytes, but its bit account says "
+                           f"{account.total_bytes}")
+    print(account.format_table())
+    print(table(["file", "bytes", "x smaller than dense float32", "val acc", "test acc"],
+                [[str(lbits), size, row.compression, row.val_acc, row.test_acc]],
+                title="packed model (accuracy of the unpacked file)"))
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Handler of ``leanbits demo``."""
+    out = Path(args.out) if args.out else Path(args.runs) / ("demo-quick" if args.quick
+                                                             else "demo")
+    run(out, quick=args.quick, epochs=args.epochs)
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``demo`` subcommand."""
+    m = subparsers.add_parser(
+        "demo", help="the main job: train, profile, snapshot-prune, pack, report",
+        description="Run the packaged demo experiment (`leanbits study demo --dry-run` shows "
+        "it) through the sweep and print what each step did.")
+    m.add_argument("--runs", default="runs", help="parent of the run directory (default: "
+                   "runs; the run is RUNS/demo, or RUNS/demo-quick with --quick)")
+    m.add_argument("--out", default=None, help="the run directory (overrides --runs)")
+    m.add_argument("--epochs", type=int, default=None,
+                   help="training epochs (default: the experiment's, 12)")
+    m.add_argument("--quick", action="store_true", help="a small version (for tests)")
+    m.set_defaults(func=cmd_demo)

@@ -8,13 +8,15 @@ A test regenerates it and compares, so the reference cannot drift from the code.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from leanbits.config import reference
 
 
 def _configs() -> list[tuple[str, type]]:
     from leanbits.bits.cli import BitsConfig
-    from leanbits.prune import PruneConfig
+    from leanbits.prune import ProfileConfig, PruneConfig
+    from leanbits.sweep.pick import PickConfig
     from leanbits.train import DataConfig, TrainConfig
 
     return [
@@ -22,6 +24,10 @@ def _configs() -> list[tuple[str, type]]:
         ("`leanbits train` — `[train]` section / training flags", TrainConfig),
         ("`leanbits prune` and `leanbits profile` — `[prune]` section", PruneConfig),
         ("`leanbits bits` and `leanbits pack` — `[bits]` section", BitsConfig),
+        ("experiment files — `[profile]` table (a profile stage per trained model): these, "
+         "and the `[prune]` fields above but `method`, `sparsity` and the search fields",
+         ProfileConfig),
+        ("experiment files — `[pick]` table (the packed model a run keeps)", PickConfig),
     ]
 
 
@@ -67,7 +73,11 @@ def cli_reference() -> str:
     for title, cls in _configs():
         out.append(f"### {title}")
         out.append("")
-        out.extend(reference(cls).splitlines()[2:])  # drop the class-name heading
+        lines = reference(cls).splitlines()[2:]  # drop the class-name heading
+        # A config that extends another lists only its own fields.
+        inherited = {f"| `{f.name}` |" for base in cls.__mro__[1:]
+                     if dataclasses.is_dataclass(base) for f in dataclasses.fields(base)}
+        out.extend(line for line in lines if not any(line.startswith(i) for i in inherited))
         out.append("")
     return "\n".join(out).rstrip() + "\n"
 

@@ -286,7 +286,7 @@ def grid_axes(settings: dict[str, Any]) -> list[tuple[str, int]]:
     Malformed sections are passed over here; :func:`parse_experiment` reports them.
     """
     axes = []
-    for kind in STAGE_KINDS:
+    for kind in POINT_KINDS:
         section = settings.get(kind)
         vary = section.get("vary") if isinstance(section, dict) else None
         if isinstance(vary, dict):
