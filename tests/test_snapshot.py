@@ -287,3 +287,20 @@ def test_load_refuses_a_snapshot_without_weights(tmp_path):
     paths.weights(d).unlink()
     with pytest.raises(FormatError, match="missing"):
         snapshot.load(d)
+
+
+def test_an_interrupted_training_leaves_the_output_as_it_was(tmp_path, tiny_splits):
+    out = tmp_path / "run"
+    train(DataConfig(), _cfg(), tiny_splits, out, progress=False, log=lambda _l: None)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def interrupt(_line):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(DataConfig(), _cfg(seed=9), tiny_splits, out, progress=False, log=interrupt,
+              force=True)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert not (tmp_path / "run.partial").exists()
+    train(DataConfig(), _cfg(seed=9), tiny_splits, out, progress=False, log=lambda _l: None,
+          force=True)  # no lock left behind

@@ -447,6 +447,10 @@ def train(
             f"loss became {exc.value} at epoch {exc.epoch}{kept}. "
             "Lower the learning rate (--lr) or the regularizer coefficients."
         ) from None
+    except BaseException:
+        if writer is not None:  # interrupted: the output stays as it was, no partial left
+            writer.abort()
+        raise
 
     test = evaluate(model, head, splits.test.x, splits.test.y)
     # The last epoch already evaluated this very model on validation: reuse it.
