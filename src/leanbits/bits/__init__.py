@@ -14,12 +14,21 @@ Example:
 from leanbits.bits.account import Account, LayerAccount
 from leanbits.bits.cli import BitsConfig, evaluate_lbits, quantize_snapshot
 from leanbits.bits.container import Unpacked, count_bits, load, pack, unpack
-from leanbits.bits.quantize import Quantized, dequantize, quantize_kmeans, quantize_uniform
+from leanbits.bits.quantize import (
+    QUANTIZERS,
+    Quantized,
+    dequantize,
+    quantize,
+    quantize_ecsq,
+    quantize_kmeans,
+    quantize_uniform,
+)
 
 __all__ = [
     "Account",
     "BitsConfig",
     "LayerAccount",
+    "QUANTIZERS",
     "Quantized",
     "Unpacked",
     "count_bits",
@@ -27,6 +36,8 @@ __all__ = [
     "evaluate_lbits",
     "load",
     "pack",
+    "quantize",
+    "quantize_ecsq",
     "quantize_kmeans",
     "quantize_snapshot",
     "quantize_uniform",

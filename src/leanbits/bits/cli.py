@@ -31,7 +31,7 @@ from leanbits.bits.container import (
     unpack,
     weight_names,
 )
-from leanbits.bits.quantize import QUANTIZERS
+from leanbits.bits.records import QUANT_CODES
 from leanbits.config import MAX_SEED, add_arguments, from_sources, option, to_dict
 from leanbits.errors import FormatError
 from leanbits.fileio import write_bytes_atomic
@@ -49,7 +49,7 @@ class BitsConfig:
     bits: int = option(4, "bits per nonzero weight: a codebook of at most 2**bits values",
                        minimum=1, maximum=16)
     quant: str = option("kmeans", "weight quantizer: k-means codebook or symmetric uniform",
-                        choices=QUANTIZERS)
+                        choices=QUANT_CODES)
     per_channel: bool = option(False, "uniform only: one scale per output channel, not per layer")
     index: str = option("coded", "how positions of nonzero weights are stored (auto: the "
                         "smallest per layer)", choices=INDEX_CHOICES)

@@ -34,11 +34,12 @@ from torch import Tensor, nn
 from leanbits.bits.account import Account, common_settings
 from leanbits.bits.entropy import empirical_entropy_bits
 from leanbits.bits.index import info_bound_bits
-from leanbits.bits.quantize import QUANTIZERS, check_bits, quantize_kmeans, quantize_uniform
+from leanbits.bits.quantize import check_bits, quantize_kmeans, quantize_uniform
 from leanbits.bits.records import (
     DTYPES,
     INDEX_CHOICES,
     INDEX_CODES,
+    QUANT_CODES,
     TAG_FLOAT,
     TAG_INT,
     TAG_WEIGHT,
@@ -144,7 +145,7 @@ def encode(
         (what :func:`unpack` will return, bit for bit).
     """
     bits = check_bits(bits)
-    _check_choice("quant", quant, QUANTIZERS)
+    _check_choice("quant", quant, QUANT_CODES)  # the quantizers a file can name
     _check_choice("index", index, INDEX_CHOICES)
     _check_choice("values", values, VALUE_CODES)
     _check_choice("nonweight_dtype", nonweight_dtype, DTYPES)

@@ -96,6 +96,33 @@ def choose_precision(counts: np.ndarray) -> int:
     return best
 
 
+def coder_code_lengths(counts: np.ndarray) -> np.ndarray:
+    """Bits per symbol under the model :func:`encode_symbols` would store for ``counts``.
+
+    That is ``-log2(f_j / sum f)`` with ``f`` the frequency table at the precision
+    :func:`choose_precision` picks, so a rate term built on it prices symbols exactly as the
+    range coder will (up to the coder's final-word rounding). Unseen symbols cost ``inf``.
+
+    Args:
+        counts: int ``[alphabet]`` symbol counts.
+
+    Returns:
+        float64 ``[alphabet]`` code lengths in bits.
+
+    Example:
+        >>> coder_code_lengths(np.array([30, 10, 0])).tolist()  # table at 2 bits: 3, 1, 0
+        [0.4150374992788438, 2.0, inf]
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    out = np.full(counts.shape, np.inf)
+    if counts.size == 0 or int(counts.max()) == 0:
+        return out
+    freqs = quantize_frequencies(counts, choose_precision(counts))
+    used = freqs > 0
+    out[used] = -np.log2(freqs[used] / freqs.sum())
+    return out
+
+
 def _model(freqs: np.ndarray) -> constriction.stream.model.Categorical:
     # Built from exactly the stored integers, by encoder and decoder alike.
     return constriction.stream.model.Categorical(freqs.astype(np.float64), perfect=False)

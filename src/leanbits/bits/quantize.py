@@ -1,6 +1,6 @@
-"""Weight quantization: uniform (symmetric) and k-means codebooks, zero always exact.
+"""Weight quantization: uniform (symmetric), k-means and entropy-constrained codebooks.
 
-Both quantizers act on the *nonzero* weights of a layer only. A weight that is exactly zero
+Every quantizer acts on the *nonzero* weights of a layer only. A weight that is exactly zero
 (pruned) stays exactly zero and gets no codebook entry: the positions section of a
 ``.lbits`` file says where the nonzeros are, the values section says which codebook entry
 each one takes.
@@ -17,6 +17,17 @@ each one takes.
     et al. 2016). Clusters that end up empty are dropped, so the codebook may be shorter.
     When the layer has no more distinct nonzero values than ``2**b`` the codebook is the
     set of those values: quantization is then lossless (and idempotent).
+``ecsq``
+    Entropy-constrained scalar quantization (Chou, Lookabaugh & Gray 1989, in one
+    dimension): the k-means codebook is the start, then assignments and levels are
+    iterated to minimise ``sum (w - c)^2 / P + lambda * sum bits(code)``, where ``P`` is
+    the mean square of the layer's nonzero weights (so ``lambda`` is scale-free: the
+    relative squared error one coded bit is worth) and ``bits(code)`` is the code length
+    under the very frequency table the range coder will store
+    (:func:`leanbits.bits.entropy.coder_code_lengths`). A weight may so go to a farther but
+    more frequent level; rare levels empty out and are dropped. ``lambda = 0`` is k-means.
+    Masks are kept (a nonzero stays nonzero), and a layer already on at most ``2**b``
+    values is stored as is, like k-means.
 
 Codes are int64 with ``-1`` where the weight is zero; :func:`dequantize` turns
 ``(codes, codebook)`` back into exactly the float32 tensor the quantized model uses.
@@ -24,16 +35,23 @@ Codes are int64 with ``-1`` where the weight is zero; :func:`dequantize` turns
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from leanbits.bits.entropy import choose_precision, coder_code_lengths
 from leanbits.errors import ConfigError
 
 MIN_BITS, MAX_BITS = 1, 16
-QUANTIZERS = ("kmeans", "uniform")
+#: ``rate_lambda`` of ``ecsq`` when none is given (relative squared error per coded bit)
+DEFAULT_RATE_LAMBDA = 0.02
+#: ECSQ iterations at most (each costs O(levels x log weights), so this bounds the time)
+ECSQ_MAX_ITER = 1000
+#: bits of one codebook entry in a ``.lbits`` file (a float32), part of ECSQ's rate
+CODEBOOK_ENTRY_BITS = 32
 
 
 @dataclass
@@ -41,7 +59,7 @@ class Quantized:
     """One quantized weight tensor.
 
     Attributes:
-        method: ``"kmeans"`` or ``"uniform"``.
+        method: a name in :data:`QUANTIZERS` (``"kmeans"``, ``"uniform"``, ``"ecsq"``).
         bits: the requested bits per nonzero weight (codebook has at most ``2**bits`` entries).
         codes: int64, same shape as the weight; ``-1`` where the weight is zero, else an
             index into the codebook (per output channel for a 2-D codebook).
@@ -227,6 +245,236 @@ def quantize_kmeans(
         codes[w != 0] = torch.from_numpy(idx.astype(np.int64))
     codebook = torch.from_numpy(book.copy())
     return Quantized("kmeans", bits, codes, codebook, None, dequantize(codes, codebook))
+
+
+def _check_rate_lambda(lam: float) -> float:
+    if isinstance(lam, bool) or not isinstance(lam, int | float | np.floating):
+        raise ConfigError(f"rate_lambda must be a number >= 0, got {lam!r}")
+    if not (np.isfinite(lam) and lam >= 0):
+        raise ConfigError(f"rate_lambda must be a finite number >= 0, got {lam}")
+    return float(lam)
+
+
+def lower_envelope(centers: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Which level minimises ``(x - centers[j])**2 + offsets[j]``, for every real ``x``.
+
+    All the parabolas have the same curvature, so their minimum is piecewise one of them,
+    in the order of ``centers``: the classic lower envelope of the lines
+    ``-2 c_j x + c_j**2 + o_j``. A level whose parabola never reaches the minimum (its
+    offset is too high for its place) gets no interval.
+
+    Args:
+        centers: float64 ``[K]``, strictly increasing.
+        offsets: float64 ``[K]`` (``inf`` for a level that must not be used).
+
+    Returns:
+        ``(levels, bounds)``: ``levels`` int64 ``[M]`` the indices on the envelope from left
+        to right, ``bounds`` float64 ``[M-1]`` where one hands over to the next;
+        ``levels[np.searchsorted(bounds, x, side="right")]`` is the best level for ``x``
+        (ties go to the right, as :func:`quantize_kmeans`'s midpoints do).
+
+    Example:
+        >>> lower_envelope(np.array([0.0, 1.0, 2.0]), np.array([0.0, 5.0, 0.0]))
+        (array([0, 2]), array([1.]))
+    """
+    hull: list[int] = []
+    bounds: list[float] = []
+    for j in np.flatnonzero(np.isfinite(offsets)):
+        while hull:
+            i = hull[-1]
+            # x where level j starts to beat level i
+            x = (centers[i] + centers[j]) / 2 + (offsets[j] - offsets[i]) / (
+                2 * (centers[j] - centers[i]))
+            if bounds and x <= bounds[-1]:
+                hull.pop()  # j beats i before i ever beat its left neighbour: i is hidden
+                bounds.pop()
+                continue
+            bounds.append(float(x))
+            break
+        hull.append(int(j))
+    return np.array(hull, dtype=np.int64), np.array(bounds, dtype=np.float64)
+
+
+def _ecsq_1d(values: np.ndarray, book: np.ndarray, lam: float, entry_bits: float) -> np.ndarray:
+    """Chou-Lookabaugh-Gray iterations on sorted float64 ``values`` from codebook ``book``.
+
+    The rate counted is what the file spends on values: each weight's code length under
+    the coder's table, plus per level the table entry (``precision`` bits) and the codebook
+    entry (``entry_bits``). The per-level part is charged to a level's weights in equal
+    shares when they choose a level, so a level too rare to pay for itself empties out.
+
+    In one dimension every cell is an interval, so a state is its cell edges and each
+    iteration needs only prefix sums: ``O(K log N)``, not ``O(N)``.
+
+    Returns:
+        int64 edges ``[M+1]`` into ``values``: level ``m`` holds ``values[e[m]:e[m+1]]``.
+        The edges kept are those of the lowest cost seen: the coder's quantized
+        frequencies and the shared level costs make the iteration only nearly monotone.
+    """
+    n = values.size
+    s1 = np.concatenate([[0.0], np.cumsum(values)])
+    s2 = np.concatenate([[0.0], np.cumsum(values**2)])
+    scale = lam * s2[-1] / n  # lam * P: the cost in squared-weight units
+    centers = np.asarray(book, dtype=np.float64)
+    price = np.zeros(centers.size)  # first pass: plain nearest level
+    best, best_cost, edges = None, np.inf, None
+    for _ in range(ECSQ_MAX_ITER):
+        _, bounds = lower_envelope(centers, scale * price)
+        cuts = np.concatenate([[0], np.searchsorted(values, bounds, side="left"), [n]])
+        new = np.unique(cuts)  # an empty cell's edges coincide: drop it
+        if edges is not None and np.array_equal(new, edges):
+            break  # fixed point
+        edges = new
+        counts = np.diff(edges)
+        sums = np.diff(s1[edges])
+        centers = sums / counts
+        lengths = coder_code_lengths(counts)
+        per_level = entry_bits + choose_precision(counts)
+        distortion = np.diff(s2[edges]) - sums * centers  # sum (x - mean)^2 per cell
+        rate = float((counts * lengths).sum()) + per_level * counts.size
+        cost = float(distortion.sum()) + scale * rate
+        if best is None or cost < best_cost:
+            best, best_cost = edges, cost
+        price = lengths + per_level / counts
+    assert best is not None
+    return best
+
+
+def quantize_ecsq(
+    weight: Tensor, bits: int, rate_lambda: float = DEFAULT_RATE_LAMBDA,
+    mask: Tensor | None = None, max_iter: int = 100,
+) -> Quantized:
+    """Entropy-constrained scalar quantization of the nonzero weights (at most ``2**bits`` levels).
+
+    Starts from the k-means codebook of :func:`quantize_kmeans` and alternates (1) moving
+    each weight to the level of least ``(w - c)^2 + lambda * P * bits(level)`` and (2)
+    setting each level to the mean of its weights and its bits to the range coder's code
+    length for the new counts, until the assignment settles. A larger ``rate_lambda``
+    gives fewer coded bits and more distortion; ``0`` reproduces k-means.
+
+    Args:
+        weight: a weight tensor.
+        bits: 1..16; the codebook has at most ``2**bits`` entries (usually fewer).
+        rate_lambda: relative squared error per coded bit, ``>= 0`` (distortion is divided
+            by ``P``, the mean square of the nonzero weights, so one value fits any layer).
+        mask: optional bool mask; entries where it is False are treated as zero.
+        max_iter: Lloyd iterations of the k-means start at most (the ECSQ iterations stop
+            at a fixed point or after :data:`ECSQ_MAX_ITER`).
+
+    Returns:
+        A :class:`Quantized` (method ``"ecsq"``) with a sorted, duplicate-free float32
+        codebook and ``codes`` (``-1`` exactly at the zeros: the mask is kept).
+
+    Raises:
+        ConfigError: bad ``bits`` or ``rate_lambda``.
+
+    Example:
+        >>> w = torch.tensor([-1.0, -0.9, 0.0, 0.1, 0.12, 0.11, 0.09, 0.5, 0.45, 0.08])
+        >>> quantize_ecsq(w, bits=2, rate_lambda=0.0).codebook.numel()  # k-means
+        3
+        >>> quantize_ecsq(w, bits=2, rate_lambda=0.05).codebook.numel()  # a rare level merges
+        2
+    """
+    bits = check_bits(bits)
+    lam = _check_rate_lambda(rate_lambda)
+    if max_iter < 1:
+        raise ValueError(f"max_iter must be >= 1, got {max_iter}")
+    start = quantize_kmeans(weight, bits, mask=mask, max_iter=max_iter)
+    w = _check_weight(weight, mask)
+    nonzero = w != 0
+    nz = w[nonzero].numpy().astype(np.float64)
+    if lam == 0 or np.unique(nz).size <= (1 << bits):
+        # k-means, or a layer already on few enough values (kept exactly: idempotent)
+        return Quantized("ecsq", bits, start.codes, start.codebook, None, start.dequantized)
+    order = np.argsort(nz, kind="stable")
+    edges = _ecsq_1d(nz[order], start.codebook.numpy(), lam, CODEBOOK_ENTRY_BITS)
+    assign = np.empty(nz.size, dtype=np.int64)
+    assign[order] = np.repeat(np.arange(edges.size - 1), np.diff(edges))
+    counts = np.bincount(assign)
+    means = np.bincount(assign, weights=nz) / counts
+    means32 = means.astype(np.float32)
+    for m in np.flatnonzero(means32 == 0):
+        # zero means "pruned" in a file: a level on 0.0 would drop its weights from the
+        # mask, so it sits on its member nearest to zero instead
+        members = nz[assign == m]
+        means32[m] = np.float32(members[np.argmin(np.abs(members))])
+    # Two means that round to the same float32 become one level.
+    book, idx = np.unique(means32, return_inverse=True)
+    codes = torch.full(w.shape, -1, dtype=torch.int64)
+    codes[nonzero] = torch.from_numpy(idx[assign].astype(np.int64))
+    codebook = torch.from_numpy(book.copy())
+    return Quantized("ecsq", bits, codes, codebook, None, dequantize(codes, codebook))
+
+
+def _kmeans_entry(weight: Tensor, bits: int, mask: Tensor | None, *, per_channel: bool,
+                  rate_lambda: float | None, max_iter: int) -> Quantized:
+    return quantize_kmeans(weight, bits, mask=mask, max_iter=max_iter)
+
+
+def _uniform_entry(weight: Tensor, bits: int, mask: Tensor | None, *, per_channel: bool,
+                   rate_lambda: float | None, max_iter: int) -> Quantized:
+    return quantize_uniform(weight, bits, per_channel=per_channel, mask=mask)
+
+
+def _ecsq_entry(weight: Tensor, bits: int, mask: Tensor | None, *, per_channel: bool,
+                rate_lambda: float | None, max_iter: int) -> Quantized:
+    lam = DEFAULT_RATE_LAMBDA if rate_lambda is None else rate_lambda
+    return quantize_ecsq(weight, bits, lam, mask=mask, max_iter=max_iter)
+
+
+#: The quantizers by name (``--quant``); each entry takes the same keyword options.
+QUANTIZERS: dict[str, Callable[..., Quantized]] = {
+    "kmeans": _kmeans_entry,
+    "uniform": _uniform_entry,
+    "ecsq": _ecsq_entry,
+}
+
+
+def quantize(
+    weight: Tensor, bits: int, quant: str = "kmeans", mask: Tensor | None = None, *,
+    per_channel: bool = False, rate_lambda: float | None = None, max_iter: int = 100,
+) -> Quantized:
+    """Quantize one weight tensor with the quantizer named ``quant``.
+
+    Args:
+        weight: a weight tensor (output channels along dim 0).
+        bits: 1..16.
+        quant: a name in :data:`QUANTIZERS`.
+        mask: optional bool mask; entries where it is False are treated as zero.
+        per_channel: ``uniform`` only: one scale per output channel.
+        rate_lambda: ``ecsq`` only: the rate weight (None: :data:`DEFAULT_RATE_LAMBDA`).
+        max_iter: iterations of the k-means / ECSQ loops at most.
+
+    Returns:
+        The :class:`Quantized` tensor.
+
+    Raises:
+        ConfigError: an unknown quantizer, or an option that the quantizer does not take.
+
+    Example:
+        >>> quantize(torch.tensor([0.0, 1.0, 3.0]), 1, "ecsq", rate_lambda=0.1).codes.tolist()
+        [-1, 0, 1]
+    """
+    check_quant_options(quant, per_channel=per_channel, rate_lambda=rate_lambda)
+    return QUANTIZERS[quant](weight, bits, mask, per_channel=per_channel,
+                             rate_lambda=rate_lambda, max_iter=max_iter)
+
+
+def check_quant_options(quant: str, *, per_channel: bool = False,
+                        rate_lambda: float | None = None) -> None:
+    """Refuse an unknown quantizer or an option it would silently ignore.
+
+    Raises:
+        ConfigError: with the valid choices, or the quantizer the option belongs to.
+    """
+    if quant not in QUANTIZERS:
+        raise ConfigError(f"quant must be one of {', '.join(QUANTIZERS)}; got {quant!r}")
+    if per_channel and quant != "uniform":
+        raise ConfigError(f"per_channel applies to quant uniform only (quant is {quant})")
+    if rate_lambda is not None:
+        if quant != "ecsq":
+            raise ConfigError(f"rate_lambda applies to quant ecsq only (quant is {quant})")
+        _check_rate_lambda(rate_lambda)
 
 
 def dequantize(codes: Tensor, codebook: Tensor) -> Tensor:
