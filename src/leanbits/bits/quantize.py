@@ -50,6 +50,8 @@ MIN_BITS, MAX_BITS = 1, 16
 DEFAULT_RATE_LAMBDA = 0.02
 #: ECSQ iterations at most (each costs O(levels x log weights), so this bounds the time)
 ECSQ_MAX_ITER = 1000
+#: ECSQ iterations at most with an importance per weight (each costs O(levels x weights))
+ECSQ_WEIGHTED_MAX_ITER = 200
 #: bits of one codebook entry in a ``.lbits`` file (a float32), part of ECSQ's rate
 CODEBOOK_ENTRY_BITS = 32
 
@@ -340,9 +342,67 @@ def _ecsq_1d(values: np.ndarray, book: np.ndarray, lam: float, entry_bits: float
     return best
 
 
+def _weighted_assign(values: np.ndarray, h: np.ndarray, centers: np.ndarray,
+                     offsets: np.ndarray) -> np.ndarray:
+    """``argmin_j h_i (v_i - c_j)^2 + o_j`` for every value, in chunks of bounded memory."""
+    out = np.empty(values.size, dtype=np.int64)
+    step = max(1, (1 << 22) // max(1, centers.size))
+    for s in range(0, values.size, step):
+        v, w = values[s : s + step, None], h[s : s + step, None]
+        out[s : s + step] = np.argmin(w * (v - centers[None, :]) ** 2 + offsets[None, :], axis=1)
+    return out
+
+
+def _ecsq_weighted(values: np.ndarray, h: np.ndarray, book: np.ndarray, lam: float,
+                   entry_bits: float) -> np.ndarray:
+    """Chou-Lookabaugh-Gray iterations with a per-weight importance ``h`` on the error.
+
+    Cells need not be intervals any more (an important weight pays more for a far level),
+    so each iteration scores every weight against every level: ``O(N K)``.
+
+    Returns:
+        int64 level index per value into the compacted, used levels (lowest cost seen).
+    """
+    centers = np.asarray(book, dtype=np.float64)
+    price = np.zeros(centers.size)
+    best, best_cost, assign = None, np.inf, None
+    for _ in range(ECSQ_WEIGHTED_MAX_ITER):
+        _, new = np.unique(_weighted_assign(values, h, centers, lam * price),
+                           return_inverse=True)
+        if assign is not None and np.array_equal(new, assign):
+            break  # fixed point
+        assign = new
+        counts = np.bincount(assign)
+        mass = np.bincount(assign, weights=h)
+        centers = np.bincount(assign, weights=h * values) / mass
+        lengths = coder_code_lengths(counts)
+        per_level = entry_bits + choose_precision(counts)
+        distortion = float((h * (values - centers[assign]) ** 2).sum())
+        cost = distortion + lam * (float((counts * lengths).sum()) + per_level * counts.size)
+        if best is None or cost < best_cost:
+            best, best_cost = assign, cost
+        price = lengths + per_level / counts
+    assert best is not None
+    return best
+
+
+def _check_importance(importance: Tensor, shape: torch.Size) -> np.ndarray:
+    """Flat float64 importances, each > 0 (a zero one would leave a weight's level free)."""
+    if not isinstance(importance, Tensor) or tuple(importance.shape) != tuple(shape):
+        got = tuple(importance.shape) if isinstance(importance, Tensor) else type(importance)
+        raise ValueError(f"importance must be a tensor of the weight's shape {tuple(shape)}, "
+                         f"got {got}")
+    h = importance.detach().cpu().to(torch.float64).reshape(-1).numpy()
+    if not (np.isfinite(h).all() and (h >= 0).all()):
+        raise ValueError("importance must be finite and >= 0")
+    positive = h[h > 0]
+    floor = 1e-6 * float(positive.mean()) if positive.size else 1.0
+    return np.maximum(h, floor)
+
+
 def quantize_ecsq(
     weight: Tensor, bits: int, rate_lambda: float = DEFAULT_RATE_LAMBDA,
-    mask: Tensor | None = None, max_iter: int = 100,
+    mask: Tensor | None = None, max_iter: int = 100, importance: Tensor | None = None,
 ) -> Quantized:
     """Entropy-constrained scalar quantization of the nonzero weights (at most ``2**bits`` levels).
 
@@ -386,12 +446,16 @@ def quantize_ecsq(
     if lam == 0 or np.unique(nz).size <= (1 << bits):
         # k-means, or a layer already on few enough values (kept exactly: idempotent)
         return Quantized("ecsq", bits, start.codes, start.codebook, None, start.dequantized)
-    order = np.argsort(nz, kind="stable")
-    edges = _ecsq_1d(nz[order], start.codebook.numpy(), lam, CODEBOOK_ENTRY_BITS)
-    assign = np.empty(nz.size, dtype=np.int64)
-    assign[order] = np.repeat(np.arange(edges.size - 1), np.diff(edges))
-    counts = np.bincount(assign)
-    means = np.bincount(assign, weights=nz) / counts
+    if importance is None:
+        order = np.argsort(nz, kind="stable")
+        edges = _ecsq_1d(nz[order], start.codebook.numpy(), lam, CODEBOOK_ENTRY_BITS)
+        assign = np.empty(nz.size, dtype=np.int64)
+        assign[order] = np.repeat(np.arange(edges.size - 1), np.diff(edges))
+        h = np.ones_like(nz)
+    else:
+        h = _check_importance(importance, w.shape)[nonzero.numpy().ravel()]
+        assign = _ecsq_weighted(nz, h, start.codebook.numpy(), lam, CODEBOOK_ENTRY_BITS)
+    means = np.bincount(assign, weights=h * nz) / np.bincount(assign, weights=h)
     means32 = means.astype(np.float32)
     for m in np.flatnonzero(means32 == 0):
         # zero means "pruned" in a file: a level on 0.0 would drop its weights from the
@@ -475,6 +539,51 @@ def check_quant_options(quant: str, *, per_channel: bool = False,
         if quant != "ecsq":
             raise ConfigError(f"rate_lambda applies to quant ecsq only (quant is {quant})")
         _check_rate_lambda(rate_lambda)
+
+
+def fixed_point(tensor: Tensor, bits: int = 8) -> tuple[Tensor, Tensor]:
+    """Symmetric fixed point with one scale per tensor (how non-weights are stored as ints).
+
+    ``q = round(t / s)`` with ``s = max|t| / (2**(bits-1) - 1)``, so ``q`` lies in
+    ``[-(2**(bits-1) - 1), 2**(bits-1) - 1]`` and the largest magnitude is exact up to
+    float32 rounding; an all-zero tensor gets ``s = 0``.
+
+    Args:
+        tensor: a floating point tensor (finite).
+        bits: 2..16, the width of each stored integer.
+
+    Returns:
+        ``(q, scale)``: int64 ``q`` of the tensor's shape and a float32 scalar tensor
+        ``scale``; :func:`from_fixed_point` gives the float32 values they stand for.
+
+    Example:
+        >>> q, s = fixed_point(torch.tensor([0.5, -1.27, 0.0]), bits=8)
+        >>> q.tolist(), round(float(s), 6)
+        ([50, -127, 0], 0.01)
+    """
+    bits = check_bits(bits)
+    if bits < 2:
+        raise ConfigError(f"fixed point needs at least 2 bits (sign + magnitude), got {bits}")
+    t = tensor.detach().to(device="cpu", dtype=torch.float64)
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError("tensor has NaN or infinite entries; cannot store it in fixed point")
+    top = (1 << (bits - 1)) - 1
+    peak = float(t.abs().max()) if t.numel() else 0.0
+    scale = torch.tensor(peak / top, dtype=torch.float32)
+    if float(scale) == 0.0:
+        return torch.zeros(t.shape, dtype=torch.int64), scale
+    q = torch.round(t / float(scale)).clamp(-top, top).to(torch.int64)
+    return q, scale
+
+
+def from_fixed_point(q: Tensor, scale: Tensor) -> Tensor:
+    """The float32 values of :func:`fixed_point`'s output: one IEEE float32 product each.
+
+    Example:
+        >>> from_fixed_point(torch.tensor([2, -1]), torch.tensor(0.25)).tolist()
+        [0.5, -0.25]
+    """
+    return q.to(torch.float32) * scale.to(torch.float32)
 
 
 def dequantize(codes: Tensor, codebook: Tensor) -> Tensor:
