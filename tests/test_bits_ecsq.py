@@ -9,6 +9,8 @@ import torch
 from leanbits.bits.entropy import coder_code_lengths, encode_symbols
 from leanbits.bits.quantize import (
     QUANTIZERS,
+    fixed_point,
+    from_fixed_point,
     lower_envelope,
     quantize,
     quantize_ecsq,
@@ -120,3 +122,57 @@ def test_ecsq_codes_fewer_bits_than_kmeans_at_equal_distortion():
         ec = quantize_ecsq(w, km_bits + 1, lo)
         assert distortion(ec, w) <= target
         assert coded_bits(ec) < gain * coded_bits(km), km_bits
+
+
+def test_uniform_importance_gives_the_unweighted_result():
+    """The weighted path (dense scoring) and the interval path agree when all weights count
+    the same: importance 1/P is what the unweighted quantizer divides the error by."""
+    w = laplace_weights(n=3000)
+    power = float((w[w != 0] ** 2).mean())
+    for lam in (0.01, 0.1):
+        plain = quantize_ecsq(w, 4, lam)
+        weighted = quantize_ecsq(w, 4, lam, importance=torch.full_like(w, 1 / power))
+        assert torch.equal(plain.codes, weighted.codes)
+        assert torch.allclose(plain.codebook, weighted.codebook, rtol=1e-6, atol=0)
+
+
+def test_important_weights_keep_their_value():
+    w = laplace_weights(n=3000)
+    h = torch.ones_like(w)
+    big = torch.nonzero(w).reshape(-1)[::50]  # every 50th nonzero matters 10^4 times more
+    h[big] = 1e4
+    power = float((w[w != 0] ** 2).mean())
+    plain = quantize_ecsq(w, 3, 0.05)
+    weighted = quantize_ecsq(w, 3, 0.05, importance=h / power)
+    err_plain = (plain.dequantized - w)[big].abs().mean()
+    err_weighted = (weighted.dequantized - w)[big].abs().mean()
+    assert err_weighted < 0.9 * err_plain
+    # and the error that counts - weighted by importance - is lower, at no more bits
+    assert float((h * (weighted.dequantized - w) ** 2).sum()) < float(
+        (h * (plain.dequantized - w) ** 2).sum())
+    assert coded_bits(weighted) <= coded_bits(plain) * 1.05
+    assert torch.equal(weighted.codes < 0, w == 0)
+    with pytest.raises(ValueError, match="importance must be"):
+        quantize_ecsq(w, 3, 0.05, importance=-h)
+    with pytest.raises(ValueError, match="shape"):
+        quantize_ecsq(w, 3, 0.05, importance=h[:10])
+
+
+def test_fixed_point_round_trip():
+    g = torch.Generator().manual_seed(0)
+    t = torch.randn(500, generator=g) * 0.3
+    t[::7] = 0.0
+    for bits in (2, 4, 8, 12):
+        q, s = fixed_point(t, bits)
+        top = (1 << (bits - 1)) - 1
+        back = from_fixed_point(q, s)
+        assert int(q.abs().max()) == top and q.dtype == torch.int64
+        assert float((back - t).abs().max()) <= float(s) / 2 * (1 + 1e-6)
+        assert bool((back[t == 0] == 0).all())
+        assert torch.equal(from_fixed_point(q, s), back)  # one float32 product: repeatable
+    q, s = fixed_point(torch.zeros(3))
+    assert float(s) == 0.0 and torch.equal(from_fixed_point(q, s), torch.zeros(3))
+    with pytest.raises(ConfigError, match="at least 2 bits"):
+        fixed_point(t, 1)
+    with pytest.raises(ValueError, match="NaN"):
+        fixed_point(torch.tensor([1.0, float("nan")]))
