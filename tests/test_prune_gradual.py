@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from leanbits.errors import PruneError
+from leanbits.loop import FitState
 from leanbits.models import Plan, build
 from leanbits.prune.gradual import GradualPruning, cubic_sparsity, pruning_steps, schedule_at
 
@@ -49,13 +50,16 @@ def _random_steps(model: torch.nn.Module, hook: GradualPruning, steps: int, seed
     Returns the masks after every step (copies).
     """
     g = torch.Generator().manual_seed(seed)
-    hook.on_start()
+    state = FitState(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+                     epochs=1)
+    hook.on_start(state)
     seen = []
     for _ in range(steps):
         with torch.no_grad():  # an "optimizer step": every weight moves, pruned ones too
             for p in model.parameters():
                 p.add_(0.3 * torch.randn(p.shape, generator=g))
-        hook.after_step()
+        state.step += 1
+        hook.after_step(state)
         seen.append({k: m.clone() for k, m in hook.masks.items()})
     return seen
 
@@ -103,9 +107,11 @@ def test_after_backward_zeroes_pruned_gradients():
     torch.manual_seed(0)
     model = build(MLP)
     hook = GradualPruning(model, 0.5, 0, 0, 1)
-    hook.on_start()
+    state = FitState(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+                     epochs=1)
+    hook.on_start(state)
     model(torch.randn(4, 1, 8, 8)).sum().backward()
-    hook.after_backward()
+    hook.after_backward(state)
     for name, p in model.named_parameters():
         if name in hook.masks:
             assert bool((p.grad[~hook.masks[name]] == 0).all())

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from leanbits.errors import PruneError
+from leanbits.loop import FitState
 from leanbits.models import Plan, build
 from leanbits.prune.variational import (
     Conv2dSVD,
@@ -132,8 +133,10 @@ def test_warmup_and_kl_term():
     torch.manual_seed(0)
     vd = to_variational(build(LENET))
     hook = SparseVD(vd, n_train=100, warmup_steps=2)
-    assert hook.extra_loss() is None  # beta = 0 at step 0
-    hook.after_step()
-    assert float(hook.extra_loss()) == pytest.approx(0.5 * float(total_kl(vd)) / 100)
+    state = FitState(model=vd, optimizer=torch.optim.SGD(vd.parameters(), lr=0.1), epochs=1)
+    assert hook.extra_loss(state) is None  # beta = 0 at step 0
+    state.step = 1
+    with torch.no_grad():
+        assert float(hook.extra_loss(state)) == pytest.approx(0.5 * float(total_kl(vd)) / 100)
     with pytest.raises(PruneError, match="variational"):
         SparseVD(build(LENET), n_train=10)

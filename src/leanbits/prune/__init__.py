@@ -2,7 +2,9 @@
 
 Scoring is pure (:mod:`.magnitude`), masks only shrink (:mod:`.masks`), structure and
 compaction live in :mod:`.structure`, the non-weight re-fit and bias compensation in
-:mod:`.refit`, the baselines in :mod:`.baselines`, reporting and the sparsity search in
+:mod:`.refit`, the baselines in :mod:`.baselines`, the methods that train for sparsity in
+:mod:`.gradual` (Zhu & Gupta), :mod:`.variational` (sparse VD) and :mod:`.structured`
+(whole units to a weight budget), reporting and the sparsity search in
 :mod:`.search`, and the ``prune`` / ``profile`` commands in :mod:`.cli`.
 
 Example:
@@ -17,6 +19,7 @@ import sys as _sys
 import types as _types
 
 from leanbits.prune.baselines import METHODS, MethodResult, PruneConfig, run_method, train_masked
+from leanbits.prune.gradual import GradualPruning, cubic_sparsity, gradual_prune
 from leanbits.prune.magnitude import (
     geometric_schedule,
     global_magnitude,
@@ -49,15 +52,19 @@ from leanbits.prune.structure import (
     macs,
     remove_dead_units,
 )
+from leanbits.prune.structured import structured_masks, structured_prune
+from leanbits.prune.variational import SparseVD, from_variational, sparse_vd, to_variational
 
 __all__ = [
     "METHODS",
+    "GradualPruning",
     "Masks",
     "MethodResult",
     "ProfileConfig",
     "PruneConfig",
     "PruneResult",
     "SearchResult",
+    "SparseVD",
     "Structure",
     "analyse",
     "apply_masks",
@@ -65,10 +72,13 @@ __all__ = [
     "combine",
     "compact",
     "compact_sequential",
+    "cubic_sparsity",
     "effective_connections",
     "find_dead_units",
+    "from_variational",
     "geometric_schedule",
     "global_magnitude",
+    "gradual_prune",
     "layer_magnitude",
     "macs",
     "masked_fraction",
@@ -83,8 +93,12 @@ __all__ = [
     "remove_dead_units",
     "run_method",
     "search_sparsity",
+    "sparse_vd",
     "std_masks",
+    "structured_masks",
+    "structured_prune",
     "threshold_masks",
+    "to_variational",
     "train_masked",
     "unit_masks",
     "unit_scores",

@@ -67,6 +67,40 @@ class PruneConfig:
                             choices=("adam", "sgd"))
     rounds: int = option(3, "method iterative: prune-retrain rounds", minimum=1)
     round_epochs: int = option(1, "method iterative: retraining epochs per round", minimum=0)
+    gradual_epochs: int = option(10, "method gradual: epochs of training while the sparsity "
+                                 "rises on the cubic schedule", minimum=0)
+    gradual_initial: float = option(0.0, "method gradual: sparsity s_i of the first pruning "
+                                    "step", minimum=0.0, maximum=0.999999)
+    gradual_begin: float = option(0.0, "method gradual: first pruning step, as a fraction of "
+                                  "the run's steps", minimum=0.0, maximum=1.0)
+    gradual_end: float = option(0.5, "method gradual: last pruning step (reaches --sparsity),"
+                                " as a fraction of the run's steps", minimum=0.0, maximum=1.0)
+    gradual_frequency: int = option(100, "method gradual: optimizer steps between pruning "
+                                    "steps", minimum=1)
+    gradual_lr: float = option(1e-3, "method gradual: learning rate (cosine-decayed to 0)",
+                               minimum=0.0)
+    gradual_reinit: bool = option(False, "method gradual: re-initialise the weights and train "
+                                  "from scratch instead of fine-tuning the snapshot")
+    vd_epochs: int = option(10, "method sparse-vd: epochs of variational training",
+                            minimum=0)
+    vd_lr: float = option(1e-3, "method sparse-vd: Adam learning rate (decayed linearly to 0)",
+                          minimum=0.0)
+    vd_threshold: float = option(3.0, "method sparse-vd: prune weights whose log alpha is at "
+                                 "least this")
+    vd_clip: float = option(8.0, "method sparse-vd: log alpha is clipped to [-clip, clip]",
+                            minimum=1e-6)
+    vd_init_log_sigma2: float = option(-10.0, "method sparse-vd: initial log sigma^2 of every "
+                                       "weight")
+    vd_warmup_epochs: float = option(0.0, "method sparse-vd: epochs over which the KL weight "
+                                     "rises from 0 to 1", minimum=0.0)
+    vd_finetune_epochs: int = option(0, "method sparse-vd: epochs of masked fine-tuning after "
+                                     "thresholding (finetune_lr)", minimum=0)
+    structured_retrain: str = option(
+        "finetune", "method structured: after removing units, re-fit the non-weights "
+        "(refit_epochs) or fine-tune the kept weights (finetune_epochs)",
+        choices=("refit", "finetune"))
+    remove_dead: bool = option(True, "methods gradual/sparse-vd/structured: also drop weights "
+                               "into or out of dead units (exact; constants go into biases)")
     batch_size: int = option(128, "minibatch size of all training", minimum=1)
     seed: int = option(0, "seed of shuffling (results are deterministic on CPU)", minimum=0,
                        maximum=MAX_SEED)

@@ -11,18 +11,33 @@ a mask never grows back (each event ranks the weights and ANDs with the old mask
 
 The pure parts - :func:`cubic_sparsity`, :func:`pruning_steps`, :func:`schedule_at` - are
 plain numbers in, numbers out. :class:`GradualPruning` is the training hook that applies
-them; :func:`gradual_prune` is the method (train or fine-tune with the hook).
+them; :func:`gradual_prune` is the method: it trains (from scratch, or fine-tunes a
+snapshot) with the hook through :func:`leanbits.loop.fit`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import copy
+import math
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from leanbits.errors import PruneError
+from leanbits.loop import FitState, epoch_batches, fit, make_optimizer
+from leanbits.prune.baselines import MethodResult, PruneConfig
 from leanbits.prune.magnitude import SCOPES, global_magnitude, layer_magnitude
-from leanbits.prune.masks import Masks, apply_masks, check_amount, model_masks, prunable_weights
+from leanbits.prune.masks import (
+    MaskHook,
+    Masks,
+    check_amount,
+    model_masks,
+    prunable_weights,
+)
+from leanbits.prune.structure import remove_dead_units_if_chain
 
 
 def _check_schedule(initial: float, final: float, begin: int, span: int) -> None:
@@ -110,13 +125,14 @@ def magnitude_step(
     return rank(weights, sparsity, previous)
 
 
-class GradualPruning:
+class GradualPruning(MaskHook):
     """Training hook: prune on the cubic schedule, keep pruned weights at exactly zero.
 
-    ``on_start`` prunes when the schedule has an event at step 0; after every optimizer
-    step the hook counts the step, prunes at the scheduled events and re-applies the masks
-    (so neither momentum nor Adam state revives a weight). ``after_backward`` zeroes the
-    gradients of pruned weights so optimizer state does not build up behind the mask.
+    A :class:`~leanbits.prune.masks.MaskHook` whose masks tighten: when training starts
+    (step 0) and after every optimizer step whose number is a pruning event, the weights
+    in scope are ranked by magnitude (previous masks ANDed in) and the new masks applied.
+    In between, the inherited behaviour zeroes pruned gradients and re-applies the masks
+    after every step, so neither momentum nor Adam state revives a weight.
 
     Args:
         model: the model being trained (its Linear / Conv weights are pruned).
@@ -131,7 +147,8 @@ class GradualPruning:
 
     Attributes:
         masks: the current masks (every prunable weight of ``model``).
-        history: ``(step, sparsity)`` of every pruning event, sparsity as measured.
+        history: ``(step, sparsity)`` of every pruning event, sparsity as measured over
+            the weights in scope.
     """
 
     def __init__(self, model: nn.Module, final: float, begin: int, span: int, frequency: int,
@@ -140,59 +157,131 @@ class GradualPruning:
         _check_schedule(initial, final, begin, span)
         if scope not in SCOPES:
             raise PruneError(f"unknown scope {scope!r}; valid: {', '.join(SCOPES)}")
+        super().__init__(model_masks(model, masks))
         self.model = model
         self.initial, self.final, self.begin, self.span = initial, final, begin, span
         self.frequency, self.scope = frequency, scope
         self.events = set(pruning_steps(begin, span, frequency))
         self.keys = list(prunable_weights(model, exclude=exclude))
-        self.masks: Masks = model_masks(model, masks)
-        self.step = 0
         self.history: list[tuple[int, float]] = []
-        self._params = dict(model.named_parameters())
 
     def target(self, step: int) -> float:
         """The schedule's sparsity for an event at ``step``."""
         return cubic_sparsity(step, self.initial, self.final, self.begin, self.span)
 
-    def prune_now(self) -> None:
-        """Recompute the masks for the current step and zero the pruned weights."""
-        weights = {k: self._params[k].detach() for k in self.keys}
-        previous = {k: self.masks[k] for k in self.keys}
-        new = magnitude_step(weights, self.target(self.step), self.scope, previous)
-        self.masks.update(new)
-        apply_masks(self.model, self.masks)
-        scoped = [self.masks[k] for k in self.keys]
-        kept = sum(int(m.sum()) for m in scoped)
-        total = sum(m.numel() for m in scoped)
-        self.history.append((self.step, 1.0 - kept / total))
+    def prune_at(self, step: int) -> None:
+        """Recompute the masks for an event at ``step`` and zero the pruned weights."""
+        params = dict(self.model.named_parameters())
+        weights = {k: params[k].detach() for k in self.keys}
+        new = magnitude_step(weights, self.target(step), self.scope,
+                             {k: self.masks[k] for k in self.keys})
+        self.set_masks(self.model, {**self.masks, **new})
+        kept = sum(int(self.masks[k].sum()) for k in self.keys)
+        total = sum(self.masks[k].numel() for k in self.keys)
+        self.history.append((step, 1.0 - kept / total))
 
-    def on_start(self, state: object = None) -> None:
-        apply_masks(self.model, self.masks)
+    def on_start(self, state: FitState) -> None:
+        super().on_start(state)
         if 0 in self.events:
-            self.prune_now()
+            self.prune_at(0)
 
-    def after_backward(self, state: object = None) -> None:
-        for k, m in self.masks.items():
-            p = self._params[k]
-            if p.grad is not None:
-                p.grad.mul_(m.to(p.grad.dtype))
-
-    def after_step(self, state: object = None) -> None:
-        self.step += 1
-        if self.step in self.events:
-            self.prune_now()
+    def after_step(self, state: FitState) -> None:
+        if state.step in self.events:
+            self.prune_at(state.step)  # applies the new masks, which include the old ones
         else:
-            apply_masks(self.model, self.masks)
+            super().after_step(state)
 
-    def after_epoch(self, state: object = None) -> dict[str, float]:
-        last = self.history[-1][1] if self.history else 0.0
-        return {"sparsity": last}
+    def after_epoch(self, state: FitState) -> dict[str, Any]:
+        return {"sparsity": self.history[-1][1] if self.history else 0.0}
+
+
+def reinitialise(model: nn.Module, seed: int) -> None:
+    """Fresh initial values for every module with ``reset_parameters`` (seeded, in place)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for m in model.modules():
+            reset = getattr(m, "reset_parameters", None)
+            if callable(reset):
+                reset()
+
+
+def gradual_prune(
+    model: nn.Module,
+    data: tuple[Tensor, Tensor],
+    loss: Callable[[Tensor, Tensor], Tensor],
+    cfg: PruneConfig,
+    masks: Mapping[str, Tensor] | None = None,
+) -> MethodResult:
+    """Train a copy of ``model`` while its sparsity rises to ``cfg.sparsity`` (Zhu & Gupta).
+
+    The run lasts ``cfg.gradual_epochs``; pruning events start at fraction
+    ``cfg.gradual_begin`` of the steps, end at ``cfg.gradual_end`` and come every
+    ``cfg.gradual_frequency`` steps. The learning rate ``cfg.gradual_lr`` follows a cosine
+    to 0. With ``cfg.gradual_reinit`` the weights are re-initialised first, so the network
+    is trained from scratch; otherwise the snapshot is fine-tuned.
+
+    Args:
+        model: a trained snapshot's model (or any model with Linear / Conv layers); not
+            modified.
+        data: ``(x, y)`` training tensors.
+        loss: ``loss(output, y) -> scalar``, e.g. ``head.loss``.
+        cfg: the prune settings (``sparsity``, ``scope``, ``exclude``, ``optimizer``,
+            ``batch_size``, ``seed`` and the ``gradual_*`` fields).
+        masks: masks the model already has; the result is a subset of them.
+
+    Returns:
+        A :class:`MethodResult`: the pruned model, its masks (dead units removed when
+        ``cfg.remove_dead`` and the model is a chain) and a record with
+        ``backprop_epochs``, ``schedule`` (``[step, sparsity]`` per event) and the epochs'
+        history.
+
+    Raises:
+        PruneError: a bad schedule or sparsity, or no training data.
+        TrainingError: the loss became NaN or infinite.
+
+    Example:
+        >>> r = gradual_prune(snap.model, (x, y), snap.head.loss, PruneConfig(sparsity=0.98))
+        ... # doctest: +SKIP
+    """
+    x, y = data
+    if x.shape[0] == 0:
+        raise PruneError("no training examples to prune with")
+    if not cfg.gradual_begin <= cfg.gradual_end:
+        raise PruneError(
+            f"gradual_begin {cfg.gradual_begin} is after gradual_end {cfg.gradual_end}"
+        )
+    t0 = time.perf_counter()
+    net = copy.deepcopy(model)
+    if cfg.gradual_reinit:
+        reinitialise(net, cfg.seed)
+    total = cfg.gradual_epochs * math.ceil(x.shape[0] / cfg.batch_size)
+    begin = round(cfg.gradual_begin * total)
+    span = round(cfg.gradual_end * total) - begin
+    hook = GradualPruning(net, cfg.sparsity, begin, span, cfg.gradual_frequency,
+                          initial=cfg.gradual_initial, scope=cfg.scope, exclude=cfg.exclude,
+                          masks=masks)
+    opt = make_optimizer(cfg.optimizer, net.parameters(), cfg.gradual_lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(total, 1))
+    result = fit(net, net.parameters(), epoch_batches((x, y), cfg.batch_size, cfg.seed), loss,
+                 opt, [hook], epochs=cfg.gradual_epochs, scheduler=sched, seed=cfg.seed)
+    final = remove_dead_units_if_chain(net, hook.masks) if cfg.remove_dead else hook.masks
+    record: dict[str, Any] = {
+        "method": "gradual",
+        "backprop_epochs": cfg.gradual_epochs,
+        "steps": result.steps,
+        "schedule": [[s, v] for s, v in hook.history],
+        "history": result.history,
+        "wall_time_s": time.perf_counter() - t0,
+    }
+    return MethodResult(net, final, record)
 
 
 __all__ = [
     "GradualPruning",
     "cubic_sparsity",
+    "gradual_prune",
     "magnitude_step",
     "pruning_steps",
+    "reinitialise",
     "schedule_at",
 ]

@@ -328,6 +328,20 @@ def remove_dead_units(
     return s.masks
 
 
+def remove_dead_units_if_chain(model: nn.Module, masks: Mapping[str, Tensor]) -> Masks:
+    """:func:`remove_dead_units` when ``model`` is a chain this module can analyse.
+
+    Any other model (a custom ``forward``) only gets ``masks`` applied and returned: its
+    dead units cannot be found safely without knowing how its layers connect.
+    """
+    try:
+        parse_chain(model)
+    except PruneError:
+        apply_masks(model, masks)
+        return dict(masks)
+    return remove_dead_units(model, masks)
+
+
 def _slice_module(m: nn.Module, out_idx: Tensor | None, in_idx: Tensor | None) -> nn.Module:
     """A new Linear / Conv2d / BatchNorm with only the given output and input units."""
     if isinstance(m, nn.Linear | nn.Conv2d):

@@ -10,19 +10,27 @@ units of smallest incoming-weight norm first (:func:`leanbits.prune.magnitude.un
 and finds by bisection the smallest fraction whose *effective* connections - live weights
 between surviving units, after dead-unit removal (:func:`leanbits.prune.structure.analyse`)
 - are at most ``1 - sparsity`` of all prunable weights. Output units are never removed.
-The re-fit afterwards is the method's business (:mod:`leanbits.prune.methods`).
+
+:func:`structured_prune` is the method: choose the units, remove them (constants of units
+left without inputs are folded into the next biases), then re-fit the non-weights or
+fine-tune the kept weights.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import copy
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from torch import Tensor, nn
 
 from leanbits.errors import PruneError
+from leanbits.prune.baselines import MethodResult, PruneConfig, train_masked
 from leanbits.prune.magnitude import LayerEmptiedError, unit_masks
 from leanbits.prune.masks import Masks, check_amount, combine, model_masks, prunable_weights
-from leanbits.prune.structure import analyse, parse_chain
+from leanbits.prune.refit import refit_nonweights
+from leanbits.prune.structure import analyse, parse_chain, remove_dead_units
 
 
 def _effective(model: nn.Module, masks: Masks) -> tuple[Masks, int]:
@@ -109,4 +117,62 @@ def structured_masks(
     return best
 
 
-__all__ = ["structured_masks", "units_at"]
+def structured_prune(
+    model: nn.Module,
+    data: tuple[Tensor, Tensor],
+    loss: Callable[[Tensor, Tensor], Tensor],
+    cfg: PruneConfig,
+    masks: Mapping[str, Tensor] | None = None,
+) -> MethodResult:
+    """Remove whole units of a copy of ``model`` until ``cfg.sparsity`` of its weights are
+    gone, then re-fit.
+
+    After :func:`structured_masks`, dead units are removed exactly
+    (:func:`leanbits.prune.structure.remove_dead_units`), then either the non-weights are
+    re-fitted for ``cfg.refit_epochs`` (``cfg.structured_retrain = "refit"``, the snapshot
+    method) or the kept weights fine-tuned for ``cfg.finetune_epochs``.
+
+    Args:
+        model: a trained ``nn.Sequential`` chain (every leanbits model); not modified.
+        data: ``(x, y)`` training tensors.
+        loss: ``loss(output, y) -> scalar``, e.g. ``head.loss``.
+        cfg: the prune settings (``sparsity``, ``exclude``, ``structured_retrain``, the
+            refit / finetune fields, ``batch_size``, ``seed``).
+        masks: masks the model already has; the result is a subset of them.
+
+    Returns:
+        A :class:`MethodResult`; ``record`` has ``unit_fraction`` (removed per hidden
+        layer), ``backprop_epochs`` and ``wall_time_s``.
+
+    Raises:
+        PruneError: the model is not a chain, or the budget cannot be met.
+
+    Example:
+        >>> r = structured_prune(snap.model, (x, y), snap.head.loss,
+        ...                      PruneConfig(sparsity=0.9))  # doctest: +SKIP
+        >>> small, small_plan = compact(r.model, snap.plan, r.masks)  # doctest: +SKIP
+    """
+    x, _ = data
+    if x.shape[0] == 0:
+        raise PruneError("no training examples to prune with")
+    t0 = time.perf_counter()
+    net = copy.deepcopy(model)
+    new_masks, fraction = structured_masks(net, cfg.sparsity, masks, cfg.exclude)
+    new_masks = remove_dead_units(net, new_masks)
+    record: dict[str, Any] = {"method": "structured", "unit_fraction": fraction,
+                              "retrain": cfg.structured_retrain}
+    if cfg.structured_retrain == "refit" and cfg.refit_epochs > 0:
+        refit_nonweights(net, data, loss, cfg.refit_epochs, cfg.refit_lr, new_masks,
+                         batch_size=cfg.batch_size, seed=cfg.seed)
+        record["backprop_epochs"] = cfg.refit_epochs
+    elif cfg.structured_retrain == "finetune" and cfg.finetune_epochs > 0:
+        train_masked(net, new_masks, data, loss, cfg.finetune_epochs, lr=cfg.finetune_lr,
+                     batch_size=cfg.batch_size, seed=cfg.seed, optimizer=cfg.optimizer)
+        record["backprop_epochs"] = cfg.finetune_epochs
+    else:
+        record["backprop_epochs"] = 0
+    record["wall_time_s"] = time.perf_counter() - t0
+    return MethodResult(net, new_masks, record)
+
+
+__all__ = ["structured_masks", "structured_prune", "units_at"]

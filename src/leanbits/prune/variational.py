@@ -16,20 +16,35 @@ mode a layer already computes with ``theta * (log alpha < threshold)``.
 
 :func:`to_variational` swaps a model's Linear / Conv2d layers for the variational ones,
 :func:`from_variational` swaps them back and returns ordinary weights ``theta * mask`` plus
-the masks, so the result is an ordinary snapshot.
+the masks, so the result is an ordinary snapshot. :class:`SparseVD` is the training hook
+(the KL term) and :func:`sparse_vd` the method.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Mapping
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from leanbits.errors import PruneError
-from leanbits.prune.masks import Masks, model_masks, resolve_layers, weight_key
+from leanbits.loop import FitState, Hook, epoch_batches, fit, make_optimizer
+from leanbits.prune.baselines import MethodResult, PruneConfig
+from leanbits.prune.masks import (
+    MaskHook,
+    Masks,
+    apply_masks,
+    combine,
+    model_masks,
+    resolve_layers,
+    weight_key,
+)
+from leanbits.prune.structure import remove_dead_units_if_chain
 
 #: constants of the published KL approximation
 K1, K2, K3 = 0.63576, 1.87320, 1.48695
@@ -97,8 +112,8 @@ class _Variational:
 
     def kl(self) -> Tensor:
         """Approximate KL of the weights still in play (pruned entries carry no posterior)."""
-        la = log_alpha(self.weight, self.log_sigma2, self.clip)
-        return -(neg_kl(la) * self.prior_mask.to(la.dtype)).sum()
+        per = neg_kl(log_alpha(self.weight, self.log_sigma2, self.clip))
+        return -(per * self.prior_mask.to(per.dtype)).sum()
 
     def keep_mask(self) -> Tensor:
         """True where the weight survives: in the prior mask and ``log alpha < threshold``."""
@@ -314,7 +329,7 @@ def kl_weight(step: int, warmup_steps: int) -> float:
     return min(1.0, max(0, step) / warmup_steps)
 
 
-class SparseVD:
+class SparseVD(Hook):
     """Training hook: adds ``beta * KL / N`` to the data loss (the per-example ELBO).
 
     The data loss of a leanbits head is a mean negative log-likelihood per example, so
@@ -325,9 +340,6 @@ class SparseVD:
         model: a model from :func:`to_variational`.
         n_train: training examples (``N``).
         warmup_steps: steps of KL warm-up.
-
-    Attributes:
-        step: optimizer steps taken so far.
     """
 
     def __init__(self, model: nn.Module, n_train: int, warmup_steps: int = 0) -> None:
@@ -336,24 +348,87 @@ class SparseVD:
         if not variational_layers(model):
             raise PruneError("the model has no variational layer (use to_variational first)")
         self.model, self.n_train, self.warmup_steps = model, n_train, warmup_steps
-        self.step = 0
 
-    def beta(self) -> float:
-        return kl_weight(self.step, self.warmup_steps)
-
-    def extra_loss(self, state: object = None) -> Tensor | None:
-        beta = self.beta()
+    def extra_loss(self, state: FitState) -> Tensor | None:
+        beta = kl_weight(state.step, self.warmup_steps)
         if beta == 0.0:
             return None
         return beta * total_kl(self.model) / self.n_train
 
-    def after_step(self, state: object = None) -> None:
-        self.step += 1
-
-    def after_epoch(self, state: object = None) -> dict[str, float]:
+    def after_epoch(self, state: FitState) -> dict[str, float]:
         with torch.no_grad():
             kl = float(total_kl(self.model))
-        return {"kl": kl, "kl_weight": self.beta(), "kept": kept_fraction(self.model)}
+        return {"kl": kl, "kl_weight": kl_weight(state.step, self.warmup_steps),
+                "kept": kept_fraction(self.model)}
+
+
+def sparse_vd(
+    model: nn.Module,
+    data: tuple[Tensor, Tensor],
+    loss: Callable[[Tensor, Tensor], Tensor],
+    cfg: PruneConfig,
+    masks: Mapping[str, Tensor] | None = None,
+) -> MethodResult:
+    """Sparse variational dropout on a copy of ``model``, ended as an ordinary pruned model.
+
+    The Linear / Conv2d layers (but ``cfg.exclude``) become variational with
+    ``theta`` = the snapshot's weights, then every parameter trains for ``cfg.vd_epochs``
+    with Adam (``cfg.vd_lr``, decayed linearly to 0) on data loss + ``beta KL / N`` (KL
+    warm-up over ``cfg.vd_warmup_epochs``). Weights with ``log alpha >= cfg.vd_threshold``
+    are pruned; the rest keep ``theta``. Optionally ``cfg.vd_finetune_epochs`` of masked
+    fine-tuning follow. The sparsity is the method's outcome: ``cfg.sparsity`` is unused.
+
+    Args:
+        model: a trained snapshot's model (the paper starts LeNet-5 from one); not modified.
+        data: ``(x, y)`` training tensors.
+        loss: ``loss(output, y) -> scalar`` (a mean negative log-likelihood per example,
+            as every leanbits head's loss is).
+        cfg: the prune settings (the ``vd_*`` fields, ``exclude``, ``batch_size``, ``seed``,
+            ``finetune_lr``, ``optimizer``, ``remove_dead``).
+        masks: masks the model already has; the result is a subset of them.
+
+    Returns:
+        A :class:`MethodResult` with an ordinary model (``nn.Linear`` / ``nn.Conv2d``
+        layers, weights ``theta * mask``), its masks and a record with ``backprop_epochs``,
+        ``kl`` and the epochs' history.
+
+    Raises:
+        PruneError: no training data, bad threshold / clip, no layer to make variational.
+        TrainingError: the loss became NaN or infinite.
+
+    Example:
+        >>> r = sparse_vd(snap.model, (x, y), snap.head.loss, PruneConfig(vd_epochs=20))
+        ... # doctest: +SKIP
+    """
+    x, y = data
+    if x.shape[0] == 0:
+        raise PruneError("no training examples to prune with")
+    t0 = time.perf_counter()
+    vd = to_variational(model, masks, threshold=cfg.vd_threshold, clip=cfg.vd_clip,
+                        init_log_sigma2=cfg.vd_init_log_sigma2, exclude=cfg.exclude)
+    per_epoch = math.ceil(x.shape[0] / cfg.batch_size)
+    total = cfg.vd_epochs * per_epoch
+    hook = SparseVD(vd, x.shape[0], round(cfg.vd_warmup_epochs * per_epoch))
+    opt = torch.optim.Adam(vd.parameters(), lr=cfg.vd_lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: max(0.0, 1.0 - t / max(total, 1)))
+    result = fit(vd, vd.parameters(), epoch_batches((x, y), cfg.batch_size, cfg.seed), loss, opt,
+                 [hook], epochs=cfg.vd_epochs, scheduler=sched, seed=cfg.seed)
+    with torch.no_grad():
+        kl = float(total_kl(vd))
+    net, vd_masks = from_variational(vd)
+    new_masks = combine(model_masks(model, masks), vd_masks)
+    record: dict[str, Any] = {"method": "sparse-vd", "kl": kl, "history": result.history}
+    epochs = cfg.vd_epochs
+    if cfg.vd_finetune_epochs:
+        opt = make_optimizer(cfg.optimizer, net.parameters(), cfg.finetune_lr)
+        tuned = fit(net, net.parameters(), epoch_batches((x, y), cfg.batch_size, cfg.seed), loss,
+                    opt, [MaskHook(new_masks)], epochs=cfg.vd_finetune_epochs, seed=cfg.seed)
+        record["finetune_history"] = tuned.history
+        epochs += cfg.vd_finetune_epochs
+    apply_masks(net, new_masks)
+    final = remove_dead_units_if_chain(net, new_masks) if cfg.remove_dead else new_masks
+    record.update(backprop_epochs=epochs, wall_time_s=time.perf_counter() - t0)
+    return MethodResult(net, final, record)
 
 
 __all__ = [
@@ -369,6 +444,7 @@ __all__ = [
     "kl_weight",
     "log_alpha",
     "neg_kl",
+    "sparse_vd",
     "threshold_mask",
     "to_variational",
     "total_kl",
