@@ -244,3 +244,75 @@ def test_profile_config_keeps_per_run_fields_unset():
     assert cfg.prune_config() == PruneConfig(refit_epochs=3)
     with pytest.raises(PruneError, match="sets max_drop per run"):
         ProfileConfig(max_drop=0.01).prune_config()
+
+
+# -------------------------------------------------- methods that train for sparsity
+NEW_METHODS = {
+    "gradual": ["--gradual-epochs", "2", "--gradual-frequency", "2", "--sparsity", "0.9"],
+    "sparse-vd": ["--vd-epochs", "2", "--vd-lr", "0.01"],
+    "structured": ["--finetune-epochs", "1", "--sparsity", "0.7"],
+}
+
+
+@pytest.mark.parametrize("method", sorted(NEW_METHODS))
+def test_new_methods_end_as_snapshots_that_bits_and_pack_accept(method, trained, fake_data,
+                                                                tmp_path, capsys):
+    from leanbits.bits import load
+    from leanbits.cli import main
+
+    snap, _ = trained
+    out = tmp_path / method
+    rc = run_cli(["prune", str(snap.path), "--method", method, *NEW_METHODS[method],
+                  "--batch-size", "64", "--out", str(out), "--json"])
+    assert rc == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["method"] == method and report["backprop_epochs"] >= 1
+    assert report["sparsity_requested"] == (None if method == "sparse-vd" else
+                                            float(NEW_METHODS[method][-1]))
+    pruned = snapshot.load(out)
+    assert pruned.masks is not None and pruned.config["prune"]["method"] == method
+    kept = sum(int(m.sum()) for m in pruned.masks.values())
+    assert kept == report["effective_connections"] < report["weights"]
+    # the ordinary snapshot tools take it unchanged: bits counts it, pack writes it
+    assert main(["bits", str(out), "--json"]) == 0
+    account = json.loads(capsys.readouterr().out)
+    lbits = tmp_path / f"{method}.lbits"
+    assert main(["pack", str(out), "-o", str(lbits), "--json"]) == 0
+    capsys.readouterr()
+    assert lbits.stat().st_size == -(-account["total_bits"] // 8)  # whole bytes
+    decoded = load(lbits)
+    x = torch.randn(4, *PLAN.in_shape)
+    with torch.no_grad():
+        assert decoded(x).shape == (4, 10)
+
+
+def test_registry_covers_every_method_and_dispatches(trained):
+    from leanbits.prune.baselines import METHODS
+    from leanbits.prune.methods import REGISTRY, run_method
+
+    assert tuple(REGISTRY) == METHODS  # the config's choices and the table agree
+    snap, splits = trained
+    data = (splits.train.x, splits.train.y)
+    cfg = PruneConfig(gradual_epochs=1, gradual_frequency=1, batch_size=64, sparsity=0.2)
+    res = run_method(snap.model, "gradual", 0.6, data, HEAD.loss, cfg)  # 0.6 wins over 0.2
+    n = sum(m.numel() for m in res.masks.values())
+    assert res.record["method"] == "gradual"
+    assert res.record["schedule"][-1][1] == pytest.approx(round(0.6 * n) / n)
+
+
+def test_sparse_vd_refuses_a_sparsity_search(trained, fake_data, tmp_path):
+    snap, _ = trained
+    with pytest.raises(PruneError, match="its own sparsity"):
+        run_cli(["prune", str(snap.path), "--method", "sparse-vd", "--max-drop", "0.01",
+                 "--out", str(tmp_path / "x")])
+
+
+def test_profile_runs_an_own_sparsity_method_once(trained):
+    snap, splits = trained
+    rows = profile(snap, ["sparse-vd", "none"], [0.5, 0.9], splits,
+                   PruneConfig(vd_epochs=1, batch_size=64))
+    assert [r.axes["method"] for r in rows] == ["dense", "sparse-vd", "none", "none"]
+    assert [r.axes["sparsity"] for r in rows[2:]] == [0.5, 0.9]
+    vd = rows[1]
+    assert vd.axes["sparsity"] == vd.sparsity  # the level it reached, none was requested
+    assert vd.metrics["prune"]["sparsity_requested"] is None

@@ -18,7 +18,7 @@ Example:
 import sys as _sys
 import types as _types
 
-from leanbits.prune.baselines import METHODS, MethodResult, PruneConfig, run_method, train_masked
+from leanbits.prune.baselines import METHODS, MethodResult, PruneConfig, train_masked
 from leanbits.prune.gradual import GradualPruning, cubic_sparsity, gradual_prune
 from leanbits.prune.magnitude import (
     geometric_schedule,
@@ -31,6 +31,7 @@ from leanbits.prune.magnitude import (
     unit_scores,
 )
 from leanbits.prune.masks import Masks, apply_masks, combine, masked_fraction, prunable_weights
+from leanbits.prune.methods import REGISTRY, run_method
 from leanbits.prune.refit import bias_compensate, nonweight_parameters, refit_nonweights
 from leanbits.prune.search import (
     ProfileConfig,
@@ -63,6 +64,7 @@ __all__ = [
     "ProfileConfig",
     "PruneConfig",
     "PruneResult",
+    "REGISTRY",
     "SearchResult",
     "SparseVD",
     "Structure",

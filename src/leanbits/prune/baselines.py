@@ -13,7 +13,11 @@ rewind   kept weights reset to their values early in training, then retrained wi
 ======== ===================================================================================
 
 Every method returns the pruned model, its masks and a record of the backprop epochs and
-wall time it spent, so that methods are compared at equal cost accounting.
+wall time it spent, so that methods are compared at equal cost accounting. This module
+also holds what every method shares: :class:`PruneConfig` (all methods' settings, with
+their budgets), :class:`MethodResult` and masked retraining (:func:`train_masked`). The
+registry of all methods, these and the ones that train for sparsity, is
+:mod:`leanbits.prune.methods`.
 """
 
 from __future__ import annotations
@@ -33,7 +37,14 @@ from leanbits.prune.magnitude import CRITERIA, GRANULARITIES, SCOPES, geometric_
 from leanbits.prune.masks import MaskHook, Masks, apply_masks, check_amount
 from leanbits.prune.refit import bias_compensate, refit_nonweights
 
-METHODS = ("none", "refit", "finetune", "iterative", "rewind")
+#: the methods this module runs (:func:`run_baseline`)
+BASELINES = ("none", "refit", "finetune", "iterative", "rewind")
+#: every method's name, in the order the CLI lists them; :mod:`leanbits.prune.methods` maps
+#: each name to its function (the baselines here, then :mod:`.gradual`,
+#: :mod:`.variational` and :mod:`.structured`)
+METHODS = (*BASELINES, "gradual", "sparse-vd", "structured")
+#: methods whose sparsity is their outcome, not a setting (``sparsity`` is unused)
+OWN_SPARSITY = ("sparse-vd",)
 
 
 @dataclass(frozen=True)
@@ -200,7 +211,7 @@ def choose_masks(model: nn.Module, sparsity: float, cfg: PruneConfig,
     )
 
 
-def run_method(
+def run_baseline(
     model: nn.Module,
     method: str,
     sparsity: float,
@@ -214,7 +225,7 @@ def run_method(
 
     Args:
         model: the trained (snapshot) model; not modified.
-        method: one of :data:`METHODS`.
+        method: one of :data:`BASELINES`.
         sparsity: target fraction of pruned weights (ignored by criteria threshold/std).
         train: ``(x, y)`` training tensors used for compensation and (re)training.
         loss_fn: the model's loss, e.g. ``head.loss``.
@@ -230,13 +241,14 @@ def run_method(
         PruneError: unknown method, bad amount, missing early weights, ...
 
     Example:
-        >>> r = run_method(snap.model, "refit", 0.95, (x, y), snap.head.loss)  # doctest: +SKIP
+        >>> r = run_baseline(snap.model, "refit", 0.95, (x, y), snap.head.loss)
+        ... # doctest: +SKIP
         >>> r.record["backprop_epochs"]  # doctest: +SKIP
         2
     """
     cfg = config or PruneConfig()
-    if method not in METHODS:
-        raise PruneError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
+    if method not in BASELINES:
+        raise PruneError(f"unknown baseline {method!r}; valid: {', '.join(BASELINES)}")
     sparsity = check_amount(sparsity)
     x, y = train
     if x.shape[0] == 0:
@@ -300,10 +312,12 @@ def _load_early(model: nn.Module, state: Mapping[str, Tensor]) -> None:
 
 
 __all__ = [
+    "BASELINES",
     "METHODS",
+    "OWN_SPARSITY",
     "MethodResult",
     "PruneConfig",
     "choose_masks",
-    "run_method",
+    "run_baseline",
     "train_masked",
 ]

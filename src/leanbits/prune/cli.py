@@ -134,8 +134,10 @@ def _reusable(out: Path, cfg: PruneConfig, source: Path) -> dict[str, Any] | Non
 def _print_report(report: dict[str, Any], out: Path) -> None:
     rows = [[layer, report["units"][layer], report["live_units"][layer],
              report["connections"].get(layer, 0)] for layer in report["units"]]
+    level = report["sparsity_requested"]
+    at = f"at sparsity {level}" if level is not None else f"(sparsity {report['sparsity']:.4f})"
     print(table(["layer", "units", "live", "connections"], rows,
-                 title=f"{report['method']} at sparsity {report['sparsity_requested']}"))
+                 title=f"{report['method']} {at}"))
     d = report["dense"]
     print(f"\nvalidation accuracy {report['val_acc']:.4f} (dense {d['val_acc']:.4f})   "
           f"test accuracy {report['test_acc']:.4f} (dense {d['test_acc']:.4f})")

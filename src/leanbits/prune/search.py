@@ -19,9 +19,10 @@ from torch import Tensor, nn
 
 from leanbits.config import make, option, to_dict
 from leanbits.errors import PruneError
-from leanbits.prune.baselines import METHODS, PruneConfig, run_method
+from leanbits.prune.baselines import METHODS, OWN_SPARSITY, PruneConfig
 from leanbits.prune.magnitude import LayerEmptiedError
 from leanbits.prune.masks import check_amount, count_nonzero_weights, model_masks, weight_layers
+from leanbits.prune.methods import run_method
 from leanbits.prune.refit import nonweight_parameters
 from leanbits.prune.structure import analyse, compact, macs
 from leanbits.results import Row
@@ -152,7 +153,8 @@ def prune_snapshot(
     x_dead = x[: cfg.compensation_examples] if cfg.dead_on_data else None
     report: dict[str, Any] = {
         "method": method,
-        "sparsity_requested": sparsity,
+        # a method in OWN_SPARSITY finds its sparsity; none was requested
+        "sparsity_requested": None if method in OWN_SPARSITY else sparsity,
         "scope": cfg.scope,
         "criterion": cfg.criterion,
         "granularity": cfg.granularity,
@@ -230,7 +232,9 @@ def profile(
 ) -> list[Row]:
     """Prune one snapshot with every method at every level; one result row per run.
 
-    The first row (axes ``method = "dense"``, sparsity 0) is the snapshot itself.
+    The first row (axes ``method = "dense"``, sparsity 0) is the snapshot itself. A method
+    that finds its own sparsity (:data:`~leanbits.prune.baselines.OWN_SPARSITY`) runs once,
+    not per level, and its row's ``sparsity`` axis is the sparsity it reached.
 
     Returns:
         :class:`leanbits.results.Row` objects: ``axes`` ``{"method", "sparsity"}`` (the
@@ -262,7 +266,7 @@ def profile(
     emit(_profile_row(0, "dense", 0.0, base, {"train": d}, d,
                       sum(p.numel() for p in snapshot.model.parameters()), sizes))
     for method in methods:
-        for level in levels:
+        for level in levels[:1] if method in OWN_SPARSITY else levels:
             settings = {**base, "prune": to_dict(_with(cfg, method=method, sparsity=level))}
             try:
                 _, rep = prune_snapshot(snapshot, method, level, data, cfg,
@@ -272,7 +276,8 @@ def profile(
                          settings=settings, error=str(exc)))
                 continue
             rep = {k: v for k, v in rep.items() if k != "dense"}
-            emit(_profile_row(len(rows), method, level, settings, {"prune": rep}, rep,
+            axis = rep["sparsity"] if method in OWN_SPARSITY else level
+            emit(_profile_row(len(rows), method, axis, settings, {"prune": rep}, rep,
                               rep["compact"]["params"], sizes))
     return rows
 
@@ -392,6 +397,11 @@ def prune_to_target(
     if config.target_accuracy is None and config.max_drop is None:
         res, rep = prune_snapshot(snapshot, config.method, config.sparsity, data, config)
         return res, rep, None
+    if config.method in OWN_SPARSITY:
+        raise PruneError(
+            f"method {config.method} finds its own sparsity, so there is none to search; "
+            "drop --target-accuracy / --max-drop, or choose another method"
+        )
     early = load_early_state(snapshot) if config.method == "rewind" else None
     dense = dense_report(snapshot, data)
     runs: dict[float, tuple[PruneResult, dict[str, Any]]] = {}
