@@ -39,10 +39,11 @@ _SEARCH_FIELDS = ("method", "sparsity", "target_accuracy", "max_drop", "search_l
 def register(subparsers: Any) -> None:
     """Add the ``prune`` and ``profile`` subcommands to the ``leanbits`` parser."""
     p = subparsers.add_parser(
-        "prune", help="prune a snapshot once, then re-fit non-weights (or run a baseline)",
+        "prune", help="prune a snapshot once, then re-fit non-weights (or run another method)",
         description="Magnitude-prune a trained snapshot and re-fit only its non-weight "
-        "parameters (method refit) or run a baseline; writes a pruned snapshot, its compact "
-        "rebuild in OUT/compact/ and report.json.",
+        "parameters (method refit), run a baseline, or train for sparsity (gradual, "
+        "sparse-vd, structured); writes a pruned snapshot, its compact rebuild in "
+        "OUT/compact/ and report.json.",
     )
     p.add_argument("snapshot", help="snapshot directory (from `leanbits train`)")
     add_arguments(p, PruneConfig)
