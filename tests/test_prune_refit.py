@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from leanbits.errors import PruneError
+from leanbits.errors import PruneError, TrainingError
 from leanbits.heads import Head
 from leanbits.models import Plan, build
 from leanbits.prune import (
@@ -158,6 +159,37 @@ def test_refit_accepts_a_loader_and_refuses_a_model_without_nonweights():
     with pytest.raises(PruneError, match="no non-weight"):
         refit_nonweights(nn.Linear(4, 2, bias=False), (torch.randn(4, 4), torch.zeros(4)),
                          lambda o, t: o.sum())
+
+
+def nan_on_call(n: int):
+    """A loss that turns NaN on its n-th call (a diverging run, made deterministic)."""
+    calls = [0]
+
+    def loss(out, y):
+        calls[0] += 1
+        value = F.cross_entropy(out, y)
+        return value * math.nan if calls[0] == n else value
+    return loss
+
+
+def test_refit_non_finite_loss_restores_the_nonweights_and_says_what_to_lower():
+    x, y = tiny_data()
+    model = seeded()
+    masks = prune(model, sparsity=0.5)
+    apply_masks(model, masks)
+    before = copy.deepcopy(model.state_dict())
+    with pytest.raises(TrainingError, match="epoch 2, step 6; lower refit_lr"):
+        refit_nonweights(model, (x, y), nan_on_call(6), epochs=3, lr=1e-2, batch_size=32)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_train_masked_non_finite_loss_says_what_to_lower():
+    x, y = tiny_data()
+    model = seeded()
+    with pytest.raises(TrainingError, match="step 3; lower finetune_lr"):
+        train_masked(model, prune(model, sparsity=0.5), (x, y), nan_on_call(3), epochs=1,
+                     batch_size=32)
 
 
 # --------------------------------------------------------------------------- baselines
