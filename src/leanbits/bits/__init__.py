@@ -14,6 +14,7 @@ Example:
 from leanbits.bits.account import Account, LayerAccount
 from leanbits.bits.cli import BitsConfig, evaluate_lbits, quantize_snapshot
 from leanbits.bits.container import Unpacked, count_bits, load, pack, unpack
+from leanbits.bits.finetune import codebooks_of, finetune_codebook
 from leanbits.bits.quantize import (
     QUANTIZERS,
     Quantized,
@@ -31,9 +32,11 @@ __all__ = [
     "QUANTIZERS",
     "Quantized",
     "Unpacked",
+    "codebooks_of",
     "count_bits",
     "dequantize",
     "evaluate_lbits",
+    "finetune_codebook",
     "load",
     "pack",
     "quantize",
