@@ -13,6 +13,8 @@ The import surface for your own PyTorch code::
     account = leanbits.count_bits(model, bits=4)    # every bit, per layer
     leanbits.pack(model, "model.lbits", bits=4)     # file size == account total
     model = leanbits.load("model.lbits", model=template)
+    result = leanbits.compress(model, splits, head.loss, max_drop=0.002, head=head,
+                               output="small.lbits")  # smallest file meeting validation
 
 Unstructured pruning, re-fit and bit counting work on any ``nn.Module`` with Linear and
 Conv2d layers; :func:`leanbits.compact_sequential` compacts plain ``nn.Sequential`` chains
@@ -23,6 +25,7 @@ __version__ = "0.1.0"
 
 from leanbits import heads, prune, regularize  # noqa: E402
 from leanbits.bits import count_bits, load, pack, unpack  # noqa: E402
+from leanbits.compression import compress  # noqa: E402
 from leanbits.prune import (  # noqa: E402
     apply_masks,
     compact,
@@ -39,6 +42,7 @@ __all__ = [
     "apply_masks",
     "compact",
     "compact_sequential",
+    "compress",
     "count_bits",
     "effective_connections",
     "heads",

@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "leanbits.demo",
     "leanbits.prune.cli",
     "leanbits.bits.cli",
+    "leanbits.compress_cli",
     "leanbits.sweep.cli",
     "leanbits.report.cli",
     "leanbits.export",

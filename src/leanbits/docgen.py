@@ -15,6 +15,7 @@ from leanbits.config import reference
 
 def _configs() -> list[tuple[str, type]]:
     from leanbits.bits.cli import BitsConfig
+    from leanbits.compression import CompressConfig
     from leanbits.prune import ProfileConfig, PruneConfig
     from leanbits.sweep.pick import PickConfig
     from leanbits.train import DataConfig, TrainConfig
@@ -24,6 +25,9 @@ def _configs() -> list[tuple[str, type]]:
         ("`leanbits train` — `[train]` section / training flags", TrainConfig),
         ("`leanbits prune` and `leanbits profile` — `[prune]` section", PruneConfig),
         ("`leanbits bits` and `leanbits pack` — `[bits]` section", BitsConfig),
+        ("`leanbits compress` — `[compress]` section: these, and the `[prune]` fields above "
+         "but `method` and `sparsity` (the search sets them; here `search_lo` defaults to "
+         "0.5 and `search_hi` to 0.995)", CompressConfig),
         ("experiment files — `[profile]` table (a profile stage per trained model): these, "
          "and the `[prune]` fields above but `method`, `sparsity` and the search fields",
          ProfileConfig),

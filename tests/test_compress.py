@@ -1,0 +1,198 @@
+"""``leanbits compress`` / :func:`leanbits.compress`: validation-only choice, the file and
+its account, resume, budget and bad requirements."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+import leanbits
+from leanbits import cli as main_cli
+from leanbits import compression, snapshot
+from leanbits.bits import evaluate_lbits, unpack
+from leanbits.compression import CompressConfig, check_target
+from leanbits.errors import ConfigError
+from leanbits.heads import Head
+from leanbits.models import Plan, build
+from leanbits.prune import train_masked
+
+PLAN = Plan("mlp", (1, 8, 8), (), (24, 16), 10)
+HEAD = Head("softmax", 10)
+CFG = CompressConfig(methods=("finetune",), bits=(2, 4), search_lo=0.3, search_hi=0.95,
+                     search_tol=0.1, levels=2, budget=20, finetune_epochs=1, batch_size=32)
+
+
+@dataclass
+class Part:
+    x: torch.Tensor
+    y: torch.Tensor
+
+
+@dataclass
+class Splits:
+    train: Part
+    val: Part
+    test: Part
+
+
+def tiny_splits(seed: int = 0) -> Splits:
+    g = torch.Generator().manual_seed(seed)
+    centers = torch.randn(10, *PLAN.in_shape, generator=g)
+
+    def part(n: int) -> Part:
+        y = torch.randint(0, 10, (n,), generator=g)
+        return Part(centers[y] + 0.7 * torch.randn(n, *PLAN.in_shape, generator=g), y)
+
+    return Splits(part(256), part(128), part(128))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    splits = tiny_splits()
+    torch.manual_seed(0)
+    model = build(PLAN)
+    train_masked(model, None, (splits.train.x, splits.train.y), HEAD.loss, epochs=4, lr=1e-2,
+                 batch_size=32)
+    d = tmp_path_factory.mktemp("snap")
+    snapshot.save(d, model, PLAN, HEAD, {"data": {"dataset": "tiny"}}, {"val_acc": 0.0})
+    return snapshot.load(d), splits
+
+
+def _compress(snap, splits, **kw):
+    kw.setdefault("max_drop", 0.05)
+    return leanbits.compress(snap.model, splits, HEAD.loss, config=kw.pop("config", CFG),
+                             plan=PLAN, head=HEAD, progress=False, **kw)
+
+
+def test_choice_is_made_on_validation_only(trained):
+    snap, splits = trained
+    first = _compress(snap, splits)
+    g = torch.Generator().manual_seed(1)
+    shuffled = dataclasses.replace(
+        splits, test=Part(splits.test.x, splits.test.y[torch.randperm(128, generator=g)]))
+    second = _compress(snap, shuffled)
+    assert second.chosen == first.chosen
+    assert second.data == first.data
+    assert second.test_acc != first.test_acc  # the test split was read - after the choice
+    assert first.val_acc >= first.required_val_acc
+    # the winner is the smallest passing candidate of those scored
+    passing = [c for c in first.candidates if c.val_acc >= first.required_val_acc]
+    assert first.chosen.total_bits == min(c.total_bits for c in passing)
+    assert len({c.settings["bits"] for c in first.candidates}) == 2
+    assert first.chosen.sparsity >= CFG.search_lo
+
+
+def test_file_size_is_its_account_and_decoded_accuracy_is_reported(trained, tmp_path):
+    snap, splits = trained
+    out = tmp_path / "small.lbits"
+    r = _compress(snap, splits, output=out)
+    assert out.stat().st_size == r.account.total_bytes == len(r.data)
+    assert 32 * r.account.dense_float32_bits // 32 / r.account.total_bits == pytest.approx(
+        r.compression)
+    report = evaluate_lbits(out, splits)
+    assert report["test_acc"] == r.test_acc and report["val_acc"] == r.val_acc
+    assert unpack(out).account.total_bits == r.account.total_bits
+    assert not (tmp_path / "small.lbits.partial").exists()  # work dir removed after success
+    assert r.weights_kept == pytest.approx(r.weights / r.nonzero)
+
+
+def test_interrupted_search_resumes_without_redoing_work(trained, tmp_path, monkeypatch):
+    snap, splits = trained
+    calls: list[float] = []
+    real = compression.run_method
+
+    def counting(model, method, sparsity, *a, **kw):
+        calls.append(sparsity)
+        if stop_after is not None and len(calls) > stop_after:
+            raise KeyboardInterrupt
+        return real(model, method, sparsity, *a, **kw)
+
+    monkeypatch.setattr(compression, "run_method", counting)
+    stop_after: int | None = None
+    whole = _compress(snap, splits, output=tmp_path / "whole.lbits")
+    total = len(calls)
+    assert total >= 3
+
+    calls.clear()
+    stop_after = 2
+    out = tmp_path / "resumed.lbits"
+    with pytest.raises(KeyboardInterrupt):
+        _compress(snap, splits, output=out)
+    assert not out.exists() and (tmp_path / "resumed.lbits.partial").is_dir()
+    calls.clear()
+    stop_after = None
+    resumed = _compress(snap, splits, output=out)
+    assert len(calls) == total - 2  # the two finished runs were read back, not redone
+    assert resumed.reused >= 2
+    assert resumed.chosen == whole.chosen and out.read_bytes() == whole.data
+    assert resumed.epochs == whole.epochs
+
+
+def test_stale_work_dir_of_other_settings_is_not_used(trained, tmp_path):
+    snap, splits = trained
+    work = tmp_path / "work"
+    a = _compress(snap, splits, work_dir=work)
+    b = _compress(snap, splits, work_dir=work, max_drop=0.2)
+    assert b.reused == 0 and b.required_val_acc < a.required_val_acc
+
+
+def test_budget_bounds_the_backprop_epochs(trained):
+    snap, splits = trained
+    r = _compress(snap, splits, config=dataclasses.replace(CFG, budget=2))
+    assert r.budget_exhausted and r.epochs <= 2
+
+
+@pytest.mark.parametrize("kw", [
+    {"max_drop": -0.01}, {"target_accuracy": 1.5}, {"max_drop": 0.1, "target_accuracy": 0.9},
+    {}, {"max_drop": "abc"}, {"target_accuracy": float("nan")},
+])
+def test_bad_requirements_are_refused(kw):
+    with pytest.raises(ConfigError):
+        check_target(**kw)
+
+
+def test_api_refuses_bad_requirement_before_work(trained):
+    snap, splits = trained
+    with pytest.raises(ConfigError, match="exactly one"):
+        leanbits.compress(snap.model, splits, HEAD.loss)
+
+
+@pytest.fixture
+def fake_data(trained, monkeypatch):
+    monkeypatch.setattr(main_cli, "data_for_snapshot", lambda config, **kw: trained[1])
+
+
+@pytest.mark.parametrize("flags", [
+    ["--target-accuracy", "1.5"], ["--max-drop", "-0.1"], [],
+    ["--max-drop", "0.01", "--target-accuracy", "0.9"], ["--max-drop", "lots"],
+])
+def test_cli_bad_targets_exit_2_with_one_line(trained, fake_data, tmp_path, capsys, flags):
+    snap, _ = trained
+    out = tmp_path / "x.lbits"
+    rc = main_cli.main(["compress", str(snap.path), "-o", str(out), *flags])
+    err = capsys.readouterr().err
+    assert rc == 2 and not out.exists()
+    assert len(err.strip().splitlines()) == 1 and err.startswith("leanbits: error:")
+
+
+def test_cli_writes_the_file_and_prints_its_decoded_test_accuracy(trained, fake_data, tmp_path,
+                                                                  capsys):
+    snap, splits = trained
+    out = tmp_path / "cli.lbits"
+    args = ["compress", str(snap.path), "-o", str(out), "--max-drop", "0.05", "--bits", "2,4",
+            "--search-lo", "0.3", "--search-hi", "0.95", "--search-tol", "0.1",
+            "--finetune-epochs", "1", "--batch-size", "32", "--budget", "20"]
+    assert main_cli.main(args) == 0
+    text = capsys.readouterr().out
+    assert out.stat().st_size == unpack(out).account.total_bytes
+    test_acc = evaluate_lbits(out, splits)["test_acc"]
+    assert f"test accuracy of the decoded file: {test_acc:.4f}" in text
+    assert text.count("test accuracy") == 1
+    assert "values" in text and "positions" in text  # the per-part breakdown
+    assert main_cli.main([*args, "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["test_acc"] == test_acc and printed["file_bytes"] == out.stat().st_size
