@@ -196,3 +196,9 @@ def test_cli_writes_the_file_and_prints_its_decoded_test_accuracy(trained, fake_
     assert main_cli.main([*args, "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["test_acc"] == test_acc and printed["file_bytes"] == out.stat().st_size
+
+
+def test_unknown_method_is_refused_before_work(trained):
+    snap, splits = trained
+    with pytest.raises(ConfigError, match="unknown pruning method"):
+        _compress(snap, splits, config=dataclasses.replace(CFG, methods=("bogus",)))

@@ -28,7 +28,8 @@ def _print(result: CompressResult) -> None:
     c = result.chosen
     print(result.account.format_table())
     settings = ", ".join(f"{k} {v}" for k, v in c.settings.items())
-    print(f"\nchosen on validation: method {c.method}, sparsity {c.sparsity:.4f}, {settings}")
+    sparsity = 1 - result.nonzero / result.weights if result.weights else 0.0
+    print(f"\nchosen on validation: method {c.method}, sparsity {sparsity:.4f}, {settings}")
     print(f"validation accuracy {result.val_acc:.4f} (required {result.required_val_acc:.4f}, "
           f"model given {result.dense_val_acc:.4f})")
     print(f"compression {result.compression:.1f}x total bits, weights kept 1/"

@@ -45,7 +45,8 @@ from leanbits.errors import ConfigError, PruneError
 from leanbits.fileio import atomic_path, exclusive_lock, write_bytes_atomic, write_text_atomic
 from leanbits.heads import Head
 from leanbits.models import Plan
-from leanbits.prune import PruneConfig, run_method
+from leanbits.prune import REGISTRY, PruneConfig, run_method
+from leanbits.prune.baselines import OWN_SPARSITY
 from leanbits.prune.magnitude import LayerEmptiedError
 from leanbits.prune.masks import weight_layers
 from leanbits.prune.search import search_sparsity
@@ -101,7 +102,11 @@ class CompressConfig(PruneConfig):
 
 @dataclass
 class Candidate:
-    """One scored setting: a pruned level encoded with one quantizer setting."""
+    """One scored setting: a pruned level encoded with one quantizer setting.
+
+    ``sparsity`` is the level asked of the method (0 for a method that finds its own,
+    such as ``sparse-vd``); ``nonzero`` is what the file stores.
+    """
 
     method: str
     sparsity: float
@@ -223,6 +228,10 @@ def _check_config(cfg: CompressConfig) -> None:
                          ("nonweight_dtypes", cfg.nonweight_dtypes)):
         if not values:
             raise ConfigError(f"compress {what} is empty; give at least one")
+    unknown = [m for m in cfg.methods if m not in REGISTRY]
+    if unknown:
+        raise ConfigError(f"unknown pruning method(s) {', '.join(unknown)}; valid: "
+                          + ", ".join(REGISTRY))
 
 
 # ------------------------------------------------------------------------- helpers
@@ -576,6 +585,11 @@ def _run_search(search: _Search, grid: list[dict[str, Any]], required: float) ->
     cfg = search.cfg
     gentle = grid[0]
     for method in cfg.methods:
+        if method in OWN_SPARSITY:  # it finds its own sparsity: one run, the whole grid
+            for settings in grid:
+                search.score(method, 0.0, settings)
+            continue
+
         def val_acc(s: float, method: str = method) -> float:
             cand = search.score(method, s, gentle)
             return -math.inf if cand is None else cand.val_acc
