@@ -59,7 +59,8 @@ def _check_code(code: Tensor, num_classes: int) -> Tensor:
         )
     if not torch.all((code == 0) | (code == 1)):
         raise ConfigError("code matrix entries must be 0 or 1")
-    if len({tuple(r.tolist()) for r in code}) != num_classes:
+    # torch.unique over rows, not a set of Python tuples: a file's header may hold 65536 rows
+    if torch.unique(code, dim=0).shape[0] != num_classes:
         raise ConfigError("code matrix rows must be distinct: two classes share a codeword")
     return code
 

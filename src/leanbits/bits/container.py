@@ -14,8 +14,10 @@ the file and the file size equals ``ceil(account.total_bits / 8)`` by constructi
 :func:`unpack` and :func:`load` are the file API.
 
 Reading is defensive: magic, version and checksum are verified before anything is parsed,
-every declared length is checked against the bits left before anything is allocated, and
-every failure is reported as :class:`~leanbits.errors.FormatError`.
+every declared size is checked against the bits left and against the ceilings of
+:mod:`leanbits.bits.records` (elements, tensors, plan layers, coded rows) before anything is
+allocated or looped over, and every failure is reported as
+:class:`~leanbits.errors.FormatError` in one line.
 """
 
 from __future__ import annotations
@@ -39,11 +41,16 @@ from leanbits.bits.records import (
     DTYPES,
     INDEX_CHOICES,
     INDEX_CODES,
+    MAX_CODED_ROWS,
+    MAX_ELEMENTS,
+    MAX_TENSORS,
     QUANT_CODES,
     TAG_FLOAT,
     TAG_INT,
     TAG_WEIGHT,
     VALUE_CODES,
+    Budget,
+    check_writable,
     decode_nonweight,
     decode_weight,
     encode_nonweight,
@@ -174,6 +181,7 @@ def encode(
             raise ConfigError(
                 f"head reads {head.out_features} outputs but the plan has {plan.out}"
             )
+    check_writable(state, plan)
 
     w = BitWriter()
     w.uint(plan is not None, 1, HEADER)
@@ -189,6 +197,7 @@ def encode(
     out_state: OrderedDict[str, Tensor] = OrderedDict()
     out_masks: dict[str, Tensor] = {}
     layers: dict[str, dict[str, Any]] = {}
+    rows_left = MAX_CODED_ROWS
     for name, tensor in state.items():
         layer = _layer_of(name)
         info = layers.setdefault(layer, {"params": 0})
@@ -203,8 +212,14 @@ def encode(
             else:
                 q = quantize_uniform(tensor, bits, per_channel=per_channel, mask=mask)
             options = INDEX_CODES if index == "auto" else (index,)
-            trials = [(encode_weight(q, opt, values, layer), opt) for opt in options]
-            record, chosen = min(trials, key=lambda t: t[0].nbits)
+            trials = [(*encode_weight(q, opt, values, layer, rows_left), opt) for opt in options]
+            trials = [t for t in trials if t[0] is not None]
+            if not trials:
+                raise ConfigError(
+                    f"index coded cannot store {name}: the coded positions of a file scan at "
+                    f"most {MAX_CODED_ROWS} matrix rows; use index auto or bitmask")
+            record, scanned, chosen = min(trials, key=lambda t: t[0].nbits)
+            rows_left -= scanned
             w.extend(record)
             out_state[name] = q.dequantized
             out_masks[name] = q.codes >= 0
@@ -276,6 +291,12 @@ def count_bits(
     ).account
 
 
+def _first_line(exc: BaseException) -> str:
+    """``Type: first line`` of an exception (torch errors can carry a C++ stack)."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
 def _decode(data: bytes, where: str) -> Unpacked:
     """Parse ``.lbits`` bytes (after the frame checks in :func:`decode`)."""
     r = BitReader(data[len(MAGIC) + 1 : -4], where)
@@ -286,7 +307,14 @@ def _decode(data: bytes, where: str) -> Unpacked:
     dtype = DTYPES[dtype_code]
     plan = read_plan(r) if has_plan else None
     head = read_head(r) if has_head else None
-    limit = MAX_ELEMENTS_PER_BIT * r.bits.size + ELEMENT_SLACK
+    limit = min(MAX_ELEMENTS, MAX_ELEMENTS_PER_BIT * int(r.bits.size) + ELEMENT_SLACK)
+
+    def refuse_elements(total: int) -> FormatError:
+        return r.fail(
+            f"declares {total} tensor elements; a file of {len(data)} bytes may hold at most "
+            f"{limit} ({MAX_ELEMENTS_PER_BIT} per bit, never more than {MAX_ELEMENTS})"
+        )
+
     if plan is not None:
         if head is not None and head.out_features != plan.out:
             raise r.fail(f"head reads {head.out_features} outputs, plan has {plan.out}")
@@ -294,18 +322,21 @@ def _decode(data: bytes, where: str) -> Unpacked:
         try:
             shapes: OrderedDict[str, tuple[int, ...]] | None = plan_shapes(plan)
         except (RuntimeError, ValueError) as exc:
-            raise r.fail(f"plan cannot be built ({exc})") from None
+            raise r.fail(f"plan cannot be built ({_first_line(exc)})") from None
+        planned = sum(math.prod(shape) for shape in shapes.values())
+        if planned > limit:
+            raise refuse_elements(planned)
         count = len(shapes)
     else:
         shapes = None
         count = r.uv(HEADER)
-        if count > r.remaining:  # every tensor takes at least its 2-bit tag
-            raise r.fail(f"declares {count} tensors")
+        if count > min(MAX_TENSORS, r.remaining):  # each tensor takes at least a 2-bit tag
+            raise r.fail(f"declares {count} tensors (at most {MAX_TENSORS})")
 
     state: OrderedDict[str, Tensor] = OrderedDict()
     masks: dict[str, Tensor] = {}
     layers: dict[str, dict[str, Any]] = {}
-    total = 0
+    budget = Budget(limit)
     names = list(shapes.items()) if shapes is not None else None
     for i in range(count):
         if names is not None:
@@ -315,17 +346,14 @@ def _decode(data: bytes, where: str) -> Unpacked:
             if name in state:
                 raise r.fail(f"tensor {name!r} appears twice")
         numel = math.prod(shape)
-        total += numel
-        if total > limit:
-            raise r.fail(
-                f"declares {total} elements, more than a file of {len(data)} bytes can hold "
-                f"(at most {MAX_ELEMENTS_PER_BIT} per bit)"
-            )
+        if numel > budget.elements:
+            raise refuse_elements(limit - budget.elements + numel)
+        budget.elements -= numel
         layer = _layer_of(name)
         info = layers.setdefault(layer, {"params": 0})
         tag = r.uint(2, HEADER)
         if tag == TAG_WEIGHT:
-            tensor, mask, winfo = decode_weight(r, shape, layer)
+            tensor, mask, winfo = decode_weight(r, shape, layer, budget)
             masks[name] = mask
             info.update(winfo)
             info["params"] += numel
@@ -372,7 +400,7 @@ def decode(data: bytes, where: str = "<bytes>") -> Unpacked:
     except FormatError:
         raise
     except Exception as exc:  # noqa: BLE001 - a forged file must never crash the reader
-        raise FormatError(f"{where}: corrupt .lbits file ({type(exc).__name__}: {exc})") from exc
+        raise FormatError(f"{where}: corrupt .lbits file ({_first_line(exc)})") from exc
 
 
 # --------------------------------------------------------------------------- API

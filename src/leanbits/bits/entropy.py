@@ -56,7 +56,17 @@ def empirical_entropy_bits(symbols: np.ndarray) -> float:
     symbols = np.asarray(symbols)
     if symbols.size == 0:
         return 0.0
-    counts = np.unique(symbols, return_counts=True)[1].astype(np.float64)
+    if symbols.dtype.kind in "iu" and 0 <= symbols.min() and symbols.max() < (1 << 20):
+        # small non-negative codes: linear passes over slices (bincount copies its input to
+        # int64); the same counts in the same order as np.unique
+        flat = symbols.ravel()
+        counts = np.zeros(int(flat.max()) + 1, dtype=np.int64)
+        for start in range(0, flat.size, 1 << 20):
+            part = flat[start : start + (1 << 20)]
+            counts += np.bincount(part, minlength=counts.size)
+        counts = counts[counts > 0].astype(np.float64)
+    else:
+        counts = np.unique(symbols, return_counts=True)[1].astype(np.float64)
     n = counts.sum()
     return float(-(counts * np.log2(counts / n)).sum())
 
@@ -159,7 +169,7 @@ def encode_symbols(symbols: np.ndarray, alphabet: int) -> EntropyCoded:
 
 
 def decode_symbols(words: np.ndarray, freqs: np.ndarray, count: int) -> np.ndarray:
-    """Inverse of :func:`encode_symbols`: ``count`` symbols as int64.
+    """Inverse of :func:`encode_symbols`: ``count`` symbols as int32.
 
     Raises:
         ValueError: the table is empty although symbols are expected.
@@ -167,8 +177,8 @@ def decode_symbols(words: np.ndarray, freqs: np.ndarray, count: int) -> np.ndarr
             the container turns every such failure into a FormatError.
     """
     if count == 0:
-        return np.zeros(0, dtype=np.int64)
+        return np.zeros(0, dtype=np.int32)
     if int(np.asarray(freqs).sum()) == 0:
         raise ValueError("frequency table is all zero but symbols are expected")
     decoder = constriction.stream.queue.RangeDecoder(np.asarray(words, dtype=np.uint32))
-    return decoder.decode(_model(np.asarray(freqs)), int(count)).astype(np.int64)
+    return decoder.decode(_model(np.asarray(freqs)), int(count)).astype(np.int32, copy=False)

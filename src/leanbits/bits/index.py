@@ -20,7 +20,10 @@ which ``k`` are nonzero (:func:`info_bound_bits`); every encoding is reported be
     rows already coded. This learns dead inputs (all-zero columns) or dead outputs
     (transposed) as it goes; the prior strength ``a`` (1, 2, 4, ..., 64 or infinity = the
     static ``k/n``) and the orientation are picked per layer and stored (4 bits). The
-    decoder needs ``k`` (stored) and decodes one row per range-decoder call.
+    decoder needs ``k`` (stored). Each row's probabilities depend on the rows before it, so
+    an adaptive model is decoded one row per range-decoder call (the whole row at once);
+    the number of rows a file may scan is capped (``MAX_CODED_ROWS`` in
+    :mod:`leanbits.bits.records`), and the static model is decoded in a single call.
 """
 
 from __future__ import annotations
@@ -129,12 +132,16 @@ def relative_decode(fields: np.ndarray, is_filler: np.ndarray, n: int) -> np.nda
     """Positions of the real (non-filler) entries.
 
     Raises:
-        ValueError: the entries run past the end of the layer.
+        ValueError: the entries run past the end of the layer (checked before the positions
+            are built, so that they fit in int32 for any layer under 2**31 entries).
     """
-    fields = np.asarray(fields, dtype=np.int64)
-    pos = np.cumsum(fields + 1) - 1
-    if pos.size and int(pos[-1]) >= n:
-        raise ValueError(f"relative index runs past the layer end ({int(pos[-1])} >= {n})")
+    fields = np.asarray(fields)
+    end = int(fields.sum(dtype=np.int64)) + fields.size  # one past the last entry
+    if end > n:
+        raise ValueError(f"relative index runs past the layer end ({end - 1} >= {n})")
+    pos = np.add(fields, 1, dtype=np.int32 if n < (1 << 31) else np.int64)
+    np.cumsum(pos, out=pos)
+    pos -= 1
     return pos[~np.asarray(is_filler, dtype=bool)]
 
 
@@ -155,18 +162,6 @@ def _matrix(mask: np.ndarray, rows: int, transpose: bool) -> np.ndarray:
     return np.ascontiguousarray(m.T) if transpose else m
 
 
-def _row_probs(col_counts: np.ndarray, i: int, n: int, k: int, prior: int) -> np.ndarray:
-    """P(nonzero) for each entry of row ``i`` given column counts of rows ``< i``.
-
-    Integer numerator and denominator, one float64 division: encoder and decoder get the
-    same bits.
-    """
-    a = CODED_PRIORS[prior]
-    if a is None:
-        return np.full(col_counts.shape, k / n, dtype=np.float64)
-    return (col_counts * n + a * k) / float((i + a) * n)
-
-
 def _all_probs(m: np.ndarray, n: int, k: int, prior: int) -> np.ndarray:
     a = CODED_PRIORS[prior]
     if a is None:
@@ -180,18 +175,36 @@ def _cost_bits(m: np.ndarray, p: np.ndarray) -> float:
     return float(-np.where(m, np.log2(p), np.log2(1.0 - p)).sum())
 
 
-def coded_encode(mask: np.ndarray, rows: int) -> CodedPositions | None:
+def coded_rows(rows: int, n: int, transpose: bool) -> int:
+    """Rows of the matrix the coded scheme scans for a weight of ``n`` entries and ``rows``
+    output channels: ``rows``, or ``n / rows`` when transposed."""
+    return n // rows if transpose else rows
+
+
+def coded_encode(mask: np.ndarray, rows: int, max_rows: int | None = None) -> CodedPositions | None:
     """Range-code a bitmask (viewed as ``rows x n/rows``) with the best of 16 adaptive models.
+
+    Args:
+        mask: the nonzero mask, any shape with ``rows * (n / rows)`` entries.
+        rows: output channels (the first dimension of the weight).
+        max_rows: consider only orientations that scan at most this many rows (None: any).
 
     Returns:
         ``None`` when there is nothing to code (no or all nonzeros: ``k`` says it all).
+
+    Raises:
+        ValueError: neither orientation scans at most ``max_rows`` rows.
     """
     flat = np.asarray(mask, dtype=bool).ravel()
     n, k = flat.size, int(flat.sum())
     if k in (0, n):
         return None
+    orientations = [t for t in (False, True)
+                    if max_rows is None or coded_rows(rows, n, t) <= max_rows]
+    if not orientations:
+        raise ValueError(f"a {rows} x {n // rows} coded matrix scans more than {max_rows} rows")
     best = None
-    for transpose in (False, True):
+    for transpose in orientations:
         m = _matrix(flat, rows, transpose)
         for prior in range(len(CODED_PRIORS)):
             cost = _cost_bits(m, _all_probs(m, n, k, prior))
@@ -213,6 +226,10 @@ def coded_decode(
 ) -> np.ndarray:
     """Inverse of :func:`coded_encode`: the flat bool mask of ``n`` entries.
 
+    The static model (``prior`` 7) is decoded in one call. An adaptive one needs the column
+    counts of the rows above, so it takes one call per scanned row, each decoding the whole
+    row from one vector of probabilities; the caller bounds the rows (``coded_rows``).
+
     Raises:
         ValueError: the decoded mask does not have exactly ``k`` nonzeros.
     """
@@ -222,12 +239,19 @@ def coded_decode(
     r, c = (cols, rows) if transpose else (rows, cols)
     decoder = constriction.stream.queue.RangeDecoder(np.asarray(words, dtype=np.uint32))
     family = constriction.stream.model.Bernoulli(perfect=False)
-    out = np.zeros((r, c), dtype=bool)
-    counts = np.zeros(c, dtype=np.int64)
-    for i in range(r):
-        row = decoder.decode(family, _row_probs(counts, i, n, k, prior)).astype(bool)
-        out[i] = row
-        counts += row
-    if int(counts.sum()) != k:
-        raise ValueError(f"coded positions decode to {int(counts.sum())} nonzeros, expected {k}")
+    a = CODED_PRIORS[prior]
+    if a is None:
+        out = decoder.decode(family, np.full(n, k / n, dtype=np.float64)).astype(bool)
+        out = out.reshape(r, c)
+    else:
+        out = np.empty((r, c), dtype=bool)
+        # numerator c_j * n + a * k of every column's probability, kept exactly in int64
+        numerator = np.full(c, a * k, dtype=np.int64)
+        for i in range(r):
+            row = decoder.decode(family, numerator / float((i + a) * n)).astype(bool)
+            out[i] = row
+            numerator[row] += n
+    found = int(np.count_nonzero(out))
+    if found != k:
+        raise ValueError(f"coded positions decode to {found} nonzeros, expected {k}")
     return (out.T if transpose else out).ravel()

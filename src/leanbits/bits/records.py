@@ -5,10 +5,12 @@ read (``docs/FORMAT.md`` describes them field by field): the code tables that ma
 number to a family, head, quantizer, position encoding or value coding; the plan and head
 records; the per-tensor name/shape record of a model packed without a plan; a quantized
 weight's record (settings, codebook or scales, positions, values); and a non-weight tensor's
-record. Each ``write_*`` / ``encode_*`` appends to a :class:`~leanbits.bits.stream.BitWriter`
-and each ``read_*`` / ``decode_*`` is its inverse on a
-:class:`~leanbits.bits.stream.BitReader`, refusing any field out of range. The frame,
-the order of records in a file and the bit account are :mod:`leanbits.bits.container`'s.
+record; and the ceilings on what one file may declare (``MAX_*``, checked by
+:func:`check_writable` on the way in and by the readers on the way out). Each ``write_*`` /
+``encode_*`` appends to a :class:`~leanbits.bits.stream.BitWriter` and each ``read_*`` /
+``decode_*`` is its inverse on a :class:`~leanbits.bits.stream.BitReader`, refusing any field
+out of range or over a ceiling before allocating for it. The frame, the order of records in
+a file and the bit account are :mod:`leanbits.bits.container`'s.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from __future__ import annotations
 import math
 import warnings
 from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -28,12 +32,13 @@ from leanbits.bits.index import (
     choose_relative_r,
     coded_decode,
     coded_encode,
+    coded_rows,
     fixed_width,
     info_bound_bits,
     relative_decode,
     relative_encode,
 )
-from leanbits.bits.quantize import Quantized, dequantize, uniform_codebook
+from leanbits.bits.quantize import Quantized
 from leanbits.bits.stream import (
     HEADER,
     BitReader,
@@ -59,6 +64,59 @@ TAG_FLOAT, TAG_WEIGHT, TAG_INT = 0, 1, 2
 MAX_NDIM = 16
 MAX_CLASSES = 1 << 16
 
+# Ceilings (docs/FORMAT.md, "Ceilings"): what one file may declare, checked by the reader
+# before it allocates or loops, and by the writer before it writes. Together they keep any
+# file of up to 1 MB within ~2 s and ~512 MB to decode or refuse.
+#: tensor elements in a file (2**23: 8.4 M; the largest preset, conv6, has 2.3 M)
+MAX_ELEMENTS = 1 << 23
+#: state-dict tensors in a file
+MAX_TENSORS = 4096
+#: conv + fc layers of a plan
+MAX_PLAN_LAYERS = 256
+#: matrix rows the `coded` positions of all layers of a file scan together; an adaptive
+#: model is decoded one row per range-decoder call
+MAX_CODED_ROWS = 1 << 16
+
+
+@dataclass
+class Budget:
+    """What a reader may still spend on one file: tensor elements and coded rows."""
+
+    elements: int
+    coded_rows: int = MAX_CODED_ROWS
+
+    def spend_coded_rows(self, r: BitReader, count: int, layer: str) -> None:
+        """Take ``count`` rows, or refuse (FormatError) before anything is decoded."""
+        if count > self.coded_rows:
+            raise r.fail(f"coded positions of {layer!r} scan {count} rows, more than the "
+                         f"{self.coded_rows} left of {MAX_CODED_ROWS} per file")
+        self.coded_rows -= count
+
+
+def check_writable(state: Mapping[str, Tensor], plan: Plan | None) -> None:
+    """Refuse what the reader would refuse (the ceilings) and what no file should hold."""
+    if len(state) > MAX_TENSORS:
+        raise ConfigError(f"the model has {len(state)} tensors; a .lbits file holds at most "
+                          f"{MAX_TENSORS}")
+    total = sum(t.numel() for t in state.values())
+    if total > MAX_ELEMENTS:
+        raise ConfigError(f"the model has {total} parameters and buffers; a .lbits file holds "
+                          f"at most {MAX_ELEMENTS}")
+    if plan is not None and len(plan.conv) + len(plan.fc) > MAX_PLAN_LAYERS:
+        raise ConfigError(f"the plan has {len(plan.conv) + len(plan.fc)} layers; a .lbits "
+                          f"file holds at most {MAX_PLAN_LAYERS}")
+    if plan is not None and math.prod(plan.in_shape) > MAX_ELEMENTS:
+        raise ConfigError(f"the plan's input {plan.in_shape} has more than {MAX_ELEMENTS} "
+                          "values; a .lbits file cannot hold it")
+    for name, t in state.items():
+        if t.ndim > MAX_NDIM:
+            raise ConfigError(f"{name} has {t.ndim} dimensions; a .lbits file holds at most "
+                              f"{MAX_NDIM}")
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            bad = int((~torch.isfinite(t)).sum())
+            raise ConfigError(f"{name} holds {bad} NaN or infinite values: the model is "
+                              "broken (diverged training?); retrain it before packing")
+
 
 # ----------------------------------------------------------------------- plan, head
 
@@ -76,18 +134,25 @@ def write_plan(w: BitWriter, plan: Plan) -> None:
 
 
 def read_plan(r: BitReader) -> Plan:
-    """Inverse of :func:`write_plan`; refuses an unknown family or an invalid plan."""
+    """Inverse of :func:`write_plan`; refuses an unknown family, an invalid plan, or one over
+    the ceilings (more than ``MAX_PLAN_LAYERS`` layers, an input or a width of more than
+    ``MAX_ELEMENTS``) before reading its widths."""
     family = r.uv(HEADER)
     if family >= len(FAMILY_CODES):
         raise r.fail(f"unknown model family code {family}")
     in_shape = tuple(r.uv(HEADER) for _ in range(3))
+    if math.prod(in_shape) > MAX_ELEMENTS:
+        raise r.fail(f"plan input {in_shape} has more than {MAX_ELEMENTS} values")
     lists = []
     for _ in range(2):
         count = r.uv(HEADER)
-        if count > r.remaining:  # each width takes >= 1 bit
-            raise r.fail(f"plan declares {count} layers")
+        if count + sum(map(len, lists)) > MAX_PLAN_LAYERS:
+            raise r.fail(f"plan declares more than {MAX_PLAN_LAYERS} layers")
         lists.append(tuple(r.uv(HEADER) for _ in range(count)))
     out = r.uv(HEADER)
+    widest = max((*lists[0], *lists[1], out))
+    if widest > MAX_ELEMENTS:
+        raise r.fail(f"plan declares a layer of width {widest}, over {MAX_ELEMENTS}")
     try:
         return Plan(FAMILY_CODES[family], in_shape, lists[0], lists[1], out)  # type: ignore[arg-type]
     except ConfigError as exc:
@@ -162,14 +227,15 @@ def _write_values(
 
 
 def _read_values(r: BitReader, count: int, alphabet: int, values: str, key: Key) -> np.ndarray:
+    """``count`` value symbols as int32 (alphabets have at most 2**16 + 1 symbols)."""
     if count == 0:
-        return np.zeros(0, dtype=np.int64)
+        return np.zeros(0, dtype=np.int32)
     if alphabet == 0:
         raise r.fail("values expected but the codebook is empty")
     if alphabet == 1:
-        return np.zeros(count, dtype=np.int64)
+        return np.zeros(count, dtype=np.int32)
     if values == "fixed":
-        symbols = r.array(count, fixed_width(alphabet), key).astype(np.int64)
+        symbols = r.array(count, fixed_width(alphabet), key).astype(np.int32)
     else:
         precision = r.uint(4, key) + 1
         freqs = r.array(alphabet, precision, key).astype(np.int64)
@@ -183,9 +249,24 @@ def _read_values(r: BitReader, count: int, alphabet: int, values: str, key: Key)
     return symbols
 
 
-def encode_weight(q: Quantized, index: str, values: str, layer: str) -> BitWriter:
-    """One quantized weight's record: settings, codebook, positions, values."""
+def encode_weight(
+    q: Quantized, index: str, values: str, layer: str, max_coded_rows: int = MAX_CODED_ROWS
+) -> tuple[BitWriter | None, int]:
+    """One quantized weight's record: settings, codebook, positions, values.
+
+    Args:
+        q: the quantized weight.
+        index: position encoding (one of :data:`INDEX_CODES`).
+        values: value coding (one of :data:`VALUE_CODES`).
+        layer: the layer name the bits are tallied under.
+        max_coded_rows: rows the ``coded`` encoding may still scan in this file.
+
+    Returns:
+        ``(record, coded rows it scans)``, or ``(None, 0)`` when ``coded`` would scan more
+        than ``max_coded_rows`` rows in either orientation.
+    """
     w = BitWriter()
+    scanned = 0
     kc, kp, kv = (layer, "codebook"), (layer, "positions"), (layer, "values")
     w.uint(QUANT_CODES.index(q.method), 1, HEADER)
     w.uint(q.bits - 1, 4, HEADER)
@@ -220,21 +301,30 @@ def encode_weight(q: Quantized, index: str, values: str, layer: str) -> BitWrite
         symbols[~filler] = codes[positions] + int(zero_symbol)
         alphabet = levels + int(zero_symbol)
     else:  # coded
-        coded = coded_encode(nonzero, q.codes.shape[0])
+        try:
+            coded = coded_encode(nonzero, q.codes.shape[0], max_rows=max_coded_rows)
+        except ValueError:
+            return None, 0
         if coded is not None:
+            scanned = coded_rows(q.codes.shape[0], n, coded.transpose)
             w.uint(coded.transpose, 1, kp)
             w.uint(coded.prior, 3, kp)
             w.uv(coded.words.size, kp)
             w.array(coded.words, 32, kp)
         symbols, alphabet = codes[positions], levels
     _write_values(w, symbols, alphabet, values, kv)
-    return w
+    return w, scanned
 
 
 def decode_weight(
-    r: BitReader, shape: tuple[int, ...], layer: str
+    r: BitReader, shape: tuple[int, ...], layer: str, budget: Budget
 ) -> tuple[Tensor, Tensor, dict[str, Any]]:
-    """Read one weight record; returns (dequantized, nonzero mask, layer info)."""
+    """Read one weight record; returns (dequantized, nonzero mask, layer info).
+
+    Builds the float32 weight straight from the nonzero codes (never a codebook of
+    ``channels x 2**bits`` entries, never an int64 code per weight), so memory stays a few
+    bytes per element; the coded positions spend ``budget``'s rows before decoding.
+    """
     kc, kp, kv = (layer, "codebook"), (layer, "positions"), (layer, "values")
     quant = QUANT_CODES[r.uint(1, HEADER)]
     bits = r.uint(4, HEADER) + 1
@@ -246,46 +336,46 @@ def decode_weight(
     rows = shape[0]
     if quant == "uniform":
         per_channel = bool(r.uint(1, kc))
-        scales = r.array(rows if per_channel else 1, 32, kc).astype(np.uint32)
-        codebook = uniform_codebook(torch.from_numpy(scales.view(np.float32).copy()), bits)
-        if not per_channel:
-            codebook = codebook.reshape(-1)
+        scales = r.array(rows if per_channel else 1, 32, kc).astype(np.uint32).view(np.float32)
         levels = 1 << bits
     else:
         levels = r.uv(kc)
         if levels > (1 << bits):
             raise r.fail(f"codebook of {levels} entries for {bits}-bit codes")
-        raw = r.array(levels, 32, kc).astype(np.uint32)
-        codebook = torch.from_numpy(raw.view(np.float32).copy())
+        book = r.array(levels, 32, kc).astype(np.uint32).view(np.float32)
 
     k = r.uv(kp)
     if k > n:
         raise r.fail(f"{k} nonzeros in a tensor of {n}")
     if k and levels == 0:
         raise r.fail("nonzero weights but an empty codebook")
-    codes = np.full(n, -1, dtype=np.int64)
     if index == "dense":
-        zero_symbol = k < n
-        symbols = _read_values(r, n, levels + int(zero_symbol), values, kv)
-        codes = symbols - int(zero_symbol)
-        if int((codes >= 0).sum()) != k:
-            raise r.fail(f"dense values hold {int((codes >= 0).sum())} nonzeros, expected {k}")
+        zero_symbol = int(k < n)
+        codes = _read_values(r, n, levels + zero_symbol, values, kv)
+        codes -= zero_symbol
+        mask = codes >= 0
+        nonzero = codes[mask]
+        del codes
+        if nonzero.size != k:
+            raise r.fail(f"dense values hold {nonzero.size} nonzeros, expected {k}")
     elif index == "relative":
         width = r.uint(5, kp) + 1
         entries = r.uv(kp)
         if not k <= entries <= n:
             raise r.fail(f"{entries} relative entries for {k} nonzeros of {n}")
-        fields = r.array(entries, width, kp).astype(np.int64)
-        zero_symbol = entries > k
-        symbols = _read_values(r, entries, levels + int(zero_symbol), values, kv)
-        filler = symbols == 0 if zero_symbol else np.zeros(entries, dtype=bool)
-        if int((~filler).sum()) != k:
-            raise r.fail(f"relative index holds {int((~filler).sum())} nonzeros, expected {k}")
+        fields = r.array(entries, width, kp)
+        zero_symbol = int(entries > k)
+        symbols = _read_values(r, entries, levels + zero_symbol, values, kv)
+        real = symbols != 0 if zero_symbol else np.ones(entries, dtype=bool)
+        if int(real.sum()) != k:
+            raise r.fail(f"relative index holds {int(real.sum())} nonzeros, expected {k}")
         try:
-            positions = relative_decode(fields, filler, n)
+            positions = relative_decode(fields, ~real, n)
         except ValueError as exc:
             raise r.fail(str(exc)) from None
-        codes[positions] = symbols[~filler] - int(zero_symbol)
+        mask = np.zeros(n, dtype=bool)
+        mask[positions] = True
+        nonzero = symbols[real] - zero_symbol
     else:
         if index == "bitmask":
             mask = r.array(n, 1, kp).astype(bool)
@@ -293,20 +383,34 @@ def decode_weight(
                 raise r.fail(f"bitmask has {int(mask.sum())} nonzeros, expected {k}")
         elif 0 < k < n:
             transpose, prior = bool(r.uint(1, kp)), r.uint(3, kp)
+            budget.spend_coded_rows(r, coded_rows(rows, n, transpose), layer)
             nwords = r.uv(kp)
             words = r.array(nwords, 32, kp).astype(np.uint32)
             mask = coded_decode(words, rows, n, k, transpose, prior)
         else:
             mask = np.full(n, k == n, dtype=bool)
-        codes[mask] = _read_values(r, k, levels, values, kv)
-    codes_t = torch.from_numpy(codes).reshape(shape)
+        nonzero = _read_values(r, k, levels, values, kv)
+    weight = np.zeros(n, dtype=np.float32)
+    if k and quant == "uniform":
+        half = levels // 2
+        level = (nonzero - half + (nonzero >= half)).astype(np.float32)
+        if per_channel:  # the scale of each nonzero's output channel, in flat order
+            per_row = np.count_nonzero(mask.reshape(rows, -1), axis=1)
+            scale = np.repeat(scales, per_row)
+        else:
+            scale = scales[0]
+        weight[mask] = level * scale  # one float32 product, as in uniform_codebook
+    elif k == n:
+        weight = book[nonzero]
+    elif k:
+        weight[mask] = book[nonzero]
     info = {
         "quant": quant, "bits": bits, "index": index, "values": values,
         "weights": n, "nonzero": k,
         "position_bound_bits": info_bound_bits(n, k),
-        "value_entropy_bits": empirical_entropy_bits(codes[codes >= 0]),
+        "value_entropy_bits": empirical_entropy_bits(nonzero),
     }
-    return dequantize(codes_t, codebook), codes_t >= 0, info
+    return torch.from_numpy(weight).reshape(shape), torch.from_numpy(mask).reshape(shape), info
 
 
 # ------------------------------------------------------------- tensor name and shape

@@ -33,12 +33,31 @@ def uints_to_bits(values: np.ndarray, width: int) -> np.ndarray:
     return out.ravel()
 
 
+def _uint_dtype(width: int) -> type[np.unsignedinteger]:
+    """The smallest unsigned dtype that holds ``width`` bits."""
+    if width <= 8:
+        return np.uint8
+    if width <= 16:
+        return np.uint16
+    return np.uint32 if width <= 32 else np.uint64
+
+
 def bits_to_uints(bits: np.ndarray, count: int, width: int) -> np.ndarray:
-    """MSB-first bits -> ``count`` unsigned ints (uint64) of ``width`` bits each."""
+    """MSB-first bits -> ``count`` unsigned ints of ``width`` bits each.
+
+    Returns:
+        The smallest unsigned dtype that holds ``width`` bits (uint8 .. uint64), so that a
+        long array of narrow fields costs little memory.
+    """
     m = bits.reshape(count, width)
-    out = np.zeros(count, dtype=np.uint64)
+    dtype = _uint_dtype(width)
+    if width in (8, 16, 32, 64):  # byte-aligned fields: one packbits, no loop
+        big_endian = np.dtype(dtype).newbyteorder(">")
+        return np.packbits(m, axis=1).view(big_endian).ravel().astype(dtype)
+    out = np.zeros(count, dtype=dtype)
     for j in range(width):
-        out = (out << np.uint64(1)) | m[:, j].astype(np.uint64)
+        out <<= dtype(1)
+        out |= m[:, j]
     return out
 
 
@@ -121,14 +140,19 @@ class BitReader:
         return out
 
     def uint(self, width: int, key: Key) -> int:
-        return int(bits_to_uints(self._take(width, key), 1, width)[0]) if width else 0
+        """One ``width``-bit field (plain Python: header fields are read one at a time)."""
+        value = 0
+        for bit in self._take(width, key).tolist():
+            value = (value << 1) | bit
+        return value
 
     def uv(self, key: Key) -> int:
-        window = self.bits[self.pos : self.pos + 64]
-        ones = np.flatnonzero(window)
-        if ones.size == 0:
-            raise self.fail("unterminated or oversized variable-length integer")
-        zeros = int(ones[0])
+        """One Exp-Golomb value; refuses more than 63 leading zeros."""
+        window = self.bits[self.pos : self.pos + 64].tolist()
+        try:
+            zeros = window.index(1)
+        except ValueError:
+            raise self.fail("unterminated or oversized variable-length integer") from None
         self._take(zeros, key)
         return self.uint(zeros + 1, key) - 1
 
