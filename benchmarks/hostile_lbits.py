@@ -125,11 +125,16 @@ def one_level(n: int, filler: int) -> bytes:
 
 
 def plan_layers(layers: int) -> bytes:
-    return _frame(_start(None, Plan("mlp", (1, 1, 1), (), (1,) * layers, 1)))
+    """A plan record declaring ``layers`` fc layers of width 1 (15 KB for 40,000)."""
+    w = BitWriter()
+    for value, width in ((1, 1), (0, 1), (1, 2)):
+        w.uint(value, width, HEADER)
+    for v in (0, 1, 1, 1, 0, layers, *([1] * layers), 1):  # mlp, in_shape, conv, fc, out
+        w.uv(v, HEADER)
+    return _frame(w)
 
 
 def big_input() -> bytes:
-    w = _start(None)
     w = BitWriter()
     for value, width in ((1, 1), (0, 1), (1, 2)):
         w.uint(value, width, HEADER)
@@ -266,8 +271,8 @@ FILES: dict[str, tuple[str, Callable[[], bytes]]] = {
                                      lambda: uniform_per_channel(4096, 120)),
     "4096 coded tensors": ("MAX_TENSORS weights", lambda: many_tensors(MAX_TENSORS, 16)),
     "head 65536 x 120": ("65,536-class code matrix", lambda: big_head(65536, 120)),
-    "plan of 255 layers": ("255 fc layers of 180", lambda: plan_model(
-        Plan("mlp", (1, 1, 1), (), (180,) * 255, 10), None)),
+    "plan of 64 layers": ("64 fc layers of 360", lambda: plan_model(
+        Plan("mlp", (1, 1, 1), (), (360,) * 64, 10), None)),
     "MNIST MLP, 8 M weights": ("784-10000-10 with a head", lambda: plan_model(
         Plan("mlp", (1, 28, 28), (), (10_000,), 10), 10)),
 }

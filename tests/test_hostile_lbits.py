@@ -29,7 +29,6 @@ from leanbits.bits.records import (
     MAX_CODED_ROWS,
     MAX_ELEMENTS,
     MAX_NDIM,
-    MAX_PLAN_LAYERS,
     MAX_TENSORS,
     write_plan,
 )
@@ -38,6 +37,7 @@ from leanbits.cli import main
 from leanbits.errors import ConfigError, FormatError
 from leanbits.heads import Head
 from leanbits.models import Plan, build
+from leanbits.models.plan import MAX_LAYERS
 
 ONE = 0x3F800000  # 1.0 as float32 bits
 
@@ -138,15 +138,10 @@ def coded_rows_over_tensors(rows: int, tensors: int) -> bytes:
     return frame(w)
 
 
-def plan_only(plan: Plan) -> bytes:
-    return frame(start(plan=plan))
-
-
 def raw_plan(family: int, in_shape: tuple[int, int, int], conv: int, fc: int,
-             widths: int = 1, out: int = 10) -> bytes:
-    """A PLAN record written field by field: counts need not match the widths that follow
-    (the reader must refuse at a count over the ceiling, before reading any width)."""
-    w = start(plan=None)
+             widths: int = 1, out: int = 10, all_widths: bool = False) -> bytes:
+    """A PLAN record written field by field. Unless ``all_widths``, at most 3 widths follow
+    each count: the reader must refuse a count over the ceiling before reading any width."""
     w = BitWriter()
     w.uint(1, 1, HEADER)
     w.uint(0, 1, HEADER)
@@ -156,7 +151,7 @@ def raw_plan(family: int, in_shape: tuple[int, int, int], conv: int, fc: int,
         w.uv(v, HEADER)
     for count in (conv, fc):
         w.uv(count, HEADER)
-        for _ in range(min(count, 3)):
+        for _ in range(count if all_widths else min(count, 3)):
             w.uv(widths, HEADER)
     w.uv(out, HEADER)
     return frame(w)
@@ -192,11 +187,12 @@ FORGED = {
     "134 M weights, 1-entry codebook, 65 KB": (lambda: one_level(134_000_000, 32_700),
                                                "elements"),
     "coded rows summed over tensors": (lambda: coded_rows_over_tensors(40_000, 2), "rows"),
-    "plan with 40,000 layers": (lambda: plan_only(Plan("mlp", (1, 1, 1), (), (1,) * 40_000, 1)),
-                                "layers"),
-    "plan input of 2**40 values": (lambda: raw_plan(0, (1, 1 << 20, 1 << 20), 0, 0), "input"),
+    "plan with 40,000 layers, 15 KB": (
+        lambda: raw_plan(0, (1, 1, 1), 0, 40_000, all_widths=True), "layers"),
+    "plan input of 2**40 values": (lambda: raw_plan(0, (1, 1 << 20, 1 << 20), 0, 0),
+                                   "in_shape"),
     "plan layer of width 2**40": (lambda: raw_plan(0, (1, 2, 2), 0, 1, widths=1 << 40),
-                                  "width"),
+                                  "ceiling"),
     "tensor of 2**40 elements": (lambda: frame_tensor((1 << 20, 1 << 20)), "elements"),
     "more tensors than the ceiling": (lambda: tensor_count(MAX_TENSORS + 1), "tensors"),
     "17 dimensions": (many_dims, "dimensions"),
@@ -298,18 +294,20 @@ def test_huge_declared_tensors_are_refused_before_allocating(shape, tag, index, 
 @PROPERTY
 @given(family=st.integers(0, 2), in_shape=st.tuples(SMALL_OR_HUGE, SMALL_OR_HUGE,
                                                     SMALL_OR_HUGE),
-       conv=st.one_of(st.integers(0, 3), st.integers(MAX_PLAN_LAYERS + 1, 1 << 40)),
-       fc=st.one_of(st.integers(0, 3), st.integers(MAX_PLAN_LAYERS + 1, 1 << 40)),
+       conv=st.one_of(st.integers(0, 3), st.integers(MAX_LAYERS + 1, 1 << 40)),
+       fc=st.one_of(st.integers(0, 3), st.integers(MAX_LAYERS + 1, 1 << 40)),
        width=SMALL_OR_HUGE)
 def test_huge_plans_are_refused_before_building(family, in_shape, conv, fc, width):
     error, peak = traced_decode(raw_plan(family, in_shape, conv, fc, widths=width))
     assert error is not None  # no tensor records follow: never a valid file
-    if math.prod(in_shape) > MAX_ELEMENTS:
-        expected = "input"
-    elif conv > MAX_PLAN_LAYERS or conv + fc > MAX_PLAN_LAYERS:
-        expected = "layers"
-    elif width > MAX_ELEMENTS and conv + fc > 0:
-        expected = "width"
+    if conv > MAX_LAYERS:
+        expected = "conv layers"  # refused at the count, before any width is read
+    elif fc > MAX_LAYERS:
+        expected = "fc layers"
+    elif not all(1 <= v <= 6 for v in in_shape):
+        expected = "in_shape"
+    elif width > 6 and conv + fc > 0:
+        expected = "ceiling"
     else:
         expected = None
     if expected is not None:

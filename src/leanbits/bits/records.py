@@ -50,6 +50,7 @@ from leanbits.bits.stream import (
 from leanbits.errors import ConfigError
 from leanbits.heads import HEADS, Head, binary_code
 from leanbits.models import Plan, build
+from leanbits.models.plan import MAX_LAYERS
 
 # Code tables: a field's stored number is the index into these tuples.
 FAMILY_CODES = ("mlp", "lenet5", "convnet")
@@ -67,12 +68,11 @@ MAX_CLASSES = 1 << 16
 # Ceilings (docs/FORMAT.md, "Ceilings"): what one file may declare, checked by the reader
 # before it allocates or loops, and by the writer before it writes. Together they keep any
 # file of up to 1 MB within ~2 s and ~512 MB to decode or refuse.
-#: tensor elements in a file (2**23: 8.4 M; the largest preset, conv6, has 2.3 M)
+#: tensor elements in a file (2**23: 8.4 M; the largest preset, conv2 on 3x32x32, has
+#: 4.3 M). Stricter than a plan's own MAX_PARAMETERS: a decoded element costs memory.
 MAX_ELEMENTS = 1 << 23
 #: state-dict tensors in a file
 MAX_TENSORS = 4096
-#: conv + fc layers of a plan
-MAX_PLAN_LAYERS = 256
 #: matrix rows the `coded` positions of all layers of a file scan together; an adaptive
 #: model is decoded one row per range-decoder call
 MAX_CODED_ROWS = 1 << 16
@@ -102,12 +102,6 @@ def check_writable(state: Mapping[str, Tensor], plan: Plan | None) -> None:
     if total > MAX_ELEMENTS:
         raise ConfigError(f"the model has {total} parameters and buffers; a .lbits file holds "
                           f"at most {MAX_ELEMENTS}")
-    if plan is not None and len(plan.conv) + len(plan.fc) > MAX_PLAN_LAYERS:
-        raise ConfigError(f"the plan has {len(plan.conv) + len(plan.fc)} layers; a .lbits "
-                          f"file holds at most {MAX_PLAN_LAYERS}")
-    if plan is not None and math.prod(plan.in_shape) > MAX_ELEMENTS:
-        raise ConfigError(f"the plan's input {plan.in_shape} has more than {MAX_ELEMENTS} "
-                          "values; a .lbits file cannot hold it")
     for name, t in state.items():
         if t.ndim > MAX_NDIM:
             raise ConfigError(f"{name} has {t.ndim} dimensions; a .lbits file holds at most "
@@ -134,25 +128,20 @@ def write_plan(w: BitWriter, plan: Plan) -> None:
 
 
 def read_plan(r: BitReader) -> Plan:
-    """Inverse of :func:`write_plan`; refuses an unknown family, an invalid plan, or one over
-    the ceilings (more than ``MAX_PLAN_LAYERS`` layers, an input or a width of more than
-    ``MAX_ELEMENTS``) before reading its widths."""
+    """Inverse of :func:`write_plan`. Refuses a layer count over the plan ceiling
+    (:data:`leanbits.models.plan.MAX_LAYERS`) before reading any width, and anything else
+    :class:`~leanbits.models.Plan` refuses (widths, input, parameters over its ceilings)."""
     family = r.uv(HEADER)
     if family >= len(FAMILY_CODES):
         raise r.fail(f"unknown model family code {family}")
     in_shape = tuple(r.uv(HEADER) for _ in range(3))
-    if math.prod(in_shape) > MAX_ELEMENTS:
-        raise r.fail(f"plan input {in_shape} has more than {MAX_ELEMENTS} values")
     lists = []
-    for _ in range(2):
+    for kind in ("conv", "fc"):
         count = r.uv(HEADER)
-        if count + sum(map(len, lists)) > MAX_PLAN_LAYERS:
-            raise r.fail(f"plan declares more than {MAX_PLAN_LAYERS} layers")
+        if count > MAX_LAYERS:
+            raise r.fail(f"plan declares {count} {kind} layers, more than {MAX_LAYERS}")
         lists.append(tuple(r.uv(HEADER) for _ in range(count)))
     out = r.uv(HEADER)
-    widest = max((*lists[0], *lists[1], out))
-    if widest > MAX_ELEMENTS:
-        raise r.fail(f"plan declares a layer of width {widest}, over {MAX_ELEMENTS}")
     try:
         return Plan(FAMILY_CODES[family], in_shape, lists[0], lists[1], out)  # type: ignore[arg-type]
     except ConfigError as exc:
