@@ -57,3 +57,32 @@ def test_nan_loss_stops_and_keeps_last_good_snapshot(tmp_path, tiny_splits):
     snap = snapshot.load(tmp_path / "run")
     assert "non-finite" in snap.metrics["status"]
     assert all(torch.isfinite(v).all() for v in snap.model.state_dict().values())
+
+
+def test_each_split_is_evaluated_once_and_the_train_stage_reuses_it(tmp_path, monkeypatch):
+    import leanbits.train as train_module
+    from leanbits.sweep import stages
+
+    calls = []
+    real = train_module.evaluate
+
+    def counting(model, head, x, y, *args, **kwargs):
+        calls.append(len(x))
+        return real(model, head, x, y, *args, **kwargs)
+
+    monkeypatch.setattr(train_module, "evaluate", counting)
+    data = {"dataset": "synthetic", "limit_train": 96, "val_size": 40}
+    splits = stages.load_splits(data)
+    task = stages.StageTask("train", "t", _cfg(epochs=3, train_eval_size=24), data,
+                            str(tmp_path / "t"))
+    metrics = stages._run_train(task, splits, tmp_path / "t")
+    # per epoch: validation (40) and the training subset (24); then test (40) once
+    assert calls == [40, 24] * 3 + [40]
+    history = [json.loads(line) for line in
+               paths.metrics_log(tmp_path / "t").read_text().splitlines()]
+    assert metrics["val_acc"] == history[-1]["val_acc"]
+    assert metrics["val_loss"] == history[-1]["val_loss"]
+    model = snapshot.load(tmp_path / "t").model
+    head = snapshot.load(tmp_path / "t").head
+    again = real(model, head, splits.test.x, splits.test.y)
+    assert (metrics["test_acc"], metrics["test_loss"]) == (again["acc"], again["loss"])
