@@ -169,7 +169,7 @@ def valid_file() -> bytes:
 
 def test_foreign_empty_and_future_files_are_refused(tmp_path, valid_file):
     for data, msg in ((b"", "too short"), (b"PK\x03\x04" + bytes(40), "not a .lbits"),
-                      (valid_file[:4] + b"\x02" + valid_file[5:], "version 2")):
+                      (valid_file[:4] + b"\x03" + valid_file[5:], "version 3")):
         with pytest.raises(FormatError, match=msg):
             decode(data)
     with pytest.raises(FormatError, match="cannot read"):

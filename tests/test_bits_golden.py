@@ -1,6 +1,8 @@
 """The ``.lbits`` bytes are frozen: fixed seeded models must pack to known SHA-256 digests.
 
-The digests were computed before the container was split into modules (main @343e354), so a
+The digests are those of format version 2 (ECSQ named in the file, int8 non-weights, row
+counts in coded positions); version 1's were computed before the container was split into
+modules (main @343e354), and two version-1 files are kept in ``test_bits_format_v2.py``. A
 refactor that changes a single bit fails here. A deliberate format change must update
 ``docs/FORMAT.md``, bump the version if old files no longer read, and replace the digests.
 """
@@ -71,29 +73,36 @@ CASES = {
     "plain-auto-entropy": (None, dict(bits=3, index="auto")),
     "plain-dense-fixed-f32": (None, dict(bits=2, index="dense", values="fixed",
                                          nonweight_dtype="float32")),
+    "mlp-coded-entropy-ecsq-int8": ("mlp", dict(bits=5, quant="ecsq", rate_lambda=0.05,
+                                                nonweight_dtype="int8")),
+    "lenet5-coded-entropy-int8": ("lenet5", dict(bits=3, nonweight_dtype="int8")),
 }
 
 DIGESTS = {
     "mlp-coded-entropy-kmeans":
-        "8039073239d9100bd4e50504b982fa5425ea895c89976c0204fd318303260d9a",
+        "fc5cbe211ebbeb977e97e726f641ec16427814671dd09afcd5c3c6da22fa8a6c",
     "mlp-dense-fixed-uniform":
-        "b633f1b8b292cfe61f18f477efe14652603e15a8f7d503e7641ce73800f29e5b",
+        "3dce528fc4f145b73a6dc5ae11956833970b39c0ebc9f8f800c52549b30dc8a2",
     "mlp-bitmask-entropy-f32":
-        "aad31702a65e2974e1a581a44ada9b3ed0e8b8688e2f82fa28dee1dbe8fedf35",
+        "5a9fb8db9b9725a0c2bb1769f090d2728c18e598c62d90380d947a0f2163105e",
     "mlp-relative-fixed-bf16":
-        "7c05afe7366d883cb3fc304016d5b7b02860037730f465aa0069011699eb376e",
+        "41f9586a81699d5b0c4c8ae77918be6d613856896c098740d1cc84318817d94f",
     "lenet5-auto-entropy-uniform-pc":
-        "2bcf606e368d1b44d4e7b4bd0d10f9d2f30d869e40a1332237880b32d621a7af",
+        "634b4c0a340f40b2214f243041b06e542f80de758af143b742de3753c9e0f817",
     "lenet5-coded-fixed-1bit":
-        "e88512c578c6afdd0876d9de2243aededc1d96f239a27caa33926491e25cde06",
+        "6a6753021c3cbc8b453659c421705872f21270130f2c36433124d2987565fc22",
     "convnet-relative-entropy-kmeans":
-        "cd9c7d0b940cd16dba68680eb4f127f39e8a3812435519b29392551ef876eab1",
+        "69a9ddeeab6aee99fb71b50d92b5a9ae91dcd6a48ad09c2f59ad6e0866e8092c",
     "convnet-coded-entropy-uniform":
-        "cff2f5be9b61e1d68f845af353339db01cc0cc4aa2f216d9eb55419a9bc4e259",
+        "d4834a086350bf30cf8b87792cd32619ee6cd065f4fded7be652d552389141d0",
     "plain-auto-entropy":
-        "9a9f355c72c1b21845523aa5bf1c8d7e8fb11d5b9d64bd026ccc6e34e4c2c8dc",
+        "33498c3794a6de05e6f5f67d6509d2fbc1c934c71f107200ed3a1ed45eb29d53",
     "plain-dense-fixed-f32":
-        "ffb8374e3753e78907deca15bc5da68a02a67b1ce381a6fd7b22e6f49f60397f",
+        "e3d52da4385a0c3f172d7e783245fdd816fc1c1fdbb557ce9da22bdcce1b248e",
+    "mlp-coded-entropy-ecsq-int8":
+        "30aa91102b3cd66bc9a8d3f0eadf2d531d1f220a70e6e1c95169ea25a31692c6",
+    "lenet5-coded-entropy-int8":
+        "5af37fda77de7d79f5c6315ae37ee5792c44a59797698325e19d74c995fd2509",
 }
 
 

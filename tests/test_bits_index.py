@@ -22,6 +22,7 @@ from leanbits.bits.index import (
     coded_decode,
     coded_encode,
     fixed_width,
+    golomb_bits,
     info_bound_bits,
     relative_decode,
     relative_encode,
@@ -49,8 +50,8 @@ def one_by_sixteen() -> nn.Sequential:
 
 
 #: header of that model: frame (magic 32, version 8, crc 32) + flags 4 + tensor count
-#: uv(1) + name uv(8) + 8 bytes + ndim uv(2) + dims uv(1), uv(16) + tag 2 + settings 8
-HEADER_BITS = 72 + 4 + uv_bits(1) + uv_bits(8) + 64 + uv_bits(2) + uv_bits(1) + uv_bits(16) + 10
+#: uv(1) + name uv(8) + 8 bytes + ndim uv(2) + dims uv(1), uv(16) + tag 2 + settings 9
+HEADER_BITS = 72 + 4 + uv_bits(1) + uv_bits(8) + 64 + uv_bits(2) + uv_bits(1) + uv_bits(16) + 11
 CODEBOOK_BITS = uv_bits(2) + 2 * 32
 K_BITS = uv_bits(3)  # the nonzero count, stored by every encoding
 
@@ -78,12 +79,14 @@ def test_hand_computed_totals_for_a_one_by_sixteen_layer(tmp_path, index, positi
     assert path.stat().st_size == math.ceil(total / 8)
 
 
-def test_coded_layer_size_is_its_words_plus_four_bits_of_model():
+def test_coded_layer_size_is_its_words_plus_five_bits_of_model_and_any_row_counts():
     acc = count_bits(one_by_sixteen(), bits=1, index="coded", values="fixed")
     mask = np.zeros(16, dtype=bool)
     mask[POSITIONS] = True
-    words = coded_encode(mask, rows=1).words.size
-    assert acc.layers[0].position_bits == K_BITS + 1 + 3 + uv_bits(words) + 32 * words
+    coded = coded_encode(mask, rows=1)
+    words = coded.words.size
+    rows = 0 if coded.row_counts is None else 4 + golomb_bits(coded.row_counts, coded.golomb)
+    assert acc.layers[0].position_bits == K_BITS + 1 + 3 + 1 + rows + uv_bits(words) + 32 * words
 
 
 def test_relative_fields_with_fillers_by_hand():

@@ -75,7 +75,7 @@ def name_shape(w: BitWriter, name: str, shape: tuple[int, ...]) -> None:
 def weight_settings(w: BitWriter, index: int, levels: int = 1, bits: int = 1) -> None:
     """Tag, kmeans, bits, index, fixed values, a codebook of ``levels`` ones."""
     w.uint(1, 2, HEADER)
-    w.uint(0, 1, HEADER)
+    w.uint(0, 2, HEADER)
     w.uint(bits - 1, 4, HEADER)
     w.uint(index, 2, HEADER)
     w.uint(0, 1, HEADER)
@@ -86,6 +86,7 @@ def weight_settings(w: BitWriter, index: int, levels: int = 1, bits: int = 1) ->
 def coded_words(w: BitWriter, transpose: int, prior: int, words: np.ndarray) -> None:
     w.uint(transpose, 1, HEADER)
     w.uint(prior, 3, HEADER)
+    w.uint(0, 1, HEADER)  # no row counts
     w.uv(words.size, HEADER)
     w.array(words, 32, HEADER)
 

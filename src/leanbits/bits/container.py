@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from leanbits.bits.account import Account, common_settings
 from leanbits.bits.entropy import empirical_entropy_bits
 from leanbits.bits.index import info_bound_bits
-from leanbits.bits.quantize import check_bits, quantize_kmeans, quantize_uniform
+from leanbits.bits.quantize import check_bits, check_quant_options, quantize
 from leanbits.bits.records import (
     DTYPES,
     INDEX_CHOICES,
@@ -70,7 +70,10 @@ from leanbits.heads import Head
 from leanbits.models import Plan, build
 
 MAGIC = b"LBIT"
-VERSION = 1
+#: the version written; version 1 (a 1-bit quantizer field, no row counts in coded
+#: positions, no int8 non-weights) is still read
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 #: magic + version + CRC32, the byte-aligned frame around the body
 FRAME_BITS = 8 * (len(MAGIC) + 1 + 4)
 
@@ -143,6 +146,7 @@ def encode(
     nonweight_dtype: str = "float16",
     masks: dict[str, Tensor] | None = None,
     per_channel: bool = False,
+    rate_lambda: float | None = None,
     kmeans_iters: int = 100,
 ) -> Encoded:
     """Quantize and encode ``model`` into ``.lbits`` bytes (see :func:`pack` for the args).
@@ -153,6 +157,7 @@ def encode(
     """
     bits = check_bits(bits)
     _check_choice("quant", quant, QUANT_CODES)  # the quantizers a file can name
+    check_quant_options(quant, per_channel=per_channel, rate_lambda=rate_lambda)
     _check_choice("index", index, INDEX_CHOICES)
     _check_choice("values", values, VALUE_CODES)
     _check_choice("nonweight_dtype", nonweight_dtype, DTYPES)
@@ -207,10 +212,8 @@ def encode(
         if name in weights:
             w.uint(TAG_WEIGHT, 2, HEADER)
             mask = masks.get(name)
-            if quant == "kmeans":
-                q = quantize_kmeans(tensor, bits, mask=mask, max_iter=kmeans_iters)
-            else:
-                q = quantize_uniform(tensor, bits, per_channel=per_channel, mask=mask)
+            q = quantize(tensor, bits, quant, mask, per_channel=per_channel,
+                         rate_lambda=rate_lambda, max_iter=kmeans_iters)
             options = INDEX_CODES if index == "auto" else (index,)
             trials = [(*encode_weight(q, opt, values, layer, rows_left), opt) for opt in options]
             trials = [t for t in trials if t[0] is not None]
@@ -242,6 +245,8 @@ def encode(
         "bits": bits, "quant": quant, "index": index, "values": values,
         "nonweight_dtype": nonweight_dtype, "per_channel": per_channel,
     }
+    if quant == "ecsq":
+        settings["rate_lambda"] = rate_lambda
     account = Account.from_tally(w.tally, layers, settings, FRAME_BITS)
     if account.total_bytes != len(data):  # the account is the proof: never let them drift
         raise RuntimeError(f"bit account ({account.total_bytes} B) != file ({len(data)} B)")
@@ -259,6 +264,7 @@ def count_bits(
     nonweight_dtype: str = "float16",
     masks: dict[str, torch.Tensor] | None = None,
     per_channel: bool = False,
+    rate_lambda: float | None = None,
 ) -> Account:
     """Encode ``model`` as :func:`leanbits.bits.pack` would and account for every bit.
 
@@ -269,12 +275,14 @@ def count_bits(
             whose tensor names and shapes are stored instead).
         head: output head (stored in the header when given).
         bits: bits per nonzero weight, 1..16.
-        quant: ``kmeans`` or ``uniform``.
+        quant: ``kmeans``, ``uniform`` or ``ecsq`` (:data:`leanbits.bits.quantize.QUANTIZERS`).
         index: ``dense``, ``bitmask``, ``relative``, ``coded`` or ``auto`` (smallest per layer).
         values: ``entropy`` (range-coded) or ``fixed`` (fixed-width codes).
-        nonweight_dtype: ``float16``, ``bfloat16`` or ``float32``.
+        nonweight_dtype: ``float16``, ``bfloat16``, ``float32`` or ``int8`` (one float32
+            scale per tensor, one byte per element).
         masks: optional ``{"fc1.weight": bool tensor}``; False entries count as zero.
         per_channel: uniform quantization with one scale per output channel.
+        rate_lambda: ``ecsq`` only: relative squared error per coded bit (None: default).
 
     Returns:
         The :class:`Account`.
@@ -288,6 +296,7 @@ def count_bits(
     return encode(
         model, plan, head, bits=bits, quant=quant, index=index, values=values,
         nonweight_dtype=nonweight_dtype, masks=masks, per_channel=per_channel,
+        rate_lambda=rate_lambda,
     ).account
 
 
@@ -299,10 +308,11 @@ def _first_line(exc: BaseException) -> str:
 
 def _decode(data: bytes, where: str) -> Unpacked:
     """Parse ``.lbits`` bytes (after the frame checks in :func:`decode`)."""
+    version = data[len(MAGIC)]
     r = BitReader(data[len(MAGIC) + 1 : -4], where)
     has_plan, has_head = r.uint(1, HEADER), r.uint(1, HEADER)
     dtype_code = r.uint(2, HEADER)
-    if dtype_code >= len(DTYPES):
+    if dtype_code >= (3 if version == 1 else len(DTYPES)):
         raise r.fail(f"unknown non-weight dtype code {dtype_code}")
     dtype = DTYPES[dtype_code]
     plan = read_plan(r) if has_plan else None
@@ -353,7 +363,7 @@ def _decode(data: bytes, where: str) -> Unpacked:
         info = layers.setdefault(layer, {"params": 0})
         tag = r.uint(2, HEADER)
         if tag == TAG_WEIGHT:
-            tensor, mask, winfo = decode_weight(r, shape, layer, budget)
+            tensor, mask, winfo = decode_weight(r, shape, layer, budget, version)
             masks[name] = mask
             info.update(winfo)
             info["params"] += numel
@@ -385,10 +395,11 @@ def decode(data: bytes, where: str = "<bytes>") -> Unpacked:
         raise FormatError(
             f"{where}: not a .lbits file (starts with {data[:4]!r}, expected {MAGIC!r})"
         )
-    if data[len(MAGIC)] != VERSION:
+    if data[len(MAGIC)] not in READABLE_VERSIONS:
         raise FormatError(
             f"{where}: .lbits version {data[len(MAGIC)]} is not supported (this leanbits "
-            f"reads version {VERSION})"
+            f"reads versions {', '.join(map(str, READABLE_VERSIONS))}); a newer leanbits "
+            "wrote it"
         )
     stored = int.from_bytes(data[-4:], "big")
     if zlib.crc32(data[:-4]) != stored:
@@ -424,7 +435,8 @@ def pack(
         plan: width plan, stored so that :func:`load` can rebuild the network.
         head: output head, stored beside the plan.
         **settings: ``bits``, ``quant``, ``index``, ``values``, ``nonweight_dtype``,
-            ``masks``, ``per_channel`` (see :func:`count_bits`), ``kmeans_iters``. The
+            ``masks``, ``per_channel``, ``rate_lambda`` (see :func:`count_bits`),
+            ``kmeans_iters``. The
             re-fit fields of a ``BitsConfig`` are accepted too, so ``**to_dict(cfg)`` works,
             but a re-fit needs data: with ``refit > 0`` use
             :func:`leanbits.bits.cli.quantize_snapshot` instead.

@@ -20,7 +20,13 @@ which ``k`` are nonzero (:func:`info_bound_bits`); every encoding is reported be
     rows already coded. This learns dead inputs (all-zero columns) or dead outputs
     (transposed) as it goes; the prior strength ``a`` (1, 2, 4, ..., 64 or infinity = the
     static ``k/n``) and the orientation are picked per layer and stored (4 bits). The
-    decoder needs ``k`` (stored). Each row's probabilities depend on the rows before it, so
+    decoder needs ``k`` (stored). Optionally the number of nonzeros of every scanned row is
+    sent first (Exp-Golomb codes of an order chosen per layer); each entry's probability
+    then also knows its row's density ``r_i / cols``, combined with the column estimate by
+    multiplying odds: ``odds(p) = odds(column) * odds(row) / odds(k / n)``. That learns dead
+    or busy outputs *and* inputs at once (10-14 % fewer position bits than the column model
+    alone on pruned LeNet-300-100 layers); rows with no or only nonzeros cost no range-coder
+    bits. Each row's probabilities depend on the rows before it, so
     an adaptive model is decoded one row per range-decoder call (the whole row at once);
     the number of rows a file may scan is capped (``MAX_CODED_ROWS`` in
     :mod:`leanbits.bits.records`), and the static model is decoded in a single call.
@@ -150,11 +156,51 @@ def relative_decode(fields: np.ndarray, is_filler: np.ndarray, n: int) -> np.nda
 
 @dataclass
 class CodedPositions:
-    """A range-coded bitmask: orientation (0 rows, 1 columns), prior index, words."""
+    """A range-coded bitmask: orientation (0 rows, 1 columns), prior index, words, and the
+    per-row nonzero counts with their Exp-Golomb order when the row model is used."""
 
     transpose: bool
     prior: int
     words: np.ndarray
+    row_counts: np.ndarray | None = None
+    golomb: int = 0
+
+
+#: largest Exp-Golomb order of the row counts (a 4-bit field)
+MAX_GOLOMB = 15
+
+
+def golomb_bits(values: np.ndarray, order: int) -> int:
+    """Bits of the order-``order`` Exp-Golomb codes of ``values`` (non-negative ints):
+    ``uv(v >> order)`` then the ``order`` low bits.
+
+    Example:
+        >>> golomb_bits(np.array([0, 1, 5]), 0), golomb_bits(np.array([0, 1, 5]), 2)
+        (9, 11)
+    """
+    high = (np.asarray(values, dtype=np.int64) >> order) + 1
+    # bit_length(high) - 1; log2 is exact at powers of two for these (< 2**53) integers
+    lengths = np.floor(np.log2(high)).astype(np.int64)
+    return int((2 * lengths + 1 + order).sum())
+
+
+def best_golomb(values: np.ndarray) -> tuple[int, int]:
+    """``(order, bits)`` of the cheapest Exp-Golomb order for ``values``."""
+    return min(((g, golomb_bits(values, g)) for g in range(MAX_GOLOMB + 1)),
+               key=lambda t: (t[1], t[0]))
+
+
+def combine_row(column: np.ndarray, row: np.ndarray | float, base: float) -> np.ndarray:
+    """Probability of a nonzero from a column estimate and the row's density, by odds:
+    ``odds = odds(column) * odds(row) / odds(base)``, written with products only (no
+    logarithms) so that encoder and decoder compute the same float64 bits.
+
+    Example:
+        >>> combine_row(np.array([0.5]), 0.25, 0.5).tolist()  # column says nothing
+        [0.25]
+    """
+    yes = column * row * (1.0 - base)
+    return yes / (yes + (1.0 - column) * (1.0 - row) * base)
 
 
 def _matrix(mask: np.ndarray, rows: int, transpose: bool) -> np.ndarray:
@@ -175,19 +221,31 @@ def _cost_bits(m: np.ndarray, p: np.ndarray) -> float:
     return float(-np.where(m, np.log2(p), np.log2(1.0 - p)).sum())
 
 
+def _row_model_probs(m: np.ndarray, probs: np.ndarray, counts: np.ndarray, n: int,
+                     k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities of the rows the row model codes (those neither empty nor full)."""
+    coded = (counts > 0) & (counts < m.shape[1])
+    density = (counts[coded] / m.shape[1]).reshape(-1, 1)
+    return coded, combine_row(probs[coded], density, k / n)
+
+
 def coded_rows(rows: int, n: int, transpose: bool) -> int:
     """Rows of the matrix the coded scheme scans for a weight of ``n`` entries and ``rows``
     output channels: ``rows``, or ``n / rows`` when transposed."""
     return n // rows if transpose else rows
 
 
-def coded_encode(mask: np.ndarray, rows: int, max_rows: int | None = None) -> CodedPositions | None:
-    """Range-code a bitmask (viewed as ``rows x n/rows``) with the best of 16 adaptive models.
+def coded_encode(mask: np.ndarray, rows: int, max_rows: int | None = None,
+                 row_model: bool | None = None) -> CodedPositions | None:
+    """Range-code a bitmask (viewed as ``rows x n/rows``) with the best of 32 models: 2
+    orientations x 8 column priors x with or without the row counts.
 
     Args:
         mask: the nonzero mask, any shape with ``rows * (n / rows)`` entries.
         rows: output channels (the first dimension of the weight).
         max_rows: consider only orientations that scan at most this many rows (None: any).
+        row_model: send the row counts and use them (True), never (False), or whichever
+            codes smaller (None).
 
     Returns:
         ``None`` when there is nothing to code (no or all nonzeros: ``k`` says it all).
@@ -206,51 +264,88 @@ def coded_encode(mask: np.ndarray, rows: int, max_rows: int | None = None) -> Co
     best = None
     for transpose in orientations:
         m = _matrix(flat, rows, transpose)
+        counts = m.sum(axis=1, dtype=np.int64)
+        golomb, count_bits = best_golomb(counts)
         for prior in range(len(CODED_PRIORS)):
-            cost = _cost_bits(m, _all_probs(m, n, k, prior))
-            if best is None or cost < best[0] - 1e-9:
-                best = (cost, transpose, prior)
-    _, transpose, prior = best
+            probs = _all_probs(m, n, k, prior)
+            options = []
+            if row_model is not True:
+                options.append((_cost_bits(m, probs), False))
+            if row_model is not False:
+                coded, p = _row_model_probs(m, probs, counts, n, k)
+                options.append((_cost_bits(m[coded], p) + count_bits + 4, True))
+            for cost, with_rows in options:
+                if best is None or cost < best[0] - 1e-9:
+                    best = (cost, transpose, prior, with_rows)
+    _, transpose, prior, with_rows = best
     m = _matrix(flat, rows, transpose)
+    probs = _all_probs(m, n, k, prior)
+    counts = m.sum(axis=1, dtype=np.int64)
+    if with_rows:
+        coded, probs = _row_model_probs(m, probs, counts, n, k)
+        m = m[coded]
     encoder = constriction.stream.queue.RangeEncoder()
-    encoder.encode(
-        m.ravel().astype(np.int32),
-        constriction.stream.model.Bernoulli(perfect=False),
-        _all_probs(m, n, k, prior).ravel(),
-    )
-    return CodedPositions(transpose, prior, encoder.get_compressed().astype(np.uint32))
+    if m.size:
+        encoder.encode(m.ravel().astype(np.int32),
+                       constriction.stream.model.Bernoulli(perfect=False), probs.ravel())
+    words = encoder.get_compressed().astype(np.uint32)
+    if not with_rows:
+        return CodedPositions(transpose, prior, words)
+    return CodedPositions(transpose, prior, words, counts, best_golomb(counts)[0])
 
 
 def coded_decode(
-    words: np.ndarray, rows: int, n: int, k: int, transpose: bool, prior: int
+    words: np.ndarray, rows: int, n: int, k: int, transpose: bool, prior: int,
+    row_counts: np.ndarray | None = None,
 ) -> np.ndarray:
     """Inverse of :func:`coded_encode`: the flat bool mask of ``n`` entries.
 
-    The static model (``prior`` 7) is decoded in one call. An adaptive one needs the column
-    counts of the rows above, so it takes one call per scanned row, each decoding the whole
-    row from one vector of probabilities; the caller bounds the rows (``coded_rows``).
+    The static model (``prior`` 7) without row counts is decoded in one call. Otherwise
+    each row's probabilities depend on the column counts of the rows above (or on its own
+    count), so it takes one call per scanned row that is neither empty nor full, each
+    decoding the whole row from one vector of probabilities; the caller bounds the rows
+    (``coded_rows``).
+
+    Args:
+        row_counts: the nonzeros of every scanned row, when the row model was used.
 
     Raises:
-        ValueError: the decoded mask does not have exactly ``k`` nonzeros.
+        ValueError: the decoded mask does not have exactly ``k`` nonzeros, or the row
+            counts do not fit the matrix.
     """
     if k == 0 or k == n:
         return np.full(n, k == n, dtype=bool)
     cols = n // rows
     r, c = (cols, rows) if transpose else (rows, cols)
+    if row_counts is not None:
+        row_counts = np.asarray(row_counts, dtype=np.int64)
+        if row_counts.shape != (r,) or row_counts.min() < 0 or row_counts.max() > c:
+            raise ValueError(f"row counts do not fit a {r} x {c} matrix")
+        if int(row_counts.sum()) != k:
+            raise ValueError(f"row counts add up to {int(row_counts.sum())}, expected {k}")
     decoder = constriction.stream.queue.RangeDecoder(np.asarray(words, dtype=np.uint32))
     family = constriction.stream.model.Bernoulli(perfect=False)
     a = CODED_PRIORS[prior]
-    if a is None:
-        out = decoder.decode(family, np.full(n, k / n, dtype=np.float64)).astype(bool)
+    base = k / n
+    if a is None and row_counts is None:
+        out = decoder.decode(family, np.full(n, base, dtype=np.float64)).astype(bool)
         out = out.reshape(r, c)
     else:
         out = np.empty((r, c), dtype=bool)
         # numerator c_j * n + a * k of every column's probability, kept exactly in int64
-        numerator = np.full(c, a * k, dtype=np.int64)
+        numerator = np.full(c, (a or 0) * k, dtype=np.int64)
         for i in range(r):
-            row = decoder.decode(family, numerator / float((i + a) * n)).astype(bool)
-            out[i] = row
-            numerator[row] += n
+            if row_counts is not None and row_counts[i] in (0, c):
+                out[i] = row_counts[i] == c
+            else:
+                if a is None:
+                    probs = np.full(c, base, dtype=np.float64)
+                else:
+                    probs = numerator / float((i + a) * n)
+                if row_counts is not None:
+                    probs = combine_row(probs, row_counts[i] / c, base)
+                out[i] = decoder.decode(family, probs).astype(bool)
+            numerator[out[i]] += n
     found = int(np.count_nonzero(out))
     if found != k:
         raise ValueError(f"coded positions decode to {found} nonzeros, expected {k}")

@@ -38,7 +38,7 @@ from leanbits.bits.index import (
     relative_decode,
     relative_encode,
 )
-from leanbits.bits.quantize import Quantized
+from leanbits.bits.quantize import Quantized, fixed_point, from_fixed_point
 from leanbits.bits.stream import (
     HEADER,
     BitReader,
@@ -55,8 +55,8 @@ from leanbits.models.plan import MAX_LAYERS
 # Code tables: a field's stored number is the index into these tuples.
 FAMILY_CODES = ("mlp", "lenet5", "convnet")
 HEAD_CODES = HEADS  # ("softmax", "llr", "llr-code")
-DTYPES = ("float32", "float16", "bfloat16")
-QUANT_CODES = ("kmeans", "uniform")
+DTYPES = ("float32", "float16", "bfloat16", "int8")
+QUANT_CODES = ("kmeans", "uniform", "ecsq")
 INDEX_CODES = POSITION_ENCODINGS  # ("dense", "bitmask", "relative", "coded")
 VALUE_CODES = ("fixed", "entropy")
 INDEX_CHOICES = (*INDEX_CODES, "auto")
@@ -257,7 +257,7 @@ def encode_weight(
     w = BitWriter()
     scanned = 0
     kc, kp, kv = (layer, "codebook"), (layer, "positions"), (layer, "values")
-    w.uint(QUANT_CODES.index(q.method), 1, HEADER)
+    w.uint(QUANT_CODES.index(q.method), 2, HEADER)
     w.uint(q.bits - 1, 4, HEADER)
     w.uint(INDEX_CODES.index(index), 2, HEADER)
     w.uint(VALUE_CODES.index(values), 1, HEADER)
@@ -298,6 +298,12 @@ def encode_weight(
             scanned = coded_rows(q.codes.shape[0], n, coded.transpose)
             w.uint(coded.transpose, 1, kp)
             w.uint(coded.prior, 3, kp)
+            w.uint(coded.row_counts is not None, 1, kp)
+            if coded.row_counts is not None:
+                w.uint(coded.golomb, 4, kp)
+                for count in coded.row_counts.tolist():  # order-g Exp-Golomb
+                    w.uv(count >> coded.golomb, kp)
+                    w.uint(count & ((1 << coded.golomb) - 1), coded.golomb, kp)
             w.uv(coded.words.size, kp)
             w.array(coded.words, 32, kp)
         symbols, alphabet = codes[positions], levels
@@ -306,16 +312,20 @@ def encode_weight(
 
 
 def decode_weight(
-    r: BitReader, shape: tuple[int, ...], layer: str, budget: Budget
+    r: BitReader, shape: tuple[int, ...], layer: str, budget: Budget, version: int = 2
 ) -> tuple[Tensor, Tensor, dict[str, Any]]:
     """Read one weight record; returns (dequantized, nonzero mask, layer info).
 
     Builds the float32 weight straight from the nonzero codes (never a codebook of
     ``channels x 2**bits`` entries, never an int64 code per weight), so memory stays a few
-    bytes per element; the coded positions spend ``budget``'s rows before decoding.
+    bytes per element; the coded positions spend ``budget``'s rows before decoding. A
+    version-1 record has a 1-bit quantizer field and no row counts in coded positions.
     """
     kc, kp, kv = (layer, "codebook"), (layer, "positions"), (layer, "values")
-    quant = QUANT_CODES[r.uint(1, HEADER)]
+    quant_code = r.uint(1 if version == 1 else 2, HEADER)
+    if quant_code >= len(QUANT_CODES):
+        raise r.fail(f"unknown quantizer code {quant_code}")
+    quant = QUANT_CODES[quant_code]
     bits = r.uint(4, HEADER) + 1
     index = INDEX_CODES[r.uint(2, HEADER)]
     values = VALUE_CODES[r.uint(1, HEADER)]
@@ -372,10 +382,20 @@ def decode_weight(
                 raise r.fail(f"bitmask has {int(mask.sum())} nonzeros, expected {k}")
         elif 0 < k < n:
             transpose, prior = bool(r.uint(1, kp)), r.uint(3, kp)
-            budget.spend_coded_rows(r, coded_rows(rows, n, transpose), layer)
+            scanned = coded_rows(rows, n, transpose)
+            budget.spend_coded_rows(r, scanned, layer)
+            counts = None
+            if version > 1 and r.uint(1, kp):
+                golomb = r.uint(4, kp)
+                counts = np.empty(scanned, dtype=np.int64)
+                for i in range(scanned):  # bounded by the budget just spent
+                    counts[i] = (r.uv(kp) << golomb) | r.uint(golomb, kp)
             nwords = r.uv(kp)
             words = r.array(nwords, 32, kp).astype(np.uint32)
-            mask = coded_decode(words, rows, n, k, transpose, prior)
+            try:
+                mask = coded_decode(words, rows, n, k, transpose, prior, counts)
+            except ValueError as exc:
+                raise r.fail(str(exc)) from None
         else:
             mask = np.full(n, k == n, dtype=bool)
         nonzero = _read_values(r, k, levels, values, kv)
@@ -433,15 +453,25 @@ def read_name_shape(r: BitReader) -> tuple[str, tuple[int, ...]]:
 
 
 def encode_nonweight(w: BitWriter, tensor: Tensor, dtype: str, layer: str) -> Tensor:
-    """Tag and elements of a non-weight tensor; returns the tensor as the file holds it."""
+    """Tag and elements of a non-weight tensor; returns the tensor as the file holds it.
+
+    ``int8`` stores a float tensor as its float32 scale and one two's-complement byte per
+    element (:func:`leanbits.bits.quantize.fixed_point`, ``|q| <= 127``).
+    """
+    key = (layer, "nonweight")
     if tensor.is_floating_point():
         w.uint(TAG_FLOAT, 2, HEADER)
+        if dtype == "int8":
+            q, scale = fixed_point(tensor, 8)
+            w.array(scale.reshape(1).numpy().view(np.uint32), 32, key)
+            w.array((q.reshape(-1).numpy() & 0xFF).astype(np.uint64), 8, key)
+            return from_fixed_point(q, scale).reshape(tensor.shape)
         u, width = floats_to_uints(tensor, dtype)
-        w.array(u, width, (layer, "nonweight"))
+        w.array(u, width, key)
         return uints_to_floats(u, dtype).reshape(tensor.shape)
     w.uint(TAG_INT, 2, HEADER)
     ints = tensor.to(torch.int64).reshape(-1).numpy()
-    w.array(ints.view(np.uint64), 64, (layer, "nonweight"))
+    w.array(ints.view(np.uint64), 64, key)
     return tensor.to(torch.int64).clone()
 
 
@@ -450,8 +480,18 @@ def decode_nonweight(
 ) -> Tensor:
     """Elements of a non-weight tensor whose tag (float or int) was read already."""
     numel = math.prod(shape)
+    key = (layer, "nonweight")
+    if tag == TAG_FLOAT and dtype == "int8":
+        scale = torch.from_numpy(r.array(1, 32, key).astype(np.uint32).view(np.float32).copy())
+        raw = r.array(numel, 8, key).astype(np.int64)
+        q = np.where(raw >= 128, raw - 256, raw)
+        if numel and int(q.min()) == -128:
+            raise r.fail("int8 non-weight holds -128 (the stored range is -127..127)")
+        if not bool(torch.isfinite(scale).all()) or float(scale[0]) < 0:
+            raise r.fail(f"int8 non-weight scale {float(scale[0])} is not a finite number >= 0")
+        return from_fixed_point(torch.from_numpy(q), scale[0]).reshape(shape)
     if tag == TAG_FLOAT:
         width = 32 if dtype == "float32" else 16
-        return uints_to_floats(r.array(numel, width, (layer, "nonweight")), dtype).reshape(shape)
-    raw64 = r.array(numel, 64, (layer, "nonweight"))
+        return uints_to_floats(r.array(numel, width, key), dtype).reshape(shape)
+    raw64 = r.array(numel, 64, key)
     return torch.from_numpy(raw64.view(np.int64).copy()).reshape(shape)
