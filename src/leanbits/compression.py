@@ -3,18 +3,19 @@
 
 A *recipe* is the pruning methods to try (any ``leanbits prune --method``, with their
 :class:`~leanbits.prune.PruneConfig` settings) and a grid of quantizer settings (bits,
-quantizer, non-weight storage). For each method the sparsity is bisected by the
-validation accuracy of the model as it would be decoded from a file with the gentlest
-quantizer setting of the grid; then, for the sparsest levels that met the requirement,
-every quantizer setting of the grid is encoded and scored on validation. The smallest file
+quantizer, non-weight storage, epochs of codebook fine-tuning). For each method the
+sparsity is bisected by the validation accuracy of the model as it would be decoded from
+a file with the gentlest quantizer setting of the grid; then, for the sparsest levels that
+met the requirement, every quantizer setting of the grid is encoded and scored on
+validation. The smallest file
 whose validation accuracy meets the requirement wins. The test split is read once, after
 the choice, to report the decoded file's test accuracy: nothing in the search can see it.
 
 Every method run and every scored candidate is stored in a work directory (by default
 ``OUTPUT.partial/``) under a hash of everything that determines it, so an interrupted search
 resumes where it stopped and a finished one is not repeated. ``budget`` caps the backprop
-epochs of all method runs together (cached runs count too, so a resumed search makes the
-same choices as an uninterrupted one).
+epochs of all method runs and codebook fine-tuning together (cached ones count too, so a
+resumed search makes the same choices as an uninterrupted one).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from tqdm import tqdm
 
 from leanbits.bits.account import Account
 from leanbits.bits.container import INDEX_CHOICES, encode, unpack
+from leanbits.bits.finetune import codebooks_of, finetune_codebook
 from leanbits.bits.records import DTYPES, QUANT_CODES
 from leanbits.config import make, option, to_dict
 from leanbits.errors import ConfigError, PruneError
@@ -75,6 +77,11 @@ class CompressConfig(PruneConfig):
     nonweight_dtypes: tuple[str, ...] = option(("float16",), "storage precisions tried for "
                                                "biases and other non-weights", choices=DTYPES)
     index: str = option("auto", "position index of the file", choices=INDEX_CHOICES)
+    codebook_epochs: tuple[int, ...] = option(
+        (0, 1), "epochs of codebook fine-tuning tried for each quantizer setting (codes and "
+        "masks fixed, codebook entries and non-weights trained; 0 = off)", minimum=0)
+    codebook_lr: float = option(1e-4, "Adam learning rate of codebook fine-tuning",
+                                minimum=0.0)
     search_lo: float = option(0.5, "lowest sparsity tried", minimum=0.0, maximum=0.999999)
     search_hi: float = option(0.995, "highest sparsity tried", minimum=0.0, maximum=0.999999)
     search_tol: float = option(0.005, "stop bisecting when the bracket is this narrow",
@@ -285,13 +292,20 @@ def _key(*parts: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
+#: keys of a quantizer setting that :func:`leanbits.bits.pack` takes
+ENCODE_KEYS = ("bits", "quant", "nonweight_dtype", "index")
+
+
 def quantizer_grid(cfg: CompressConfig) -> list[dict[str, Any]]:
     """Every quantizer setting of the recipe, gentlest first (most bits, first quantizer,
-    first non-weight precision), as keyword arguments of :func:`leanbits.bits.pack`."""
-    grid = [{"bits": b, "quant": q, "nonweight_dtype": d, "index": cfg.index}
-            for b, q, d in itertools.product(sorted(set(cfg.bits), reverse=True),
-                                             dict.fromkeys(cfg.quants),
-                                             dict.fromkeys(cfg.nonweight_dtypes))]
+    first non-weight precision, first codebook fine-tuning): the keyword arguments of
+    :func:`leanbits.bits.pack` plus ``codebook_epochs``."""
+    grid = [{"bits": b, "quant": q, "nonweight_dtype": d, "index": cfg.index,
+             "codebook_epochs": e}
+            for b, q, d, e in itertools.product(sorted(set(cfg.bits), reverse=True),
+                                                dict.fromkeys(cfg.quants),
+                                                dict.fromkeys(cfg.nonweight_dtypes),
+                                                dict.fromkeys(cfg.codebook_epochs))]
     return grid
 
 
@@ -430,23 +444,48 @@ class _Search:
         self.work.write("prune", key, record)  # written last: it marks the run complete
 
     def encode(self, pruned: tuple[nn.Module, dict[str, Tensor]], settings: dict[str, Any]):
+        """The file of a pruned level with one quantizer setting (codebook fine-tuning,
+        when the setting asks for it, runs on the quantized model before it is stored)."""
         model, masks = pruned
-        return encode(model, self.plan, self.head, masks=masks, **settings)
+        kwargs = {k: settings[k] for k in ENCODE_KEYS}
+        encoded = encode(model, self.plan, self.head, masks=masks, **kwargs)
+        epochs = int(settings.get("codebook_epochs", 0))
+        if epochs <= 0:
+            return encoded
+        tuned = copy.deepcopy(model)
+        tuned.load_state_dict(encoded.state)
+        names = [f"{n}.weight" for n, layer in weight_layers(tuned)
+                 if bool((layer.weight != 0).any())]
+        quantized = codebooks_of(tuned, names, bits=int(settings["bits"]))
+        p = self.prune_cfg
+        finetune_codebook(tuned, quantized, self.train, self.loss, epochs=epochs,
+                          lr=self.cfg.codebook_lr, batch_size=p.batch_size, seed=p.seed)
+        retuned = encode(tuned, self.plan, self.head, masks=masks, **kwargs)
+        for name in names:  # the fine-tuned codebook is what the file stores, exactly
+            if not torch.equal(retuned.state[name], tuned.state_dict()[name]):
+                raise RuntimeError(f"storing the fine-tuned codebook of {name} changed it")
+        return retuned
 
     def score(self, method: str, sparsity: float, settings: dict[str, Any]) -> Candidate | None:
         """Encode the pruned level with ``settings`` and measure the decoded model on
-        validation (None when the level could not be pruned)."""
+        validation (None when the level could not be pruned or the budget is spent)."""
         pruned = self.prune(method, sparsity)
         if pruned is None:
             return None
         key = _key(self.run_key, "candidate", method, sparsity, settings)
         record = self.work.read("candidate", key)
+        epochs = float(settings.get("codebook_epochs", 0))
         if record is not None:
             cand = Candidate(method, sparsity, settings, int(record["total_bits"]),
                              float(record["val_acc"]), int(record["nonzero"]))
+            self.epochs += epochs
             self._tick(cached=True)
         else:
+            if epochs and self.epochs + epochs > self.cfg.budget:
+                self.budget_exhausted = True
+                return None
             encoded = self.encode(pruned, settings)
+            self.epochs += epochs
             decoded = copy.deepcopy(pruned[0])
             decoded.load_state_dict(encoded.state)
             val = accuracy(decoded, *self.val, head=self.head)
