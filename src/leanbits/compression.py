@@ -228,7 +228,22 @@ def check_target(max_drop: Any = None, target_accuracy: Any = None) -> tuple[str
     return name, number
 
 
-def _check_config(cfg: CompressConfig) -> None:
+def check_recipe(cfg: CompressConfig, require_target: bool = False) -> None:
+    """Checks of a recipe beyond one field's value (done up front, e.g. when an experiment
+    file is loaded).
+
+    Args:
+        cfg: the recipe.
+        require_target: the recipe itself must hold the requirement (``max_drop`` or
+            ``target_accuracy``), as in an experiment file's ``[compress]`` table.
+
+    Raises:
+        ConfigError: an empty grid, an unknown method, a bad bracket, method / sparsity
+            set, or (with ``require_target``) not exactly one requirement.
+    """
+    cfg.prune_config()
+    if require_target:
+        check_target(cfg.max_drop, cfg.target_accuracy)
     if cfg.search_lo > cfg.search_hi:
         raise ConfigError(f"search_lo {cfg.search_lo} is above search_hi {cfg.search_hi}")
     for what, values in (("methods", cfg.methods), ("bits", cfg.bits), ("quants", cfg.quants),
@@ -552,7 +567,7 @@ def compress(
     if max_drop is None and target_accuracy is None:
         max_drop, target_accuracy = cfg.max_drop, cfg.target_accuracy
     kind, value = check_target(max_drop, target_accuracy)
-    _check_config(cfg)
+    check_recipe(cfg)
     prune_cfg = cfg.prune_config()
     if loss is None:
         if head is None:
@@ -684,5 +699,6 @@ def compress_snapshot(
                     head=snap.head, masks=snap.masks, output=output, progress=progress)
 
 
-__all__ = ["Candidate", "CompressConfig", "CompressResult", "accuracy", "check_target",
+__all__ = ["Candidate", "CompressConfig", "CompressResult", "accuracy", "check_recipe",
+           "check_target",
            "compress", "compress_snapshot", "quantizer_grid"]

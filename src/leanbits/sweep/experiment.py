@@ -35,6 +35,10 @@ Schema (every key is optional; missing values are the config defaults)::
     methods = ["none", "refit"]         #   Each trained model is pruned once per method
     sparsities = [0.5, 0.9, 0.98]       #   and level (no axes: this is its own grid)
 
+    [compress]                          # CompressConfig values; absent: no compress stage.
+    max_drop = 0.002                    #   Each trained model is compressed once
+    methods = ["finetune"]              #   (`leanbits compress`: no axes, its own search)
+
     [pick]                              # keep one packed model as RUN/model.lbits: the
     max_drop = 0.001                    #   fewest bits within max_drop validation accuracy
                                         #   of the model it was quantized from
@@ -51,7 +55,8 @@ Errors name the key and the allowed keys or values, e.g. ``[train] TrainConfig.h
 'sigmoid' is not allowed; valid: softmax, llr, llr-code (at head=sigmoid)``.
 
 Each point of the grid is a chain of stages ``train -> prune -> bits``; a profile stage
-hangs off each train stage beside them (its rows are in its ``profile.json``). A stage is named
+and a compress stage hang off each train stage beside them (their results are in their
+``profile.json`` / ``compress.json``). A stage is named
 ``<label>-<hash>`` where the hash covers its own settings (non-default fields, as
 :func:`leanbits.config.stage_hash` does) and its input stage's name, so points that share a
 stage share its directory and it runs once. Every config dataclass of every point is built
@@ -78,12 +83,14 @@ from leanbits.sweep import stages
 from leanbits.sweep.pick import PickConfig
 
 #: the tables an experiment file may set (``--set`` reaches them too)
-SECTIONS = ("data", "train", "profile", "prune", "bits", "pick")
+SECTIONS = ("data", "train", "profile", "compress", "prune", "bits", "pick")
 TOP_KEYS = ("name", "description", *SECTIONS, "quick")
 #: the stages of a grid point, first to last
 POINT_KINDS = ("train", "prune", "bits")
 #: every stage kind, in the order a run executes them (each reads only earlier kinds)
-STAGE_KINDS = ("train", "profile", "prune", "bits")
+STAGE_KINDS = ("train", "profile", "compress", "prune", "bits")
+#: side stages: one per trained model, configured by a table without axes
+SIDE_KINDS = ("profile", "compress")
 #: keys of a table-valued axis entry that are not config fields
 _META_KEYS = {"train": ("name",), "prune": ("name", "skip"), "bits": ("name",)}
 #: the most grid points an experiment may have unless asked for (``--allow-large``): the
@@ -140,6 +147,8 @@ class Experiment:
     Attributes:
         profiles: one profile stage per trained model when the file has ``[profile]``.
         pick: the ``[pick]`` rule, or None.
+        compressions: one compress stage per trained model when the file has
+            ``[compress]``.
     """
 
     name: str
@@ -149,6 +158,7 @@ class Experiment:
     points: tuple[Point, ...]
     profiles: tuple[StageSpec, ...] = ()
     pick: PickConfig | None = None
+    compressions: tuple[StageSpec, ...] = ()
 
     def kinds(self) -> list[str]:
         """The stage kinds a run reports on, in run order: every point kind, and
@@ -159,6 +169,8 @@ class Experiment:
         """The distinct stages of one kind, in first-use order."""
         if kind == "profile":
             return list(self.profiles)
+        if kind == "compress":
+            return list(self.compressions)
         seen: dict[str, StageSpec] = {}
         for p in self.points:
             for s in p.stages:
@@ -514,8 +526,13 @@ def _expand(settings: dict[str, Any], max_points: int | None = MAX_POINTS,
     if "profile" in settings:
         cfg = _table_config("profile", settings["profile"])
         profiles = tuple(_stage("profile", cfg, t, data) for t in trained)
+    compressions = ()
+    if "compress" in settings:
+        cfg = _table_config("compress", settings["compress"])
+        compressions = tuple(_stage("compress", cfg, t, data) for t in trained)
     pick = _table_config("pick", settings["pick"]) if "pick" in settings else None
-    return Experiment(name, description, settings, data, tuple(points), profiles, pick)
+    return Experiment(name, description, settings, data, tuple(points), profiles, pick,
+                      compressions)
 
 
 def _table_config(kind: str, section: Any) -> Any:
@@ -523,9 +540,10 @@ def _table_config(kind: str, section: Any) -> Any:
     if not isinstance(section, dict):
         raise ConfigError(f"[{kind}] must be a table")
     if "vary" in section:
-        raise ConfigError(f"[{kind}] has no axes (vary); "
-                          + ("its methods and sparsities are its own grid"
-                             if kind == "profile" else "it picks one point of the grid"))
+        raise ConfigError(f"[{kind}] has no axes (vary); " + {
+            "profile": "its methods and sparsities are its own grid",
+            "compress": "its methods, bits and sparsity search are its own grid",
+        }.get(kind, "it picks one point of the grid"))
     cls = PickConfig if kind == "pick" else stages.config_class(kind)
     try:
         cfg = make(cls, section)

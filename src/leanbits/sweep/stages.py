@@ -1,5 +1,5 @@
-"""Stage tasks: what one train, profile, prune or bits stage does, and how its output is
-made durable.
+"""Stage tasks: what one train, profile, compress, prune or bits stage does, and how its
+output is made durable.
 
 This module is the one place that talks to :mod:`leanbits.train`, :mod:`leanbits.prune`
 and :mod:`leanbits.bits`; everything else in :mod:`leanbits.sweep` sees stages as opaque
@@ -9,8 +9,10 @@ A stage directory ``STAGES/<kind>/<label>-<hash>/`` holds
 
 * what the stage itself writes - a snapshot (train, prune: ``weights.safetensors``,
   ``model.json``, ``config.toml``, ``metrics.json``, ...), a pruning profile (profile:
-  ``profile.json``, one :class:`leanbits.results.Row` per method and level) or a packed
-  model (bits: ``model.lbits``, ``account.json``),
+  ``profile.json``, one :class:`leanbits.results.Row` per method and level), a packed
+  model (bits: ``model.lbits``, ``account.json``) or the smallest file meeting a
+  requirement (compress: ``model.lbits``, ``compress.json``; its search caches in the
+  hidden sibling ``.<key>.work`` until it finishes, so an interrupted one resumes),
 * ``stage.json`` - **written last, atomically**; it lists every other file of the stage
   with its size, and records what the stage was made from::
 
@@ -87,12 +89,17 @@ def config_class(kind: str) -> type:
         from leanbits.bits import BitsConfig
 
         return BitsConfig
-    raise ConfigError(f"unknown stage kind {kind!r}; valid: train, profile, prune, bits")
+    if kind == "compress":
+        from leanbits.compression import CompressConfig
+
+        return CompressConfig
+    raise ConfigError(f"unknown stage kind {kind!r}; valid: train, profile, compress, prune, "
+                      "bits")
 
 
 #: fields whose values start a stage directory's name, so the name is readable
 _LABEL_FIELDS = {"train": ("model", "head"), "profile": (), "prune": ("method", "sparsity"),
-                 "bits": ("quant", "bits", "index")}
+                 "bits": ("quant", "bits", "index"), "compress": ()}
 
 
 def label(kind: str, cfg: Any) -> str:
@@ -119,6 +126,10 @@ def check(kind: str, cfg: Any) -> None:
             cfg.prune_config()
         except PruneError as exc:
             raise ConfigError(str(exc)) from None
+    if kind == "compress":
+        from leanbits.compression import check_recipe
+
+        check_recipe(cfg, require_target=True)
 
 
 def data_hash_parts(data: dict[str, Any]) -> list[Any]:
@@ -339,7 +350,7 @@ def execute_stage(task: StageTask) -> dict[str, Any]:
         with _one_thread():
             splits = load_splits(task.data)
             runner = {"train": _run_train, "profile": _run_profile, "prune": _run_prune,
-                      "bits": _run_bits}[task.kind]
+                      "bits": _run_bits, "compress": _run_compress}[task.kind]
             metrics = runner(task, splits, tmp)
         _maybe_fail(task)
         seconds = time.perf_counter() - t0
@@ -490,3 +501,32 @@ def _run_bits(task: StageTask, splits: Any, out: Path) -> dict[str, Any]:
     metrics["value_entropy_bits"] = float(acc["value_entropy_bits"])
     metrics["file_bytes"] = lbits.stat().st_size
     return metrics
+
+
+def _run_compress(task: StageTask, splits: Any, out: Path) -> dict[str, Any]:
+    from leanbits import paths, snapshot
+    from leanbits.compression import compress
+
+    snap = snapshot.load(task.input_dir)
+    # The search's cache lives beside the stage, not in its .partial directory (which a
+    # new attempt starts afresh): an interrupted compress stage resumes its search.
+    work = _sibling(Path(task.out_dir), "work")
+    result = compress(snap.model, splits, snap.head.loss, config=task.config, plan=snap.plan,
+                      head=snap.head, masks=snap.masks, output=paths.lbits(out),
+                      work_dir=work, progress=False)
+    summary = result.to_dict()
+    summary.pop("output")
+    write_text_atomic(out / "compress.json",
+                      json.dumps(summary, indent=2, sort_keys=True, default=float))
+    acc = result.account
+    return {
+        "val_acc": result.val_acc, "test_acc": result.test_acc,
+        "dense_val_acc": result.dense_val_acc, "required_val_acc": result.required_val_acc,
+        "method": result.chosen.method, "sparsity_requested": result.chosen.sparsity,
+        "settings": result.chosen.settings, "weights": result.weights,
+        "nonzero_weights": result.nonzero, "weights_kept": result.weights_kept,
+        "total_bits": acc.total_bits, "dense_float32_bits": acc.dense_float32_bits,
+        "compression": result.compression, "file_bytes": paths.lbits(out).stat().st_size,
+        "bits_breakdown": {k: int(acc.to_dict()[f"{k}_bits"]) for k in BIT_PARTS},
+        "backprop_epochs": result.epochs, "budget_exhausted": result.budget_exhausted,
+    }

@@ -1,0 +1,180 @@
+"""Fewest bits on record (issue 11): read a `leanbits study record` run and write the
+BENCHMARKS.md section and ``docs/results/record/summary.json``.
+
+For each net (LeNet-300-100, LeNet-5-Caffe), over the seeds of the run: mean +- std of the
+total-bits compression of the compressed file (32 x dense parameters / file bits), the
+weights-kept ratio (dense weights / nonzero weights stored) and the test error of the
+decoded file - every file chosen on validation by `leanbits compress` - beside the
+published anchors, with the training and compression wall time.
+
+    leanbits study record                      # the real run (hours on 2 cores)
+    python benchmarks/record.py runs/record --write
+    python benchmarks/record.py runs/record-quick --summary OUT.json   # smoke check
+
+Only the compress stages of the run's own ``experiment.toml`` are read (a shared stage
+directory may hold others). Without ``--write`` the section is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import platform
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _bench_md import update_section  # noqa: E402
+
+from leanbits.fileio import write_text_atomic  # noqa: E402
+from leanbits.sweep.experiment import load_experiment  # noqa: E402
+from leanbits.sweep.stages import is_complete, read_stage  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+TITLE = "Fewest bits on record: leanbits compress on MNIST"
+#: the nets of the study, by the ``model`` preset of their train stage
+NETS = {"lenet-300-100": "LeNet-300-100", "lenet5": "LeNet-5-Caffe"}
+#: published anchors (dense float32 size / stored size, MNIST test error), from issue 11
+ANCHORS = {
+    "lenet-300-100": {
+        "weights kept": "Sparse VD 68x @ 1.92 %; DNS 56x @ 1.99 %; Han 12x @ 1.59 %",
+        "storage": "EPR 124x @ 1.9 %; SWS 64x @ 1.94 %; Deep Compression 40x @ 1.58 %",
+        "goal": ">= 150x total bits, >= 70x fewer weights, <= 1.60 % test error",
+    },
+    "lenet5": {
+        "weights kept": "Sparse VD 280x @ 0.75 %; SWS 200x @ 0.97 %",
+        "storage": "MIRACLE 555x @ 0.69 % and 1110x @ 0.96 %; EPR 606x @ 1.0 %; "
+                   "BC 419x @ 1.0 %; SWS 162x @ 0.97 %; DC 39x @ 0.74 %",
+        "goal": ">= 1000x total bits, >= 300x fewer weights, <= 0.80 % test error",
+    },
+}
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    if not values:
+        return math.nan, math.nan
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def collect(run: Path) -> dict[str, list[dict[str, Any]]]:
+    """Per net, one record per finished compress stage of the run: seed, compression,
+    weights kept, test error, chosen setting and wall times."""
+    exp = load_experiment(run / "experiment.toml")
+    root = run / "stages"
+    out: dict[str, list[dict[str, Any]]] = {}
+    for spec in exp.stages("compress"):
+        stage, train = root / spec.relpath, root / spec.input.relpath
+        if not (is_complete(stage) and is_complete(train)):
+            continue
+        m, t = read_stage(stage), read_stage(train)
+        met = m["metrics"]
+        out.setdefault(spec.input.config.model, []).append({
+            "seed": spec.input.config.seed,
+            "compression": met["compression"],
+            "weights_kept": met["weights_kept"],
+            "test_error_pct": 100 * (1 - met["test_acc"]),
+            "val_acc": met["val_acc"], "required_val_acc": met["required_val_acc"],
+            "method": met["method"], "bits": met["settings"]["bits"],
+            "codebook_epochs": met["settings"].get("codebook_epochs", 0),
+            "nonzero": met["nonzero_weights"], "file_bytes": met["file_bytes"],
+            "train_s": float(t["seconds"]), "compress_s": float(m["seconds"]),
+            "train_epochs": t["metrics"].get("epochs_completed"),
+            "compress_epochs": met["backprop_epochs"],
+        })
+    for rows in out.values():
+        rows.sort(key=lambda r: r["seed"])
+    return out
+
+
+def summarize(per_net: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """``summary.json``: one entry per net with seeds and mean / std of each figure."""
+    summary = {}
+    for net, rows in per_net.items():
+        entry: dict[str, Any] = {"seeds": [r["seed"] for r in rows]}
+        for key in ("compression", "weights_kept", "test_error_pct"):
+            entry[f"{key}_mean"], entry[f"{key}_std"] = _mean_std([r[key] for r in rows])
+        entry["train_s_mean"], _ = _mean_std([r["train_s"] for r in rows])
+        entry["compress_s_mean"], _ = _mean_std([r["compress_s"] for r in rows])
+        summary[net] = entry
+    return summary
+
+
+def section(run: Path, per_net: dict[str, list[dict[str, Any]]], summary: dict[str, Any],
+            exp_cfg: dict[str, Any]) -> str:
+    lines = [
+        f"`python benchmarks/record.py {run} --write` after `leanbits study record` "
+        f"({platform.machine()}, {dt.date.today().isoformat()}). Every file was chosen by "
+        "`leanbits compress` on the validation split only (the smallest decoded file "
+        f"within max_drop = {exp_cfg.get('max_drop')} of the trained model's validation "
+        "accuracy); test error is that of the decoded file, read once after the choice. "
+        "Compression = 32 x dense parameters / file bits (everything counted); weights kept "
+        "= dense weights / stored nonzero weights. Mean +- sample std over seeds.",
+        "",
+        "| net | seeds | compression (total bits) | weights kept | test error % | "
+        "train s / seed | compress s / seed |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for net, s in summary.items():
+        lines.append(
+            f"| {NETS.get(net, net)} | {len(s['seeds'])} | {s['compression_mean']:.1f} +- "
+            f"{s['compression_std']:.1f}x | {s['weights_kept_mean']:.1f} +- "
+            f"{s['weights_kept_std']:.1f}x | {s['test_error_pct_mean']:.2f} +- "
+            f"{s['test_error_pct_std']:.2f} | {s['train_s_mean']:.0f} | "
+            f"{s['compress_s_mean']:.0f} |")
+    lines += ["", "Published anchors (dense float32 size / stored size, MNIST test error) and "
+              "the issue's goals:", "", "| net | weights kept | storage | goal |",
+              "|---|---|---|---|"]
+    for net, a in ANCHORS.items():
+        lines.append(f"| {NETS[net]} | {a['weights kept']} | {a['storage']} | {a['goal']} |")
+    lines += ["", "Per seed:", "", "| net | seed | method | bits | codebook epochs | "
+              "nonzero | bytes | compression | weights kept | test error % | val acc "
+              "(required) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for net, rows in per_net.items():
+        for r in rows:
+            lines.append(
+                f"| {NETS.get(net, net)} | {r['seed']} | {r['method']} | {r['bits']} | "
+                f"{r['codebook_epochs']} | {r['nonzero']:,} | {r['file_bytes']:,} | "
+                f"{r['compression']:.1f}x | {r['weights_kept']:.1f}x | "
+                f"{r['test_error_pct']:.2f} | {r['val_acc']:.4f} "
+                f"({r['required_val_acc']:.4f}) |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("run", type=Path, help="run directory of `leanbits study record`")
+    p.add_argument("--write", action="store_true",
+                   help="update BENCHMARKS.md and docs/results/record/summary.json")
+    p.add_argument("--summary", type=Path, default=None,
+                   help="write summary.json here (default with --write: "
+                   "docs/results/record/summary.json)")
+    args = p.parse_args(argv)
+    if not (args.run / "experiment.toml").is_file():
+        print(f"record.py: {args.run} is not a run directory (no experiment.toml); run "
+              "`leanbits study record` first", file=sys.stderr)
+        return 2
+    per_net = collect(args.run)
+    if not per_net:
+        print(f"record.py: {args.run} has no finished compress stage", file=sys.stderr)
+        return 2
+    summary = summarize(per_net)
+    exp_cfg = load_experiment(args.run / "experiment.toml").settings.get("compress", {})
+    body = section(args.run, per_net, summary, exp_cfg)
+    target = args.summary or (ROOT / "docs/results/record/summary.json" if args.write
+                              else None)
+    if target is not None:
+        write_text_atomic(target, json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    if args.write:
+        update_section(ROOT / "BENCHMARKS.md", TITLE, body)
+    else:
+        print(body)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
