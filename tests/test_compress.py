@@ -24,7 +24,8 @@ PLAN = Plan("mlp", (1, 8, 8), (), (24, 16), 10)
 HEAD = Head("softmax", 10)
 CFG = CompressConfig(methods=("finetune",), bits=(2, 4), search_lo=0.3, search_hi=0.95,
                      search_tol=0.1, levels=2, budget=20, finetune_epochs=1, batch_size=32,
-                     codebook_epochs=(0, 1), codebook_lr=1e-3)
+                     codebook_epochs=(0, 1), codebook_lr=1e-3, quants=("kmeans", "ecsq"),
+                     rate_lambdas=(0.05,), nonweight_dtypes=("float16", "int8"))
 
 
 @dataclass
@@ -85,10 +86,17 @@ def test_choice_is_made_on_validation_only(trained):
     assert first.chosen.total_bits == min(c.total_bits for c in passing)
     assert len({c.settings["bits"] for c in first.candidates}) == 2
     # codebook fine-tuning keeps codes and codebook sizes: the same bits as without it
-    plain = {(c.sparsity, c.settings["bits"]): c.total_bits for c in first.candidates
+    def setting(c):
+        return (c.sparsity, *sorted((k, v) for k, v in c.settings.items()
+                                    if k != "codebook_epochs"))
+
+    plain = {setting(c): c.total_bits for c in first.candidates
              if c.settings["codebook_epochs"] == 0}
     tuned = [c for c in first.candidates if c.settings["codebook_epochs"] == 1]
-    assert tuned and all(plain[(c.sparsity, c.settings["bits"])] == c.total_bits for c in tuned)
+    assert tuned and all(plain[setting(c)] == c.total_bits for c in tuned)
+    # the grid holds ECSQ and int8 non-weights, each scored
+    assert {c.settings["quant"] for c in first.candidates} == {"kmeans", "ecsq"}
+    assert {c.settings["nonweight_dtype"] for c in first.candidates} == {"float16", "int8"}
     assert first.chosen.sparsity >= CFG.search_lo
 
 

@@ -72,10 +72,14 @@ class CompressConfig(PruneConfig):
                                       "`leanbits prune --method` name")
     bits: tuple[int, ...] = option((2, 3, 4, 5), "bit widths tried for the weights",
                                    minimum=1, maximum=16)
-    quants: tuple[str, ...] = option(("kmeans",), "weight quantizers tried",
+    quants: tuple[str, ...] = option(("kmeans", "ecsq"), "weight quantizers tried",
                                      choices=QUANT_CODES)
-    nonweight_dtypes: tuple[str, ...] = option(("float16",), "storage precisions tried for "
-                                               "biases and other non-weights", choices=DTYPES)
+    rate_lambdas: tuple[float, ...] = option(
+        (0.02,), "quantizer ecsq: rate weights tried (relative squared error per coded bit)",
+        minimum=0.0)
+    nonweight_dtypes: tuple[str, ...] = option(("float16", "int8"), "storage precisions "
+                                               "tried for biases and other non-weights",
+                                               choices=DTYPES)
     index: str = option("auto", "position index of the file", choices=INDEX_CHOICES)
     codebook_epochs: tuple[int, ...] = option(
         (0, 1), "epochs of codebook fine-tuning tried for each quantizer setting (codes and "
@@ -88,8 +92,8 @@ class CompressConfig(PruneConfig):
                                minimum=1e-6)
     levels: int = option(2, "sparsity levels (the sparsest that met the requirement) whose "
                          "whole quantizer grid is scored", minimum=1)
-    budget: int = option(60, "backprop epochs at most for all method runs together",
-                         minimum=0)
+    budget: int = option(100, "backprop epochs at most for all method runs and codebook "
+                         "fine-tuning together", minimum=0)
 
     def prune_config(self) -> PruneConfig:
         """The methods' shared settings as a :class:`~leanbits.prune.PruneConfig`.
@@ -247,7 +251,9 @@ def check_recipe(cfg: CompressConfig, require_target: bool = False) -> None:
     if cfg.search_lo > cfg.search_hi:
         raise ConfigError(f"search_lo {cfg.search_lo} is above search_hi {cfg.search_hi}")
     for what, values in (("methods", cfg.methods), ("bits", cfg.bits), ("quants", cfg.quants),
-                         ("nonweight_dtypes", cfg.nonweight_dtypes)):
+                         ("nonweight_dtypes", cfg.nonweight_dtypes),
+                         ("codebook_epochs", cfg.codebook_epochs),
+                         ("rate_lambdas", cfg.rate_lambdas if "ecsq" in cfg.quants else (1,))):
         if not values:
             raise ConfigError(f"compress {what} is empty; give at least one")
     unknown = [m for m in cfg.methods if m not in REGISTRY]
@@ -307,20 +313,28 @@ def _key(*parts: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
-#: keys of a quantizer setting that :func:`leanbits.bits.pack` takes
+#: keys of a quantizer setting that :func:`leanbits.bits.pack` takes (and ``rate_lambda``
+#: for ``ecsq``)
 ENCODE_KEYS = ("bits", "quant", "nonweight_dtype", "index")
 
 
 def quantizer_grid(cfg: CompressConfig) -> list[dict[str, Any]]:
     """Every quantizer setting of the recipe, gentlest first (most bits, first quantizer,
     first non-weight precision, first codebook fine-tuning): the keyword arguments of
-    :func:`leanbits.bits.pack` plus ``codebook_epochs``."""
-    grid = [{"bits": b, "quant": q, "nonweight_dtype": d, "index": cfg.index,
-             "codebook_epochs": e}
-            for b, q, d, e in itertools.product(sorted(set(cfg.bits), reverse=True),
-                                                dict.fromkeys(cfg.quants),
-                                                dict.fromkeys(cfg.nonweight_dtypes),
-                                                dict.fromkeys(cfg.codebook_epochs))]
+    :func:`leanbits.bits.pack` plus ``codebook_epochs`` (``ecsq`` once per rate weight)."""
+    quants: list[tuple[str, float | None]] = []
+    for q in dict.fromkeys(cfg.quants):
+        lams = list(dict.fromkeys(cfg.rate_lambdas)) if q == "ecsq" else [None]
+        quants += [(q, lam) for lam in lams]
+    grid = []
+    for b, (q, lam), d, e in itertools.product(sorted(set(cfg.bits), reverse=True), quants,
+                                               dict.fromkeys(cfg.nonweight_dtypes),
+                                               dict.fromkeys(cfg.codebook_epochs)):
+        setting = {"bits": b, "quant": q, "nonweight_dtype": d, "index": cfg.index,
+                   "codebook_epochs": e}
+        if lam is not None:
+            setting["rate_lambda"] = lam
+        grid.append(setting)
     return grid
 
 
@@ -463,6 +477,8 @@ class _Search:
         when the setting asks for it, runs on the quantized model before it is stored)."""
         model, masks = pruned
         kwargs = {k: settings[k] for k in ENCODE_KEYS}
+        if settings.get("rate_lambda") is not None:
+            kwargs["rate_lambda"] = settings["rate_lambda"]
         encoded = encode(model, self.plan, self.head, masks=masks, **kwargs)
         epochs = int(settings.get("codebook_epochs", 0))
         if epochs <= 0:
