@@ -123,6 +123,35 @@ def test_shipped_studies_validate_full_and_quick(name):
         assert p.stages[0].config.epochs == 1
 
 
+def test_split_seed_can_follow_the_train_seed():
+    exp = _exp(data__split_seed="seed", train__vary={"seed": [1, 2]}, prune={}, bits={})
+    trains = list(exp.stages("train"))
+    assert sorted(s.data["split_seed"] for s in trains) == [1, 2]
+    for p in exp.points:  # every stage of a point evaluates on its train stage's split
+        assert {s.data["split_seed"] for s in p.stages} == {p.stages[0].config.seed}
+    fixed = _exp(data__split_seed=0, train__vary={"seed": [1, 2]}, prune={}, bits={})
+    # the split is part of the train stage's name: following the seed makes new stages
+    assert {s.data["split_seed"] for s in fixed.stages("train")} == {0}
+    assert not _keys(exp, "train") & _keys(fixed, "train")
+    with pytest.raises(ConfigError, match="split_seed"):
+        _exp(data__split_seed="seeds")
+
+
+# Issue 12: verdicts need spread, so a full study runs >= 5 seeds of LeNet-300-100 (>= 3 of
+# LeNet-5) with the split following the seed; --quick stays one seed.
+@pytest.mark.parametrize("name", ["explosion", "regularization", "snapshot", "frontier"])
+def test_shipped_studies_run_enough_seeds_and_vary_the_split(name):
+    full = load_experiment(study_path(name))
+    seeds: dict[str, set[tuple[int, int]]] = {}
+    for s in full.stages("train"):
+        seeds.setdefault(s.config.model, set()).add((s.config.seed, s.data["split_seed"]))
+    for model, pairs in seeds.items():
+        assert len(pairs) >= (3 if model == "lenet5" else 5), model
+        assert all(seed == split for seed, split in pairs)
+    quick = load_experiment(study_path(name), quick=True)
+    assert len({s.config.seed for s in quick.stages("train")}) == 1
+
+
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.toml")), ids=lambda p: p.name)
 def test_example_experiment_files_validate(path):
     for quick in (False, True):

@@ -9,6 +9,9 @@ Schema (every key is optional; missing values are the config defaults)::
     dataset = "mnist"                   # mnist | fashion-mnist | synthetic (generated,
                                         #   tiny, no download: for tests and smoke runs)
     limit_train = 10000
+    split_seed = "seed"                 # an int, or "seed": each point's train/validation
+                                        #   split is seeded by its train seed, so seeds
+                                        #   vary the split too
 
     [train]                             # TrainConfig values shared by every point
     epochs = 20
@@ -99,6 +102,8 @@ MAX_POINTS = 10_000
 #: longest experiment name in bytes: it names a directory (255 bytes on most file systems),
 #: with room for suffixes such as ``-quick``
 MAX_NAME_BYTES = 200
+#: ``[data] split_seed`` value that seeds each point's split with its train seed
+SPLIT_FOLLOWS_SEED = "seed"
 #: called with (grid size, [(axis, number of values)]) before the grid is expanded
 GridHook = Callable[[int, list[tuple[str, int]]], None]
 
@@ -360,8 +365,21 @@ def _check_data(data: Any) -> dict[str, Any]:
     if dataset not in stages.DATASETS:
         raise ConfigError(f"[data] dataset: {dataset!r} is not allowed; valid: "
                           + ", ".join(stages.DATASETS))
+    follow = values.get("split_seed") == SPLIT_FOLLOWS_SEED
+    if follow:
+        values.pop("split_seed")
     cfg = make(DataConfig, values)  # checks the other keys and values
-    return {"dataset": dataset, **{k: v for k, v in to_dict(cfg).items() if k != "dataset"}}
+    out = {"dataset": dataset, **{k: v for k, v in to_dict(cfg).items() if k != "dataset"}}
+    if follow:
+        out["split_seed"] = SPLIT_FOLLOWS_SEED
+    return out
+
+
+def _point_data(data: dict[str, Any], cfg: Any) -> dict[str, Any]:
+    """The data settings of a train stage: ``split_seed = "seed"`` becomes its seed."""
+    if data.get("split_seed") == SPLIT_FOLLOWS_SEED:
+        return {**data, "split_seed": cfg.seed}
+    return data
 
 
 def _axes(kind: str, section: dict[str, Any], cls: type) -> tuple[dict[str, Any], list[Any]]:
@@ -511,7 +529,9 @@ def _expand(settings: dict[str, Any], max_points: int | None = MAX_POINTS,
             memo = (kind, id(cfg), parent.key if parent else None)
             spec = made.get(memo)
             if spec is None:
-                spec = _stage(kind, cfg, parent, data)
+                # A stage evaluates on its train stage's splits.
+                spec = _stage(kind, cfg, parent,
+                              parent.data if parent else _point_data(data, cfg))
                 # One object per distinct stage, so identity and key agree.
                 spec = made[memo] = shared.setdefault((kind, spec.key), spec)
             chain.append(spec)
@@ -525,11 +545,12 @@ def _expand(settings: dict[str, Any], max_points: int | None = MAX_POINTS,
     profiles = ()
     if "profile" in settings:
         cfg = _table_config("profile", settings["profile"])
-        profiles = tuple(_stage("profile", cfg, t, data) for t in trained)
+        profiles = tuple(_stage("profile", cfg, t, t.data) for t in trained)
     compressions = ()
     if "compress" in settings:
         cfg = _table_config("compress", settings["compress"])
-        compressions = tuple(_stage("compress", cfg, t, data) for t in trained)
+        # side stages evaluate on their train stage's split
+        compressions = tuple(_stage("compress", cfg, t, t.data) for t in trained)
     pick = _table_config("pick", settings["pick"]) if "pick" in settings else None
     return Experiment(name, description, settings, data, tuple(points), profiles, pick,
                       compressions)

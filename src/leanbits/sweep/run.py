@@ -314,7 +314,9 @@ def _row(exp: Experiment, point: Point, root: Path) -> Row:
         point=point.index,
         axes=dict(point.axes),
         stages={s.kind: s.relpath for s in point.stages},
-        settings={"data": dict(exp.data), **{s.kind: to_dict(s.config) for s in point.stages}},
+        # the train stage's data: its split seed may follow its train seed
+        settings={"data": dict(point.stages[0].data), **{s.kind: to_dict(s.config)
+                                                         for s in point.stages}},
         **{k: final.get(k) for k in ("val_acc", "test_acc", "val_loss", "test_loss", "params",
                                      "weights", "nonzero_weights", "max_abs_weight",
                                      "weight_l2")},
