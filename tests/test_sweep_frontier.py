@@ -1,5 +1,6 @@
 """Frontier queries against brute-force references on random points (pure Python, fast)."""
 
+import dataclasses
 import math
 
 from hypothesis import given, settings
@@ -69,10 +70,25 @@ def test_missing_and_nan_points_are_ignored():
 
 
 def test_min_bits_table_names_the_configuration():
-    rows = [Row(point=0, total_bits=100, test_acc=0.95),
-            Row(point=1, total_bits=40, test_acc=0.97),
-            Row(point=2, total_bits=300, test_acc=0.99),
-            Row(point=3, total_bits=None, test_acc=1.0)]
+    rows = [Row(point=0, total_bits=100, val_acc=0.95, test_acc=0.96),
+            Row(point=1, total_bits=40, val_acc=0.97, test_acc=0.93),
+            Row(point=2, total_bits=300, val_acc=0.99, test_acc=0.98),
+            Row(point=3, total_bits=None, val_acc=1.0, test_acc=1.0)]
     table = frontier.min_bits_table(rows, [0.9, 0.98, 0.999])
-    assert [(t["bits"], t["row"].point if t["row"] else None) for t in table] == [
-        (40, 1), (300, 2), (None, None)]
+    assert [(t["bits"], t["row"].point if t["row"] else None, t["test_acc"])
+            for t in table] == [(40, 1, 0.93), (300, 2, 0.98), (None, None, None)]
+
+
+@given(st.lists(st.tuples(st.integers(1, 10**6), st.floats(0.5, 1.0), st.floats(0.5, 1.0)),
+                min_size=1, max_size=30), st.randoms(use_true_random=False))
+def test_min_bits_choice_ignores_test_accuracy(points, rnd):
+    """Issue 12: the chosen rows do not move when the test accuracies are shuffled."""
+    rows = [Row(point=i, total_bits=b, val_acc=v, test_acc=t)
+            for i, (b, v, t) in enumerate(points)]
+    tests = [r.test_acc for r in rows]
+    rnd.shuffle(tests)
+    shuffled = [dataclasses.replace(r, test_acc=t) for r, t in zip(rows, tests, strict=True)]
+    levels = [0.6, 0.8, 0.9, 0.95, 0.99]
+    chosen = [t["row"] and t["row"].point for t in frontier.min_bits_table(rows, levels)]
+    assert chosen == [t["row"] and t["row"].point
+                      for t in frontier.min_bits_table(shuffled, levels)]
