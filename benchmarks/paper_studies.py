@@ -248,7 +248,7 @@ def frontier_study(run: Path, levels: list[float]) -> tuple[str, str]:
     best: dict[float, tuple[int, str]] = {}
     for (model, head), rs in sorted(groups.items()):
         t = min_bits_table(rs, levels)
-        table_rows.append([model, head, max(r.test_acc for r in rs)]
+        table_rows.append([model, head, max(r.val_acc for r in rs)]
                           + [e["bits"] for e in t])
         for e in t:
             if e["bits"] is not None and (e["level"] not in best
@@ -256,10 +256,10 @@ def frontier_study(run: Path, levels: list[float]) -> tuple[str, str]:
                 r = e["row"]
                 best[e["level"]] = (e["bits"], f"{model}/{head}, {r.axes.get('method', '-')}"
                                     f" @ {r.axes.get('level')}, {r.axes['bits']}-bit")
-    text = md_table(["model", "head", "best test acc"]
-                    + [f"fewest bits for test acc >= {lv}" for lv in levels], table_rows)
+    text = md_table(["model", "head", "best val acc"]
+                    + [f"fewest bits for val acc >= {lv}" for lv in levels], table_rows)
     text += "\n\nFewest bits over all models and heads (our empirical lower bound):\n\n"
-    text += md_table(["test acc level", "fewest total bits", "bytes", "configuration"],
+    text += md_table(["val acc level", "fewest total bits", "bytes", "configuration"],
                      [[lv, b, (b + 7) // 8, c] for lv, (b, c) in sorted(best.items())])
     reached = [lv for lv in levels
                if len({m for (m, _h), rs in groups.items()
@@ -273,7 +273,7 @@ def frontier_study(run: Path, levels: list[float]) -> tuple[str, str]:
             if b is not None:
                 per_model[model] = min(b, per_model.get(model, b))
                 per_head[head] = min(b, per_head.get(head, b))
-        facts = (f"At test accuracy >= {lv}, the fewest bits per architecture: "
+        facts = (f"At validation accuracy >= {lv}, the fewest bits per architecture: "
                  + ", ".join(f"{m} {b:,}" for m, b in sorted(per_model.items(),
                                                              key=lambda kv: kv[1]))
                  + "; per head (best architecture): "
