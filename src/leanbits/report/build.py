@@ -57,7 +57,8 @@ def make_report(data: RunData) -> Report:
         what.append(f"{len(data.profile)} profile row(s)")
     if data.results:
         what.append(f"{len(data.results)} result row(s)")
-    report.blocks.append(Text(f"Source: {data.root.resolve()} - " + ", ".join(what) + "."))
+    # the path as given (relative stays relative: committed reports name no machine)
+    report.blocks.append(Text(f"Source: {data.root} - " + ", ".join(what) + "."))
     body: list[Block] = []
     body += training_section(data.runs, notes)
     # Profile rows describe pruning best; else a sweep's rows reduced to one per pruned
