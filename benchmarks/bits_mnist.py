@@ -41,9 +41,10 @@ from _bench_md import update_section  # noqa: E402
 from leanbits.bits import unpack  # noqa: E402
 from leanbits.bits.container import encode  # noqa: E402
 from leanbits.models import build  # noqa: E402
+from leanbits.report.claims import fewest_bits  # noqa: E402
+from leanbits.report.seeds import record_of_row  # noqa: E402
 from leanbits.results import BIT_PARTS, Row  # noqa: E402
 from leanbits.stats import estimate  # noqa: E402
-from leanbits.sweep.frontier import bits_for_accuracy  # noqa: E402
 
 TARGET_ERROR = {"lenet-300-100": 1.60, "lenet5": 0.80}
 PUBLISHED = [  # from ../shared/PAPER.md, as each paper reported it
@@ -61,38 +62,31 @@ def _label(row: Row) -> str:
     return f"{a.get('method')} @ {a.get('level')}, {a.get('bits')}-bit"
 
 
-def configurations(rows: list[Row]) -> dict[tuple[Any, ...], list[Row]]:
-    """Rows grouped by their axes without the seed: one entry per configuration."""
-    out: dict[tuple[Any, ...], list[Row]] = {}
-    for r in rows:
-        out.setdefault(tuple((k, v) for k, v in r.axes.items() if k != "seed"), []).append(r)
-    return out
-
-
 def _mean(xs: list[float]) -> float:
     return estimate(xs).mean
 
 
 def best_points(rows: list[Row]) -> list[dict[str, Any]]:
-    """Per model and head, the configurations chosen on validation (see the docstring)."""
+    """Per model and head, the configurations chosen on validation (see the docstring) by
+    :func:`leanbits.report.claims.fewest_bits`, each as its rows (one per seed)."""
     out = []
     groups: dict[tuple[str, str], list[Row]] = {}
     for r in rows:
         groups.setdefault((r.axes["model"], r.axes["head"]), []).append(r)
     for (model, head), rs in sorted(groups.items()):
-        configs = list(configurations(rs).values())
+        records = [record_of_row(r) for r in rs]
+        by_config: dict[tuple[Any, ...], list[Row]] = {}
+        for rec, r in zip(records, rs, strict=True):
+            by_config.setdefault(rec.config(), []).append(r)
         dense_val = _mean([r.metrics["train"]["val_acc"] for r in unique_networks(rs)])
         dense_test = estimate([1 - r.metrics["train"]["test_acc"] for r in unique_networks(rs)])
         target = TARGET_ERROR.get(model)
-        pts = [(_mean([r.total_bits for r in c]), _mean([r.val_acc for r in c]))
-               for c in configs]
-        at_target = (None if target is None
-                     else bits_for_accuracy(pts, 1 - target / 100))
-        near_dense = bits_for_accuracy(pts, dense_val - 0.002)
+        at_target = None if target is None else fewest_bits(records, 1 - target / 100)
+        near_dense = fewest_bits(records, dense_val - 0.002)
         out.append({"model": model, "head": head, "dense_test_err": dense_test,
                     "dense_val_acc": dense_val, "target": target,
-                    "at_target": None if at_target is None else configs[at_target],
-                    "near_dense": None if near_dense is None else configs[near_dense]})
+                    "at_target": at_target and by_config[at_target[0]],
+                    "near_dense": near_dense and by_config[near_dense[0]]})
     return out
 
 

@@ -382,6 +382,29 @@ def test_pruned_models_give_one_point_per_pruned_model():
     assert profile.pruned_models(plain) == [(None, plain[0])]
 
 
+def test_fewest_bits_per_level_table_is_chosen_on_validation():
+    """Issue 12: the per-level table picks its points on validation accuracy, so permuting
+    the test accuracies leaves it unchanged (and it says so in its title)."""
+    import random
+
+    rng = random.Random(0)
+    rows = [Row(axes={"head": h, "bits": b}, stages={"train": h}, total_bits=b * 1000 + i,
+                val_acc=0.9 + 0.01 * b + 0.001 * i, test_acc=rng.uniform(0.85, 0.99))
+            for h in ("llr", "softmax") for b in (2, 3, 4, 6) for i in range(3)]
+    tests = [r.test_acc for r in rows]
+    rng.shuffle(tests)
+    shuffled = [Row(**{**r.to_dict(), "test_acc": t}) for r, t in zip(rows, tests, strict=True)]
+
+    def table(rs):
+        (t,) = [b for b in frontier.frontier_section(rs, [], [])
+                if isinstance(b, document.Table) and "Fewest total bits" in (b.title or "")]
+        return t
+
+    before = table(rows)
+    assert "validation" in before.title and before.rows[0][1] == 2000
+    assert table(shuffled) == before
+
+
 def test_group_names_by_network_axes():
     rows = [Row(axes={"model": m, "head": h, "bits": b}, stages={"train": f"{m}-{h}"})
             for m in ("lenet5", "conv2") for h in ("llr", "softmax") for b in (2, 4)]
