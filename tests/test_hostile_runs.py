@@ -302,11 +302,17 @@ def test_an_interrupted_executor_terminates_running_tasks():
         seen.extend(_workers(os.getpid()))
         os.kill(os.getpid(), signal.SIGINT)
 
-    threading.Timer(8.0, interrupt).start()
-    t0 = time.monotonic()
-    with pytest.raises(KeyboardInterrupt):
-        with make_executor("local", jobs=2) as ex:
-            list(ex.run(time.sleep, [100, 100]))
+    # A shell that starts a job in the background makes it ignore SIGINT (so does CI, which
+    # may run us that way): give this process Ctrl-C's default behaviour for the test.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        threading.Timer(8.0, interrupt).start()
+        t0 = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            with make_executor("local", jobs=2) as ex:
+                list(ex.run(time.sleep, [100, 100]))
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert len(seen) == 2
     _wait_for(lambda: not any(_alive(p) for p in seen), 10, "the workers to end")
     assert time.monotonic() - t0 < 60  # not the 100 s the tasks would take
