@@ -32,11 +32,13 @@ demo: $(BASE_STAMP)
 	$(BIN)/leanbits demo
 
 test: $(DEV_STAMP)
+	$(BIN)/lint-imports
 	$(BIN)/leanbits data fetch mnist
 	$(BIN)/python -m pytest
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/lint-imports
 
 bench: $(DEV_STAMP)
 	$(BIN)/python benchmarks/train_overhead.py

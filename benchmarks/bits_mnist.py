@@ -38,6 +38,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench_md import update_section  # noqa: E402
 
+from leanbits import paths  # noqa: E402
 from leanbits.bits import unpack  # noqa: E402
 from leanbits.bits.container import encode  # noqa: E402
 from leanbits.models import build  # noqa: E402
@@ -107,7 +108,7 @@ def _cols(c: list[Row] | None, empty: str) -> str:
 
 def throughput(run: Path, row: Row, repeats: int = 3) -> dict[str, float]:
     """Decode (unpack) and encode (pack) speed of one packed point's file."""
-    f = run / "stages" / row.stages["bits"] / "model.lbits"
+    f = paths.lbits(paths.stages(run) / row.stages["bits"])
     dec = []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -136,7 +137,7 @@ def main() -> None:
     ap.add_argument("run", type=Path, help="frontier study run directory")
     ap.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
     args = ap.parse_args()
-    res = json.loads((args.run / "results.json").read_text())
+    res = json.loads(paths.results(args.run).read_text())
     rows = [r for r in map(Row.from_dict, res["rows"]) if r.total_bits]
     picks = best_points(rows)
     lines = [

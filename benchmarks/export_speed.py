@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench_md import update_section  # noqa: E402
 
 from leanbits import snapshot  # noqa: E402
-from leanbits.cli import data_for_snapshot  # noqa: E402
+from leanbits.data import snapshot_data  # noqa: E402
 from leanbits.export import bench_models  # noqa: E402
 from leanbits.prune import PruneConfig, macs  # noqa: E402
 from leanbits.prune.search import prune_snapshot  # noqa: E402
@@ -36,7 +36,7 @@ from leanbits.train import evaluate  # noqa: E402
 
 def measure(snap_dir: Path, units: float, weights: float, repeats: int) -> list[list]:
     snap = snapshot.load(snap_dir)
-    splits = data_for_snapshot(snap.config)
+    splits = snapshot_data(snap.config)
     in_shape = tuple(snap.plan.in_shape)
     rows = []
     cases = [("unstructured", weights, PruneConfig(refit_epochs=1)),

@@ -37,6 +37,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench_md import update_section  # noqa: E402
 
+from leanbits import paths  # noqa: E402
 from leanbits.errors import LeanbitsError  # noqa: E402
 from leanbits.fileio import write_text_atomic  # noqa: E402
 from leanbits.report.build import build_report  # noqa: E402
@@ -72,7 +73,7 @@ def main() -> None:
                 records = read_csv(csv_path)
             else:
                 run = args.runs / name
-                if not (run / "results.json").is_file():
+                if not paths.results(run).is_file():
                     continue
                 records = records_of_run(run)
                 if args.write:

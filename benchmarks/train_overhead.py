@@ -27,11 +27,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench_md import update_section  # noqa: E402
 
-from leanbits.cli import load_data  # noqa: E402
+from leanbits.data import DataConfig, load_data  # noqa: E402
 from leanbits.heads import Head  # noqa: E402
 from leanbits.loop import iterate_batches  # noqa: E402
 from leanbits.models import build, preset  # noqa: E402
-from leanbits.train import DataConfig, TrainConfig, train  # noqa: E402
+from leanbits.train import TrainConfig, train  # noqa: E402
 
 
 def bare_epochs(splits, epochs: int, batch_size: int, lr: float, seed: int) -> float:
@@ -67,7 +67,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
     args = ap.parse_args()
-    splits = load_data("mnist")
+    splits = load_data(DataConfig())
     bare, ours = [], []
     for r in range(args.repeats):
         bare.append(bare_epochs(splits, args.epochs, args.batch_size, 0.05, 1 + r))

@@ -13,8 +13,15 @@ from hypothesis import strategies as st
 from torch import nn
 
 from leanbits import snapshot
-from leanbits.bits import BitsConfig, count_bits, load, pack, unpack
-from leanbits.bits.cli import evaluate_lbits, quantize_snapshot
+from leanbits.bits import (
+    BitsConfig,
+    count_bits,
+    evaluate_lbits,
+    load,
+    pack,
+    quantize_snapshot,
+    unpack,
+)
 from leanbits.bits.container import decode, encode
 from leanbits.errors import ConfigError, FormatError
 from leanbits.heads import Head
@@ -261,7 +268,7 @@ def test_refit_moves_only_non_weights(snap_dir, tiny_splits):
 
 
 def test_cli_bits_pack_unpack(snap_dir, tmp_path, capsys, tiny_splits, monkeypatch):
-    from leanbits.bits import cli as bits_cli
+    from leanbits.bits import pipeline
     from leanbits.cli import main
 
     assert main(["bits", str(snap_dir), "--bits", "3", "--index", "relative", "--json"]) == 0
@@ -280,7 +287,7 @@ def test_cli_bits_pack_unpack(snap_dir, tmp_path, capsys, tiny_splits, monkeypat
     assert main(["unpack", str(out), "-o", str(tmp_path / "bad")]) == 2
     assert "checksum" in capsys.readouterr().err
 
-    monkeypatch.setattr(bits_cli, "_load_splits", lambda config: tiny_splits)
+    monkeypatch.setattr(pipeline, "_snapshot_splits", lambda snap: tiny_splits)
     assert main(["bits", str(snap_dir), "--refit", "1", "--accuracy", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert 0 <= report["val_acc"] <= 1 and report["refit_epochs"] == 1

@@ -177,7 +177,7 @@ def test_api_refuses_bad_requirement_before_work(trained):
 
 @pytest.fixture
 def fake_data(trained, monkeypatch):
-    monkeypatch.setattr(main_cli, "data_for_snapshot", lambda config, **kw: trained[1])
+    monkeypatch.setattr(compression, "snapshot_data", lambda config, **kw: trained[1])
 
 
 @pytest.mark.parametrize("flags", [

@@ -1,8 +1,9 @@
 import pytest
 
 from leanbits.config import make, non_default, stage_hash
+from leanbits.data import DataConfig
 from leanbits.errors import ConfigError
-from leanbits.train import DataConfig, TrainConfig, parse_per_layer
+from leanbits.train import TrainConfig, parse_per_layer
 
 
 def test_unknown_key_lists_valid_ones():

@@ -23,7 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from leanbits.data import idx, sources
+from leanbits.data import VAL_SIZE, DataConfig, idx, load_data, snapshot_data, sources
 from leanbits.data.datasets import dataset_meta, load_splits
 from leanbits.data.sources import (
     DatasetSpec,
@@ -592,3 +592,29 @@ def test_real_mnist_splits(no_default_sources):
     # The hard-coded mean/std are MNIST's: normalized training pixels ~ N(0, 1).
     allx = torch.cat([s.train.x, s.val.x])
     assert abs(allx.mean().item()) < 1e-3 and abs(allx.std().item() - 1) < 1e-3
+
+
+def test_load_data_reads_a_config_or_a_snapshot_table(fake_cache: Path, monkeypatch):
+    monkeypatch.setenv("LEANBITS_DATA", str(fake_cache))
+    direct = load_splits("mnist", 40, 2, fake_cache, limit_train=30)
+    by_config = load_data(DataConfig(val_size=40, split_seed=2, limit_train=30))
+    assert torch.equal(by_config.train.x, direct.train.x)
+    assert torch.equal(by_config.val.y, direct.val.y)
+    # A snapshot's [data] table: its own limit_train is not applied, the caller's is.
+    table = {"data": {"dataset": "mnist", "val_size": 40, "split_seed": 2, "limit_train": 5}}
+    assert len(snapshot_data(table).train) == 160
+    assert torch.equal(snapshot_data(table, limit_train=30).train.x, direct.train.x)
+    with pytest.raises(ConfigError, match="val_size"):
+        load_data({"dataset": "mnist", "val_size": 200})
+    assert DataConfig().val_size == VAL_SIZE
+
+
+def test_synthetic_data_is_seeded_and_sized_by_the_settings():
+    a = load_data({"dataset": "synthetic", "limit_train": 64, "val_size": 1000,
+                   "split_seed": 3})
+    b = load_data({"dataset": "synthetic", "limit_train": 64, "val_size": 1000,
+                   "split_seed": 3})
+    assert (len(a.train), len(a.val), len(a.test)) == (64, 512, 512)  # val capped at 512
+    assert torch.equal(a.train.x, b.train.x) and torch.equal(a.test.y, b.test.y)
+    c = load_data({"dataset": "synthetic", "limit_train": 64, "split_seed": 4})
+    assert not torch.equal(a.train.x, c.train.x)

@@ -18,12 +18,13 @@ from pathlib import Path
 import pytest
 import tomli_w
 
+from leanbits import paths
 from leanbits.cli import main
 from leanbits.errors import BusyError, ConfigError
 from leanbits.fileio import exclusive_lock
 from leanbits.sweep import stages
 from leanbits.sweep.experiment import MAX_POINTS, parse_experiment
-from leanbits.sweep.run import lock_file, run_experiment
+from leanbits.sweep.run import run_experiment
 
 TINY = {
     "name": "hostile",
@@ -152,12 +153,12 @@ def _start_busy_run(exp_file: Path, out: Path) -> tuple[subprocess.Popen, set[in
 # ----------------------------------------------------------------------------- locking
 def test_a_held_run_directory_is_refused_at_once_and_left_untouched(tmp_path):
     out = tmp_path / "run"
-    with exclusive_lock(lock_file(out)):
+    with exclusive_lock(paths.lock(out)):
         with pytest.raises(BusyError, match=rf"in use by another leanbits run \(process "
                                             rf"{os.getpid()}\b"):
             _run(_exp(), out)
         assert sorted(p.name for p in out.iterdir()) == [".lock"]
-    assert not lock_file(out).exists()  # released and removed
+    assert not paths.lock(out).exists()  # released and removed
 
 
 def test_two_runs_started_together_one_runs_the_other_exits_2_naming_it(exp_file, tmp_path,
@@ -287,7 +288,7 @@ def test_sigterm_stops_the_workers_and_releases_the_directory(exp_file, tmp_path
     assert rc == 128 + signal.SIGTERM
     _wait_for(lambda: not any(_alive(p) for p in tree), 30,
               f"the workers {sorted(tree)} to end")
-    assert not lock_file(out).exists()
+    assert not paths.lock(out).exists()
     _run(_exp(), out)
     _assert_intact(out, reference)
 

@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 from leanbits import cli, snapshot
 from leanbits.bits.container import MAGIC, VERSION, encode
 from leanbits.bits.stream import HEADER, BitWriter
+from leanbits.data import datasets
 from leanbits.heads import Head
 from leanbits.models import Plan, build
 
@@ -31,7 +32,7 @@ CONFIG = {"data": {"dataset": "mnist", "val_size": 64, "split_seed": 0}}
 @pytest.fixture(autouse=True)
 def tiny_data(monkeypatch, tiny_splits):
     """Every command sees tiny MNIST-shaped data instead of MNIST."""
-    monkeypatch.setattr(cli, "load_data", lambda *a, **k: tiny_splits)
+    monkeypatch.setattr(datasets, "load_splits", lambda *a, **k: tiny_splits)
     return tiny_splits
 
 

@@ -42,3 +42,16 @@ def test_bad_plans():
         Plan("mlp", (1, 28, 28), (), (0,), 10)
     with pytest.raises(ConfigError, match="unknown plan keys"):
         Plan.from_dict({"family": "mlp", "in_shape": [1, 2, 2], "bogus": 1})
+
+
+def test_one_definition_of_a_weight_layer():
+    from torch import nn
+
+    from leanbits.models import is_weight_layer, weight_layers
+
+    model = nn.Sequential(nn.Conv1d(2, 3, 3), nn.ReLU(), nn.Conv2d(3, 4, 1),
+                          nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4, 2))
+    assert [n for n, _ in weight_layers(model)] == ["0", "2", "5"]
+    assert not is_weight_layer(model[3]) and is_weight_layer(nn.ConvTranspose2d(1, 1, 2))
+    assert [n for n, _ in weight_layers(build(preset("lenet5")))] == [
+        "conv1", "conv2", "fc1", "out"]

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from leanbits import paths, snapshot
+from leanbits.cli import prune as prune_cli
 from leanbits.errors import PruneError
 from leanbits.heads import Head
 from leanbits.models import Plan, build
@@ -21,7 +22,6 @@ from leanbits.prune import (
     search_sparsity,
     train_masked,
 )
-from leanbits.prune import cli as prune_cli
 from leanbits.results import Row, profile_rows
 
 PLAN = Plan("mlp", (1, 8, 8), (), (16, 12), 10)
@@ -158,15 +158,13 @@ def run_cli(argv: list[str]) -> int:
 
 @pytest.fixture
 def fake_data(trained, monkeypatch):
-    from leanbits import cli as main_cli
-
     seen = []
 
     def data_for_snapshot(config, limit_train=None, source=None):
         seen.append(config["data"]["dataset"])
         return trained[1]
 
-    monkeypatch.setattr(main_cli, "data_for_snapshot", data_for_snapshot)
+    monkeypatch.setattr(prune_cli, "snapshot_data", data_for_snapshot)
     return seen
 
 

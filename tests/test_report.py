@@ -18,11 +18,12 @@ from pathlib import Path
 
 import pytest
 
+from leanbits.cli import report as cli
+from leanbits.console import fmt
 from leanbits.errors import LeanbitsError
 from leanbits.report import (
     bits,
     build,
-    cli,
     document,
     frontier,
     grouping,
@@ -31,7 +32,6 @@ from leanbits.report import (
     profile,
     tables,
 )
-from leanbits.report.tables import fmt
 from leanbits.results import Row, profile_document
 from leanbits.sweep.frontier import pareto_front
 
@@ -486,7 +486,7 @@ def test_cli_register_and_run(tmp_path: Path, capsys):
 
 
 def test_importing_report_does_not_import_matplotlib():
-    code = ("import sys, leanbits.report, leanbits.report.build, leanbits.report.cli; "
+    code = ("import sys, leanbits.report, leanbits.report.build, leanbits.cli.report; "
             "print('matplotlib' in sys.modules)")
     env = {**os.environ, "PYTHONPATH": str(Path(build.__file__).parents[2])}
     out = subprocess.run([os.sys.executable, "-c", code], capture_output=True, text=True,

@@ -16,11 +16,12 @@ import torch
 
 from leanbits import cli, paths, snapshot
 from leanbits.bits.container import encode
+from leanbits.data import DataConfig
 from leanbits.errors import ConfigError, FormatError
 from leanbits.heads import MAX_CLASSES, Head
 from leanbits.models import PRESETS, Plan, build, preset
 from leanbits.models.plan import MAX_LAYERS, MAX_PARAMETERS, MAX_WIDTH
-from leanbits.train import DataConfig, TrainConfig, train
+from leanbits.train import TrainConfig, train
 
 PLAN = Plan("mlp", (1, 8, 8), (), (6,), 10)
 HEAD = Head("softmax", 10)
@@ -223,7 +224,8 @@ KILLED_TRAIN = """
 import os, signal, sys
 sys.path.insert(0, sys.argv[2])
 from conftest import make_tiny_splits
-from leanbits.train import DataConfig, TrainConfig, train
+from leanbits.data import DataConfig
+from leanbits.train import TrainConfig, train
 
 def log(line):
     os.kill(os.getpid(), signal.SIGKILL)  # killed -9 after the first epoch

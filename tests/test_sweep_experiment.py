@@ -76,7 +76,8 @@ def test_changing_a_setting_renames_only_what_depends_on_it():
 
 
 def test_train_stage_name_matches_leanbits_train_for_real_data():
-    from leanbits.train import DataConfig, TrainConfig, run_name
+    from leanbits.data import DataConfig
+    from leanbits.train import TrainConfig, run_name
 
     exp = parse_experiment({"data": {"dataset": "mnist", "limit_train": 100},
                             "train": {"epochs": 2, "head": "softmax"}})

@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from leanbits import paths
 from leanbits.cli import main
 from leanbits.results import Row, profile_rows
 from leanbits.sweep import stages
@@ -230,16 +231,7 @@ def test_ray_missing_gives_an_install_hint(monkeypatch):
 
 
 # ----------------------------------------------------------------------------- CLI
-def _register_sweep_cli(monkeypatch):
-    # Until leanbits.cli lists the sweep commands itself.
-    import leanbits.cli as cli
-
-    if "leanbits.sweep.cli" not in cli.COMMAND_MODULES:
-        monkeypatch.setattr(cli, "COMMAND_MODULES", (*cli.COMMAND_MODULES, "leanbits.sweep.cli"))
-
-
 def test_quick_study_runs_end_to_end_from_the_cli(tmp_path, monkeypatch, capsys):
-    _register_sweep_cli(monkeypatch)
     args = ["study", "snapshot", "--quick", "--set", "data.dataset=synthetic",
             "--set", 'prune.vary.method=["refit", "none"]', "--out", str(tmp_path), "--json"]
     assert main(args) == 0
@@ -256,7 +248,6 @@ def test_quick_study_runs_end_to_end_from_the_cli(tmp_path, monkeypatch, capsys)
 
 
 def test_cli_bad_file_is_one_line_and_nothing_runs(tmp_path, monkeypatch, capsys):
-    _register_sweep_cli(monkeypatch)
     bad = tmp_path / "bad.toml"
     bad.write_text('[data]\ndataset = "synthetic"\n[train.vary]\nhead = ["softmax", "sigmoid"]\n')
     assert main(["run", str(bad), "--out", str(tmp_path / "run")]) == 2
@@ -266,7 +257,6 @@ def test_cli_bad_file_is_one_line_and_nothing_runs(tmp_path, monkeypatch, capsys
 
 
 def test_cli_dry_run_counts_stages(tmp_path, monkeypatch, capsys):
-    _register_sweep_cli(monkeypatch)
     assert main(["study", "frontier", "--quick", "--dry-run", "--json", "--out",
                  str(tmp_path)]) == 0
     info = json.loads(capsys.readouterr().out)
@@ -283,7 +273,7 @@ def test_stage_made_with_other_settings_is_rebuilt_with_its_dependents(tmp_path)
     train = tmp_path / "stages" / exp.points[0].stages[0].relpath
     record = stages.read_stage(train)
     record["config"]["momentum"] = 0.5
-    (train / stages.MARKER).write_text(json.dumps(record))
+    paths.stage_marker(train).write_text(json.dumps(record))
     s = _run(exp, tmp_path)
     assert s.ran == {"train": 1, "prune": 2, "bits": 4}
     assert stages.read_stage(train)["config"]["momentum"] == 0.9

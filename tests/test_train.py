@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from leanbits import paths, snapshot
+from leanbits.data import DataConfig
 from leanbits.errors import TrainingError
-from leanbits.train import DataConfig, TrainConfig, train
+from leanbits.train import TrainConfig, train
 
 
 def _cfg(**kw):

@@ -6,8 +6,8 @@
 import pytest
 import torch
 
-from leanbits.data import sources
-from leanbits.train import DataConfig, TrainConfig, train
+from leanbits.data import DataConfig, sources
+from leanbits.train import TrainConfig, train
 
 
 def _mnist_ready() -> bool:

@@ -38,27 +38,27 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from leanbits import paths, snapshot
 from leanbits.bits.account import Account
 from leanbits.bits.container import INDEX_CHOICES, encode, unpack
 from leanbits.bits.finetune import codebooks_of, finetune_codebook
 from leanbits.bits.records import DTYPES, QUANT_CODES
 from leanbits.config import make, option, to_dict
+from leanbits.data import snapshot_data
 from leanbits.errors import ConfigError, PruneError
 from leanbits.fileio import atomic_path, exclusive_lock, write_bytes_atomic, write_text_atomic
 from leanbits.heads import Head
 from leanbits.models import Plan
+from leanbits.models.layers import weight_layers
 from leanbits.prune import REGISTRY, PruneConfig, run_method
 from leanbits.prune.baselines import OWN_SPARSITY
 from leanbits.prune.magnitude import LayerEmptiedError
-from leanbits.prune.masks import weight_layers
 from leanbits.prune.search import search_sparsity
 
 Loss = Callable[[Tensor, Tensor], Tensor]
 
 #: suffix of the default work directory next to the output file
 WORK_SUFFIX = ".partial"
-#: marks a directory as a compress work directory (and holds the key of its search)
-WORK_MARKER = "compress.json"
 
 
 @dataclass(frozen=True)
@@ -345,7 +345,7 @@ class _WorkDir:
         self.path = path
         if path is None:
             return
-        marker = path / WORK_MARKER
+        marker = paths.compress(path)
         if path.exists() and not path.is_dir():
             raise ConfigError(f"work directory {path} exists and is not a directory; "
                               "remove it or choose another output")
@@ -359,7 +359,7 @@ class _WorkDir:
                 old = None
             if old != key:  # another search's cache: its entries can never match
                 for f in path.iterdir():
-                    if f.is_file() and f.name != ".lock":
+                    if f.is_file() and f.name != paths.lock(path).name:
                         f.unlink()
         path.mkdir(parents=True, exist_ok=True)
         write_text_atomic(marker, json.dumps({"key": key}))
@@ -367,7 +367,7 @@ class _WorkDir:
     def read(self, kind: str, key: str) -> dict[str, Any] | None:
         if self.path is None:
             return None
-        f = self.path / f"{kind}-{key}.json"
+        f = paths.compress_run(self.path, kind, key)
         if not f.is_file():
             return None
         try:
@@ -377,10 +377,10 @@ class _WorkDir:
 
     def write(self, kind: str, key: str, record: dict[str, Any]) -> None:
         if self.path is not None:
-            write_text_atomic(self.path / f"{kind}-{key}.json", json.dumps(record))
+            write_text_atomic(paths.compress_run(self.path, kind, key), json.dumps(record))
 
     def tensors(self, key: str) -> Path | None:
-        return None if self.path is None else self.path / f"pruned-{key}.safetensors"
+        return None if self.path is None else paths.compress_tensors(self.path, key)
 
 
 # ------------------------------------------------------------------------- search
@@ -629,7 +629,7 @@ def compress(
     val_acc = accuracy(decoded, *val, head=head)
     test = _xy(data, "test", required=False)
     test_acc = accuracy(decoded, *test, head=head) if test is not None else None
-    if work_path is not None and (work_path / WORK_MARKER).is_file():
+    if work_path is not None and paths.compress(work_path).is_file():
         shutil.rmtree(work_path, ignore_errors=True)
     weights = sum(layer.weight.numel() for _, layer in weight_layers(model))
     return CompressResult(
@@ -701,14 +701,11 @@ def compress_snapshot(
     Returns:
         The :class:`CompressResult`.
     """
-    from leanbits import cli as main_cli
-    from leanbits import paths, snapshot
-
     if max_drop is None and target_accuracy is None and config is not None:
         max_drop, target_accuracy = config.max_drop, config.target_accuracy
     check_target(max_drop, target_accuracy)  # before loading anything
     snap = snapshot.load(snapshot_dir)
-    splits = main_cli.data_for_snapshot(snap.config, source=paths.config(Path(snapshot_dir)))
+    splits = snapshot_data(snap.config, source=paths.config(Path(snapshot_dir)))
     snapshot.check_fits_data(snap.plan, snap.head, splits, snapshot_dir)
     return compress(snap.model, splits, snap.head.loss, max_drop=max_drop,
                     target_accuracy=target_accuracy, config=config, plan=snap.plan,

@@ -9,15 +9,15 @@ rows, and writes the report. Everything lands in one run directory (``RUNS/demo`
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
 from pathlib import Path
-from typing import Any
 
 from leanbits import paths
-from leanbits.report.tables import table
+from leanbits.bits import unpack
+from leanbits.console import table
+from leanbits.report import build_report
 from leanbits.results import Row, profile_rows
 from leanbits.sweep import stages
 from leanbits.sweep.experiment import Experiment, load_experiment, study_path
@@ -63,8 +63,6 @@ def run(out: Path, quick: bool = False, epochs: int | None = None) -> RunSummary
     Returns:
         The sweep's :class:`RunSummary`.
     """
-    from leanbits.report.build import build_report
-
     overrides = [] if epochs is None else [f"train.epochs={epochs}"]
     exp = load_experiment(study_path("demo"), quick=quick, overrides=overrides)
 
@@ -76,7 +74,7 @@ def run(out: Path, quick: bool = False, epochs: int | None = None) -> RunSummary
         print(line, file=sys.stderr, flush=True)
 
     summary = run_experiment(exp, out, log=log)
-    root = Path(out) / "stages"
+    root = paths.stages(out)
     picked = summary.rows[summary.picked] if summary.picked is not None else None
     first = picked or summary.rows[0]
     _print_training(root / first.stages["train"], first)
@@ -157,8 +155,6 @@ def _print_bits(rows: list[Row]) -> None:
 
 
 def _print_packed(out: Path, row: Row) -> None:
-    from leanbits.bits import unpack
-
     lbits = paths.lbits(out)
     size = lbits.stat().st_size
     account = unpack(lbits).account
@@ -169,26 +165,3 @@ def _print_packed(out: Path, row: Row) -> None:
     print(table(["file", "bytes", "x smaller than dense float32", "val acc", "test acc"],
                 [[str(lbits), size, row.compression, row.val_acc, row.test_acc]],
                 title="packed model (accuracy of the unpacked file)"))
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    """Handler of ``leanbits demo``."""
-    out = Path(args.out) if args.out else Path(args.runs) / ("demo-quick" if args.quick
-                                                             else "demo")
-    run(out, quick=args.quick, epochs=args.epochs)
-    return 0
-
-
-def register(subparsers: Any) -> None:
-    """Add the ``demo`` subcommand."""
-    m = subparsers.add_parser(
-        "demo", help="the main job: train, profile, snapshot-prune, pack, report",
-        description="Run the packaged demo experiment (`leanbits study demo --dry-run` shows "
-        "it) through the sweep and print what each step did.")
-    m.add_argument("--runs", default="runs", help="parent of the run directory (default: "
-                   "runs; the run is RUNS/demo, or RUNS/demo-quick with --quick)")
-    m.add_argument("--out", default=None, help="the run directory (overrides --runs)")
-    m.add_argument("--epochs", type=int, default=None,
-                   help="training epochs (default: the experiment's, 12)")
-    m.add_argument("--quick", action="store_true", help="a small version (for tests)")
-    m.set_defaults(func=cmd_demo)

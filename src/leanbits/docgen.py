@@ -10,16 +10,17 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+from leanbits.bits import BitsConfig
+from leanbits.cli import build_parser
+from leanbits.compression import CompressConfig
 from leanbits.config import reference
+from leanbits.data import DataConfig
+from leanbits.prune import ProfileConfig, PruneConfig
+from leanbits.sweep.pick import PickConfig
+from leanbits.train import TrainConfig
 
 
 def _configs() -> list[tuple[str, type]]:
-    from leanbits.bits.cli import BitsConfig
-    from leanbits.compression import CompressConfig
-    from leanbits.prune import ProfileConfig, PruneConfig
-    from leanbits.sweep.pick import PickConfig
-    from leanbits.train import DataConfig, TrainConfig
-
     return [
         ("`leanbits train` — `[data]` section / data flags", DataConfig),
         ("`leanbits train` — `[train]` section / training flags", TrainConfig),
@@ -45,8 +46,6 @@ def _subparsers(parser: argparse.ArgumentParser):
 
 def cli_reference() -> str:
     """The Markdown text of ``docs/CLI.md``."""
-    from leanbits.cli import build_parser
-
     parser = build_parser()
     out = [
         "# leanbits command-line reference",

@@ -1,5 +1,7 @@
 """Export a (compacted) model to ONNX or safetensors, checked against PyTorch, and measure
-its inference speed against the dense model.
+its inference speed against the dense model: :func:`export_onnx`, :func:`bench_models`,
+and on snapshot directories :func:`export_snapshot` and :func:`bench_snapshot` (what
+``leanbits export`` / ``bench`` run; :mod:`leanbits.cli.export` only parses and prints).
 
 ONNX export uses PyTorch's TorchScript-based exporter (``dynamo=False``): it needs no extra
 packages for the plain Conv/Linear/ReLU/pool chains leanbits builds and is fast. The
@@ -8,8 +10,9 @@ exported file is always run in onnxruntime and compared with PyTorch before it i
 
 from __future__ import annotations
 
-import argparse
+import json
 import statistics
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -17,15 +20,19 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors.torch import save_file
 from torch import nn
 
-from leanbits.errors import LeanbitsError
+from leanbits import paths, snapshot
+from leanbits.data import snapshot_data
+from leanbits.errors import ConfigError, LeanbitsError
 from leanbits.fileio import atomic_path
+from leanbits.prune import compact, macs
 
 
 def _ort():
     try:
-        import onnxruntime
+        import onnxruntime  # optional dependency (leanbits[onnx]), loaded only to export
     except ImportError:
         raise LeanbitsError(
             "ONNX export needs onnxruntime and onnx: pip install 'leanbits[onnx]'"
@@ -162,7 +169,7 @@ def bench_models(
     return rows
 
 
-# ----------------------------------------------------------------------------- commands
+# ----------------------------------------------------------------------------- snapshots
 def dense_and_compact(snapshot_dir: str | Path) -> tuple[Any, nn.Module, nn.Module, Any]:
     """``(snapshot, dense_model, compact_model, compact_plan)`` of a snapshot directory.
 
@@ -170,12 +177,9 @@ def dense_and_compact(snapshot_dir: str | Path) -> tuple[Any, nn.Module, nn.Modu
     the compact one has dead units physically removed: ``DIR/compact`` when the snapshot
     comes from ``leanbits prune``, otherwise compacted here from the snapshot's masks.
     """
-    from leanbits import snapshot
-    from leanbits.prune import compact
-
     snap = snapshot.load(snapshot_dir)
-    compact_dir = Path(snapshot_dir) / "compact"
-    if compact_dir.is_dir() and (compact_dir / "model.json").is_file():
+    compact_dir = paths.compact(snapshot_dir)
+    if compact_dir.is_dir() and paths.model_json(compact_dir).is_file():
         small = snapshot.load(compact_dir)
         return snap, snap.model.eval(), small.model.eval(), small.plan
     model, plan = compact(snap.model, snap.plan, snap.masks)
@@ -186,81 +190,89 @@ def _count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def cmd_export(args: Any) -> int:
-    import json
+def export_snapshot(
+    snapshot_dir: str | Path,
+    onnx: str | Path | None = None,
+    safetensors: str | Path | None = None,
+    dynamic_batch: bool = False,
+    real_data: bool = True,
+) -> dict[str, Any]:
+    """Export a snapshot's compact model as ONNX (checked in onnxruntime) and/or safetensors.
 
-    from safetensors.torch import save_file
+    Args:
+        snapshot_dir: the snapshot (its ``compact/`` rebuild when it has one).
+        onnx: the ``.onnx`` file to write, or None.
+        safetensors: the ``.safetensors`` file to write (plan and head in its metadata),
+            or None.
+        dynamic_batch: make the ONNX batch dimension symbolic.
+        real_data: also check the ONNX model on 256 validation examples.
 
-    from leanbits.cli import data_for_snapshot, emit_json
-    from leanbits.errors import ConfigError
-    from leanbits.prune import macs
+    Returns:
+        ``{"snapshot", "plan", "params_dense", "params_compact", "macs_dense",
+        "macs_compact"}`` plus, per file written, its path, size and (ONNX) the check's
+        ``onnx_max_abs_diff_<random|real>`` / ``..._max_rel_diff_...`` /
+        ``..._same_predictions_...``.
 
-    if not args.onnx and not args.safetensors:
+    Raises:
+        ConfigError: neither file was asked for.
+        LeanbitsError: onnxruntime is missing or the exported model disagrees.
+    """
+    if not onnx and not safetensors:
         raise ConfigError("nothing to export: give --onnx FILE and/or --safetensors FILE")
-    snap, dense, small, plan = dense_and_compact(args.snapshot)
+    snap, dense, small, plan = dense_and_compact(snapshot_dir)
     in_shape = tuple(plan.in_shape)
     report: dict[str, Any] = {
-        "snapshot": str(args.snapshot),
+        "snapshot": str(snapshot_dir),
         "plan": plan.to_dict(),
         "params_dense": _count(dense),
         "params_compact": _count(small),
         "macs_dense": int(macs(dense, in_shape)["dense"]),
         "macs_compact": int(macs(small, in_shape)["dense"]),
     }
-    if args.onnx:
+    if onnx:
         g = torch.Generator().manual_seed(0)
         random_x = torch.randn(64, *in_shape, generator=g)
         checks = [("random", random_x)]
-        if args.real_data:
-            splits = data_for_snapshot(snap.config)
+        if real_data:
+            splits = snapshot_data(snap.config)
             checks.append(("real", splits.val.x[:256]))
         for label, x in checks:
-            r = export_onnx(small, in_shape, args.onnx, dynamic_batch=args.dynamic_batch,
-                            batch_size=x.shape[0] if not args.dynamic_batch else 1,
+            r = export_onnx(small, in_shape, onnx, dynamic_batch=dynamic_batch,
+                            batch_size=x.shape[0] if not dynamic_batch else 1,
                             check_inputs=x)
             report[f"onnx_max_abs_diff_{label}"] = r["max_abs_diff"]
             report[f"onnx_max_rel_diff_{label}"] = r["max_rel_diff"]
             report[f"onnx_same_predictions_{label}"] = r["same_predictions"]
-        report["onnx"] = str(args.onnx)
-        report["onnx_bytes"] = Path(args.onnx).stat().st_size
-    if args.safetensors:
+        report["onnx"] = str(onnx)
+        report["onnx_bytes"] = Path(onnx).stat().st_size
+    if safetensors:
         meta = {"leanbits": json.dumps({"plan": plan.to_dict(), "head": snap.head.to_dict()})}
-        with atomic_path(args.safetensors) as tmp:
+        with atomic_path(safetensors) as tmp:
             save_file({k: v.contiguous() for k, v in small.state_dict().items()}, str(tmp),
                       metadata=meta)
-        report["safetensors"] = str(args.safetensors)
-        report["safetensors_bytes"] = Path(args.safetensors).stat().st_size
-    if args.json:
-        emit_json(report)
-        return 0
-    from leanbits.report.tables import table
-
-    widths = "-".join(str(v) for v in (*plan.conv, *plan.fc, plan.out))
-    print(table(["model", "parameters", "MACs/example"],
-                [["dense", report["params_dense"], report["macs_dense"]],
-                 [f"compact ({widths})", report["params_compact"], report["macs_compact"]]]))
-    if args.onnx:
-        checked = ", ".join(f"{k.split('_')[-1]} max |diff| {v:.1e}"
-                            for k, v in report.items() if k.startswith("onnx_max_abs"))
-        print(f"wrote {args.onnx} ({report['onnx_bytes']:,} bytes); onnxruntime vs PyTorch: "
-              f"{checked}; same predictions")
-    if args.safetensors:
-        print(f"wrote {args.safetensors} ({report['safetensors_bytes']:,} bytes)")
-    return 0
+        report["safetensors"] = str(safetensors)
+        report["safetensors_bytes"] = Path(safetensors).stat().st_size
+    return report
 
 
-def cmd_bench(args: Any) -> int:
-    import tempfile
+def bench_snapshot(
+    snapshot_dir: str | Path,
+    batch_sizes: tuple[int, ...] = (1, 256),
+    repeats: int = 50,
+    onnx: bool = True,
+) -> dict[str, Any]:
+    """Latency of a snapshot's dense and compact model (:func:`bench_models`), side by side.
 
-    from leanbits.cli import emit_json
-    from leanbits.prune import macs
-
-    _snap, dense, small, plan = dense_and_compact(args.snapshot)
+    Returns:
+        ``{"snapshot", "rows", "summary", "mac_reduction", "threads"}``; each summary entry
+        is ``{"runtime", "batch", "dense_ms", "compact_ms", "speedup", "mac_reduction",
+        "speedup_over_mac_reduction"}``.
+    """
+    _snap, dense, small, plan = dense_and_compact(snapshot_dir)
     in_shape = tuple(plan.in_shape)
-    batches = tuple(int(b) for b in str(args.batch_sizes).split(","))
     with tempfile.TemporaryDirectory() as tmp:
-        rows = bench_models({"dense": dense, "compact": small}, in_shape, batches,
-                            repeats=args.repeats, onnx_dir=None if args.no_onnx else tmp)
+        rows = bench_models({"dense": dense, "compact": small}, in_shape, batch_sizes,
+                            repeats=repeats, onnx_dir=tmp if onnx else None)
     mac_ratio = macs(dense, in_shape)["dense"] / max(1, macs(small, in_shape)["dense"])
     by = {(r["model"], r["runtime"], r["batch"]): r for r in rows}
     summary = []
@@ -273,38 +285,5 @@ def cmd_bench(args: Any) -> int:
                             "mac_reduction": mac_ratio,
                             "speedup_over_mac_reduction": d["median_ms"] / r["median_ms"]
                             / mac_ratio})
-    if args.json:
-        emit_json({"snapshot": str(args.snapshot), "rows": rows, "summary": summary,
-                   "mac_reduction": mac_ratio, "threads": torch.get_num_threads()})
-        return 0
-    from leanbits.report.tables import table
-
-    print(table(["runtime", "batch", "dense ms", "compact ms", "speed-up", "MAC reduction",
-                 "speed-up / MAC red."],
-                [[s["runtime"], s["batch"], s["dense_ms"], s["compact_ms"], s["speedup"],
-                  s["mac_reduction"], s["speedup_over_mac_reduction"]] for s in summary],
-                title=f"median latency, {torch.get_num_threads()} threads"))
-    return 0
-
-
-def register(subparsers: Any) -> None:
-    """Add ``export`` and ``bench`` to the ``leanbits`` command line."""
-    e = subparsers.add_parser(
-        "export", help="write the compact model as ONNX (checked in onnxruntime) / safetensors")
-    e.add_argument("snapshot", help="snapshot directory (from leanbits train or prune)")
-    e.add_argument("--onnx", help="output .onnx file")
-    e.add_argument("--safetensors", help="output .safetensors file (plan + head in metadata)")
-    e.add_argument("--dynamic-batch", action="store_true", help="symbolic batch dimension")
-    e.add_argument("--real-data", action=argparse.BooleanOptionalAction, default=True,
-                   help="also check on 256 validation examples (default: on)")
-    e.add_argument("--json", action="store_true", help="print the result as JSON")
-    e.set_defaults(func=cmd_export)
-    b = subparsers.add_parser(
-        "bench", help="latency of the dense and compact model, PyTorch and onnxruntime")
-    b.add_argument("snapshot", help="snapshot directory (from leanbits prune)")
-    b.add_argument("--batch-sizes", default="1,256", help="comma-separated (default: 1,256)")
-    b.add_argument("--repeats", type=int, default=50, help="timed runs per case (default: 50)")
-    b.add_argument("--no-onnx", action="store_true", help="PyTorch only")
-    b.add_argument("--json", action="store_true", help="print the result as JSON")
-    b.set_defaults(func=cmd_bench)
-
+    return {"snapshot": str(snapshot_dir), "rows": rows, "summary": summary,
+            "mac_reduction": mac_ratio, "threads": torch.get_num_threads()}

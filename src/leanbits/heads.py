@@ -193,10 +193,3 @@ class Head:
                 raise ConfigError("head code must be a K x M list of 0/1 rows") from None
         return cls(kind=d["kind"], num_classes=d["num_classes"],
                    llr_target=d.get("llr_target"), code=code)
-
-
-def make_head(
-    kind: str, num_classes: int, llr_target: float | None = None, code: Any = None
-) -> Head:
-    """Build a head by name (see :class:`Head`)."""
-    return Head(kind, num_classes, llr_target, None if code is None else torch.as_tensor(code))

@@ -1,8 +1,14 @@
-"""Every file name inside a leanbits run or snapshot directory, one function each."""
+"""Every file and directory name leanbits writes, one function each: a snapshot's files, a
+pruning output's, a bits stage's, a sweep run's, a profile's and a report's. Code outside
+this module asks it for a path (``paths.metrics(d)``) and never spells a file name itself,
+so a name changes in one place.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+# ----------------------------------------------------------------------------- snapshots
 
 
 def weights(d: Path) -> Path:
@@ -37,8 +43,22 @@ def early_weights(d: Path) -> Path:
     return Path(d) / "weights_early.safetensors"
 
 
+def lock(d: Path) -> Path:
+    """The lock a writer holds in the directory it writes (a sweep run, a snapshot)."""
+    return Path(d) / ".lock"
+
+
+# ----------------------------------------------------------------------------- pruning
+
+
 def report(d: Path) -> Path:
+    """The pruning report of ``leanbits prune`` (written last: its presence marks the end)."""
     return Path(d) / "report.json"
+
+
+def compact(d: Path) -> Path:
+    """The compact rebuild (dead units removed) of a pruned snapshot: a snapshot itself."""
+    return Path(d) / "compact"
 
 
 def profile(d: Path) -> Path:
@@ -46,6 +66,89 @@ def profile(d: Path) -> Path:
     return Path(d) / "profile.json"
 
 
+def profile_plot(d: Path) -> Path:
+    return Path(d) / "profile.png"
+
+
+# ----------------------------------------------------------------------------- bits
+
+
 def lbits(d: Path) -> Path:
     """A packed model (a bits stage's output, or the model a run keeps)."""
     return Path(d) / "model.lbits"
+
+
+def account(d: Path) -> Path:
+    """The bit account of a bits stage's ``model.lbits`` (JSON)."""
+    return Path(d) / "account.json"
+
+
+def compress(d: Path) -> Path:
+    """A compress search's record: in its work directory, the key of the search (which
+    marks the directory as one); in a compress stage, what the search chose (JSON)."""
+    return Path(d) / "compress.json"
+
+
+def compress_run(d: Path, kind: str, key: str) -> Path:
+    """One cached result of a compress search (a method run or a candidate) in its work
+    directory."""
+    return Path(d) / f"{kind}-{key}.json"
+
+
+def compress_tensors(d: Path, key: str) -> Path:
+    """The pruned weights of one cached method run in a compress work directory."""
+    return Path(d) / f"pruned-{key}.safetensors"
+
+
+# ----------------------------------------------------------------------------- sweeps
+
+
+def run_lock(d: Path) -> Path:
+    """The lock a sweep run holds on its run directory while it runs."""
+    return Path(d) / ".lock"
+
+
+def stages(d: Path) -> Path:
+    """Default directory of a sweep run's stage outputs."""
+    return Path(d) / "stages"
+
+
+def stage_marker(d: Path) -> Path:
+    """``stage.json`` of a stage directory: written last; its presence marks completion."""
+    return Path(d) / "stage.json"
+
+
+def results(d: Path) -> Path:
+    """One document with every result row of a run, its axes and frontiers."""
+    return Path(d) / "results.json"
+
+
+def results_log(d: Path) -> Path:
+    """The same result rows, one JSON object per line."""
+    return Path(d) / "results.jsonl"
+
+
+def seed_records(d: Path) -> Path:
+    """Compact per-seed results of a study, one row per seed and grid point (CSV)."""
+    return Path(d) / "results.csv"
+
+
+def experiment(d: Path) -> Path:
+    """The experiment a sweep run expanded, as run (overrides applied)."""
+    return Path(d) / "experiment.toml"
+
+
+# ----------------------------------------------------------------------------- reports
+
+
+def report_markdown(d: Path) -> Path:
+    return Path(d) / "report.md"
+
+
+def report_html(d: Path) -> Path:
+    return Path(d) / "report.html"
+
+
+def figures(d: Path) -> Path:
+    """PNG figures linked from ``report.md``."""
+    return Path(d) / "figures"

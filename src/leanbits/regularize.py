@@ -21,13 +21,9 @@ from torch import Tensor, nn
 
 from leanbits.errors import ConfigError
 from leanbits.loop import FitState, Hook
+from leanbits.models.layers import weight_layers
 
 GROUPS = ("none", "neurons", "out")
-
-
-def prunable_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """(name, module) of every Linear and Conv2d layer, in definition order."""
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear | nn.Conv2d)]
 
 
 def soft_threshold_(w: Tensor, t: float) -> Tensor:
@@ -91,7 +87,7 @@ class Regularizer:
                 )
 
     def check_layers(self, model: nn.Module) -> None:
-        names = {n for n, _ in prunable_layers(model)}
+        names = {n for n, _ in weight_layers(model)}
         unknown = set(self.per_layer) - names
         if unknown:
             raise ConfigError(
@@ -103,7 +99,7 @@ class Regularizer:
         return float(self.per_layer.get(layer, {}).get(kind, getattr(self, kind)))
 
     def _layers(self, model: nn.Module) -> list[tuple[str, nn.Module]]:
-        layers = prunable_layers(model)
+        layers = weight_layers(model)
         return layers if self.include_output else layers[:-1]
 
     @property

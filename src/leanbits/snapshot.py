@@ -58,7 +58,7 @@ MASK_DTYPES = ("U8", "BOOL")
 CONFIG_SECTIONS = ("data", "train", "prune", "bits")
 #: suffix of the directory a snapshot is built in
 PARTIAL_SUFFIX = ".partial"
-_LOCK = ".lock"
+_LOCK = paths.lock(Path()).name
 
 
 @dataclass

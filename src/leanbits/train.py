@@ -23,8 +23,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from leanbits import paths
+from leanbits import paths, snapshot
 from leanbits.config import MAX_SEED, option, stage_hash, to_dict
+from leanbits.data import DataConfig
 from leanbits.errors import ConfigError, TrainingError
 from leanbits.heads import HEADS, Head
 from leanbits.loop import (
@@ -38,18 +39,8 @@ from leanbits.loop import (
     make_optimizer,
 )
 from leanbits.models import MAX_WIDTH, PRESETS, Plan, build, preset
-from leanbits.regularize import Regularizer, RegularizerHook, prunable_layers
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    """Which data, and how the validation set is carved from the training set."""
-
-    dataset: str = option("mnist", "data set", choices=("mnist", "fashion-mnist"))
-    val_size: int = option(5000, "validation examples carved from the training set", minimum=1)
-    split_seed: int = option(0, "seed of the train/validation split", minimum=0,
-                             maximum=MAX_SEED)
-    limit_train: int | None = option(None, "use only this many training examples", minimum=1)
+from leanbits.models.layers import weight_layers
+from leanbits.regularize import Regularizer, RegularizerHook
 
 
 @dataclass(frozen=True)
@@ -215,7 +206,7 @@ def evaluate_splits(
 def weight_diagnostics(model: nn.Module) -> dict[str, dict[str, float]]:
     """Per Linear/Conv layer: weight L2 norm, max |w|, fraction of exact zeros, count."""
     out = {}
-    for name, m in prunable_layers(model):
+    for name, m in weight_layers(model):
         w = m.weight
         out[name] = {
             "l2_norm": float(w.norm()),
@@ -385,8 +376,6 @@ def train(
         ConfigError: ``out_dir`` holds another snapshot (and not ``force``), or is not a
             snapshot directory (see :func:`leanbits.snapshot.check_output`).
     """
-    from leanbits import snapshot
-
     x_train, y_train = splits.train.x, splits.train.y
     num_classes = getattr(splits, "num_classes", None) or 1 + int(
         max(int(splits.train.y.max()), int(splits.val.y.max()), int(splits.test.y.max()))
@@ -466,8 +455,8 @@ def train(
         "test_loss": test["loss"],
         "mean_abs_output": val["mean_abs_output"],
         "params": sum(p.numel() for p in model.parameters()),
-        "weights": sum(m.weight.numel() for _, m in prunable_layers(model)),
-        "nonzero_weights": sum(int((m.weight != 0).sum()) for _, m in prunable_layers(model)),
+        "weights": sum(m.weight.numel() for _, m in weight_layers(model)),
+        "nonzero_weights": sum(int((m.weight != 0).sum()) for _, m in weight_layers(model)),
         "train_time_s": time.perf_counter() - t_start,
     }
     if writer is not None:

@@ -2,7 +2,9 @@
 
 ``count_bits`` reports, per layer, the exact bits of values, positions, codebooks and
 non-weight parameters, plus header and totals; ``pack`` writes the same bits to a file
-whose size is the total; ``unpack`` / ``load`` read it back bit for bit.
+whose size is the total; ``unpack`` / ``load`` read it back bit for bit. The pipeline on
+snapshots and files (``BitsConfig``, ``quantize_snapshot``, ``evaluate_lbits``) is in
+:mod:`.pipeline`.
 
 Example:
     >>> from leanbits.bits import count_bits, pack, load
@@ -12,9 +14,15 @@ Example:
 """
 
 from leanbits.bits.account import Account, LayerAccount
-from leanbits.bits.cli import BitsConfig, evaluate_lbits, quantize_snapshot
 from leanbits.bits.container import Unpacked, count_bits, load, pack, unpack
 from leanbits.bits.finetune import codebooks_of, finetune_codebook
+from leanbits.bits.pipeline import (
+    BitsConfig,
+    evaluate_lbits,
+    quantize_snapshot,
+    snapshot_bits,
+    unpack_to_snapshot,
+)
 from leanbits.bits.quantize import (
     QUANTIZERS,
     Quantized,
@@ -44,5 +52,7 @@ __all__ = [
     "quantize_kmeans",
     "quantize_snapshot",
     "quantize_uniform",
+    "snapshot_bits",
     "unpack",
+    "unpack_to_snapshot",
 ]

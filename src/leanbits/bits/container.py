@@ -68,6 +68,7 @@ from leanbits.errors import ConfigError, FormatError
 from leanbits.fileio import write_bytes_atomic
 from leanbits.heads import Head
 from leanbits.models import Plan, build
+from leanbits.models.layers import weight_layers
 
 MAGIC = b"LBIT"
 #: the version written; version 1 (a 1-bit quantizer field, no row counts in coded
@@ -117,11 +118,7 @@ class Encoded:
 
 def weight_names(model: nn.Module) -> list[str]:
     """State-dict names of the weights that get quantized: Linear and Conv weights."""
-    names = []
-    for mod_name, mod in model.named_modules():
-        if isinstance(mod, nn.Linear | nn.modules.conv._ConvNd) and mod.weight is not None:
-            names.append(f"{mod_name}.weight" if mod_name else "weight")
-    return names
+    return [f"{name}.weight" if name else "weight" for name, _ in weight_layers(model)]
 
 
 def _layer_of(name: str) -> str:
@@ -439,7 +436,7 @@ def pack(
             ``kmeans_iters``. The
             re-fit fields of a ``BitsConfig`` are accepted too, so ``**to_dict(cfg)`` works,
             but a re-fit needs data: with ``refit > 0`` use
-            :func:`leanbits.bits.cli.quantize_snapshot` instead.
+            :func:`leanbits.bits.quantize_snapshot` instead.
 
     Returns:
         The :class:`Account`; ``account.total_bytes`` is the file size.
@@ -454,7 +451,7 @@ def pack(
         if key == "refit" and value:
             raise ConfigError(
                 f"pack does not re-fit (refit={value}); call "
-                "leanbits.bits.cli.quantize_snapshot(snapshot, cfg) and write its .data"
+                "leanbits.bits.quantize_snapshot(snapshot, cfg) and write its .data"
             )
     encoded = encode(model, plan, head, **settings)
     write_bytes_atomic(path, encoded.data)

@@ -1,1 +1,19 @@
-"""Data: IDX files, sources (cache, mirrors, offline packages), train/val/test splits."""
+"""Data: IDX files (:mod:`.idx`), sources - cache, mirrors, offline packages
+(:mod:`.sources`) - and the train/validation/test splits every command loads through
+:func:`load_data` (:mod:`.datasets`).
+"""
+
+from leanbits.data.datasets import (
+    DATASETS,
+    VAL_SIZE,
+    DataConfig,
+    Split,
+    Splits,
+    load_data,
+    load_splits,
+    snapshot_data,
+    synthetic_splits,
+)
+
+__all__ = ["DATASETS", "VAL_SIZE", "DataConfig", "Split", "Splits", "load_data", "load_splits",
+           "snapshot_data", "synthetic_splits"]

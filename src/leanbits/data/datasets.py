@@ -1,18 +1,30 @@
-"""Train / validation / test splits of the IDX image datasets as normalized tensors."""
+"""Train / validation / test splits as normalized tensors, and the one way leanbits loads
+them: :func:`load_data` turns data settings (a :class:`DataConfig`, a snapshot's ``[data]``
+table or a sweep's data settings) into :class:`Splits` - the IDX image data sets through
+:func:`load_splits`, or tiny generated data (``"synthetic"``) for tests and smoke runs.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from leanbits.config import MAX_SEED, make, option
 from leanbits.data import idx, sources
-from leanbits.errors import ConfigError, DataError
+from leanbits.errors import ConfigError, DataError, FormatError
 
-__all__ = ["Split", "Splits", "dataset_meta", "load_splits"]
+__all__ = ["DATASETS", "VAL_SIZE", "DataConfig", "Split", "Splits", "dataset_meta",
+           "load_data", "load_splits", "snapshot_data", "synthetic_splits"]
+
+#: validation examples carved from the official training set unless said otherwise
+VAL_SIZE = 5000
+#: the real data sets (``"synthetic"`` is generated, for tests and smoke runs)
+DATASETS = ("mnist", "fashion-mnist")
 
 # Per-pixel mean/std of the 60k training images after scaling to [0, 1].
 # Fashion-MNIST's were computed from the data: 0.28604 / 0.35302.
@@ -30,6 +42,18 @@ _CLASS_NAMES: dict[str, tuple[str, ...]] = {
 }
 NUM_CLASSES = 10
 IN_SHAPE = (1, 28, 28)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which data, and how the validation set is carved from the training set."""
+
+    dataset: str = option("mnist", "data set", choices=DATASETS)
+    val_size: int = option(VAL_SIZE, "validation examples carved from the training set",
+                           minimum=1)
+    split_seed: int = option(0, "seed of the train/validation split", minimum=0,
+                             maximum=MAX_SEED)
+    limit_train: int | None = option(None, "use only this many training examples", minimum=1)
 
 
 # eq=False: tensors have no single truth value, so a generated __eq__ would raise.
@@ -133,7 +157,7 @@ def _to_split(
 
 def load_splits(
     name: str,
-    val_size: int = 5000,
+    val_size: int = VAL_SIZE,
     seed: int = 0,
     cache_dir: Path | str | None = None,
     limit_train: int | None = None,
@@ -191,3 +215,79 @@ def load_splits(
         test=_to_split(x_te, y_te, None, mean, std),
         seed=seed,
     )
+
+
+def synthetic_splits(n_train: int, n_val: int, n_test: int, seed: int = 0) -> Splits:
+    """Tiny MNIST-shaped data: 10 random class means of shape [1, 28, 28] plus Gaussian noise.
+
+    Hard enough that accuracy moves with bits, fast enough for tests. Through
+    :func:`load_data`, ``dataset = "synthetic"`` gives ``limit_train`` (default 512) training
+    examples and ``min(val_size, 512)`` validation and as many test examples, seeded by
+    ``split_seed``.
+    """
+    g = torch.Generator().manual_seed(1000 + seed)
+    centers = 0.7 * torch.randn(10, *IN_SHAPE, generator=g)
+
+    def part(n: int) -> Split:
+        y = torch.randint(0, NUM_CLASSES, (n,), generator=g)
+        return Split(centers[y] + torch.randn(n, *IN_SHAPE, generator=g), y)
+
+    return Splits("synthetic", part(n_train), part(n_val), part(n_test), seed)
+
+
+def load_data(data: DataConfig | Mapping[str, Any]) -> Splits:
+    """The splits that data settings name, fetching the data set if needed.
+
+    Args:
+        data: a :class:`DataConfig`, or a mapping with its keys (a snapshot's ``[data]``
+            table, a sweep's data settings); a missing or None key takes the default.
+            ``dataset = "synthetic"`` gives :func:`synthetic_splits`.
+
+    Returns:
+        The :class:`Splits`.
+
+    Raises:
+        ConfigError: unknown data set or bad sizes.
+        DataError: the files cannot be fetched or are corrupt.
+
+    Example:
+        >>> load_data(DataConfig(limit_train=1000)).train.x.shape  # doctest: +SKIP
+        torch.Size([1000, 1, 28, 28])
+    """
+    d = {f.name: getattr(data, f.name) for f in fields(DataConfig)} \
+        if isinstance(data, DataConfig) else dict(data)
+    if d.get("dataset") == "synthetic":
+        n_val = min(int(d.get("val_size") or 128), 512)
+        return synthetic_splits(d.get("limit_train") or 512, n_val, n_val,
+                                int(d.get("split_seed") or 0))
+    default = DataConfig()
+    val_size = d.get("val_size")
+    split_seed = d.get("split_seed")
+    return load_splits(str(d.get("dataset") or default.dataset),
+                       val_size=default.val_size if val_size is None else int(val_size),
+                       seed=default.split_seed if split_seed is None else int(split_seed),
+                       limit_train=d.get("limit_train"))
+
+
+def snapshot_data(config: Mapping[str, Any], limit_train: int | None = None,
+                  source: str | Path = "config.toml") -> Splits:
+    """The splits a snapshot was trained on, from the ``[data]`` table of its config.toml.
+
+    Args:
+        config: the snapshot's config.
+        limit_train: keep only this many training examples (the snapshot's own limit is
+            not applied: pruning and quantizing re-fit on the full training split).
+        source: where the config came from, for error messages.
+
+    Raises:
+        FormatError: the ``[data]`` table is not a table of valid :class:`DataConfig`
+            settings.
+    """
+    section = config.get("data", {})
+    try:
+        if not isinstance(section, dict):
+            raise ConfigError(f"data = {section!r} must be a [data] table of settings")
+        data = make(DataConfig, section)
+    except ConfigError as exc:
+        raise FormatError(f"{source}: {exc}; fix its [data] section") from None
+    return load_data(replace(data, limit_train=limit_train))

@@ -5,7 +5,8 @@ compaction live in :mod:`.structure`, the non-weight re-fit and bias compensatio
 :mod:`.refit`, the baselines in :mod:`.baselines`, the methods that train for sparsity in
 :mod:`.gradual` (Zhu & Gupta), :mod:`.variational` (sparse VD) and :mod:`.structured`
 (whole units to a weight budget), reporting and the sparsity search in
-:mod:`.search`, and the ``prune`` / ``profile`` commands in :mod:`.cli`.
+:mod:`.search`, and what pruning writes to disk in :mod:`.store` (the ``prune`` /
+``profile`` commands are in :mod:`leanbits.cli.prune`).
 
 Example:
     >>> from leanbits.prune import prune, apply_masks, bias_compensate, refit_nonweights, compact
@@ -43,6 +44,7 @@ from leanbits.prune.search import (
     prune_to_target,
     search_sparsity,
 )
+from leanbits.prune.store import load_saved, save_profile, save_result
 from leanbits.prune.structure import (
     Structure,
     analyse,
@@ -82,6 +84,7 @@ __all__ = [
     "global_magnitude",
     "gradual_prune",
     "layer_magnitude",
+    "load_saved",
     "macs",
     "masked_fraction",
     "measure",
@@ -94,6 +97,8 @@ __all__ = [
     "refit_nonweights",
     "remove_dead_units",
     "run_method",
+    "save_profile",
+    "save_result",
     "search_sparsity",
     "sparse_vd",
     "std_masks",
@@ -111,7 +116,7 @@ class _CallablePackage(_types.ModuleType):
     """``leanbits.prune`` is this package *and* callable as :func:`prune`.
 
     ``leanbits.prune(model, sparsity=0.9)`` is the short form promised by the public API,
-    while ``leanbits.prune.search`` and ``import leanbits.prune.cli`` keep working.
+    while ``leanbits.prune.search`` and ``import leanbits.prune.store`` keep working.
     """
 
     def __call__(self, *args, **kwargs):

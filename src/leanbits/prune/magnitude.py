@@ -28,7 +28,15 @@ import torch
 from torch import Tensor, nn
 
 from leanbits.errors import PruneError
-from leanbits.prune.masks import Masks, check_amount, combine, full_masks, prunable_weights
+from leanbits.models.layers import weight_layers
+from leanbits.prune.masks import (
+    Masks,
+    check_amount,
+    combine,
+    full_masks,
+    model_masks,
+    prunable_weights,
+)
 
 SCOPES = ("global", "layer")
 
@@ -295,8 +303,6 @@ def prune(
         >>> masks = prune(model, sparsity=0.9)  # doctest: +SKIP
         >>> apply_masks(model, masks)  # doctest: +SKIP
     """
-    from leanbits.prune.masks import model_masks
-
     if scope not in SCOPES:
         raise PruneError(f"unknown scope {scope!r}; valid: {', '.join(SCOPES)}")
     if criterion not in CRITERIA:
@@ -307,8 +313,6 @@ def prune(
         )
     base = model_masks(model, masks)
     if granularity == "unit":
-        from leanbits.prune.masks import weight_layers
-
         last = weight_layers(model)[-1][0]
         exclude = [*exclude, last]  # the outputs are the answer; never drop one
         if criterion != "sparsity":

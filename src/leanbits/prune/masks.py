@@ -2,7 +2,7 @@
 
 Masks are keyed by parameter name (``"fc1.weight"``, ``"conv2.weight"``) and have the
 shape of the weight they mask. *Prunable weights* are the ``.weight`` of every
-``nn.Linear`` and ``nn.Conv*d`` module, the output layer included. A mask never un-prunes:
+weight layer (:mod:`leanbits.models.layers`), the output layer included. A mask never un-prunes:
 every operation here combines a new decision with the old mask by logical AND.
 
 The helpers are small and pure except :func:`apply_masks`, which zeroes weights in place.
@@ -17,16 +17,9 @@ from torch import Tensor, nn
 
 from leanbits.errors import PruneError
 from leanbits.loop import FitState, Hook
+from leanbits.models.layers import weight_layers
 
 Masks = dict[str, Tensor]
-
-#: modules whose ``.weight`` is a prunable weight
-WEIGHT_MODULES: tuple[type[nn.Module], ...] = (nn.Linear, nn.modules.conv._ConvNd)
-
-
-def weight_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """``(module name, module)`` of every Linear / Conv layer, in registration order."""
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, WEIGHT_MODULES)]
 
 
 def weight_key(module_name: str) -> str:

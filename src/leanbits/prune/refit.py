@@ -19,7 +19,8 @@ from torch import Tensor, nn
 
 from leanbits.errors import PruneError, TrainingError
 from leanbits.loop import DataLike, NonFiniteLoss, epoch_batches, fit, make_optimizer
-from leanbits.prune.masks import WEIGHT_MODULES, apply_masks, layer_of, weight_key, weight_layers
+from leanbits.models.layers import WEIGHT_LAYERS, weight_layers
+from leanbits.prune.masks import apply_masks, layer_of, weight_key
 
 
 def weight_parameter_ids(model: nn.Module) -> set[int]:
@@ -191,7 +192,7 @@ def bias_compensate(
     for k in masks:
         layer = layer_of(k)
         if layer not in mods or not k.endswith("weight") or not isinstance(
-            mods[layer], WEIGHT_MODULES
+            mods[layer], WEIGHT_LAYERS
         ):
             raise PruneError(f"mask {k!r} matches no Linear / Conv weight of the model")
     order: list[str] = []

@@ -17,16 +17,19 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from leanbits import paths
 from leanbits.config import make, option, to_dict
 from leanbits.errors import PruneError
+from leanbits.models.layers import weight_layers
 from leanbits.prune.baselines import METHODS, OWN_SPARSITY, PruneConfig
 from leanbits.prune.magnitude import LayerEmptiedError
-from leanbits.prune.masks import check_amount, count_nonzero_weights, model_masks, weight_layers
+from leanbits.prune.masks import check_amount, count_nonzero_weights, model_masks
 from leanbits.prune.methods import run_method
 from leanbits.prune.refit import nonweight_parameters
 from leanbits.prune.structure import analyse, compact, macs
 from leanbits.results import Row
-from leanbits.snapshot import Snapshot
+from leanbits.snapshot import Snapshot, load_tensors
+from leanbits.train import evaluate_splits
 
 
 @dataclass
@@ -45,8 +48,6 @@ def _train_part(data: Any, cfg: PruneConfig) -> tuple[Tensor, Tensor]:
 
 
 def _accuracy(model: nn.Module, head: Any, data: Any) -> dict[str, float]:
-    from leanbits.train import evaluate_splits
-
     return evaluate_splits(model, head, data)
 
 
@@ -97,9 +98,6 @@ def dense_report(snapshot: Snapshot, data: Any) -> dict[str, Any]:
 
 def load_early_state(snapshot: Snapshot) -> dict[str, Tensor] | None:
     """The snapshot's early weights (for rewinding), or None if it has none."""
-    from leanbits import paths
-    from leanbits.snapshot import load_tensors
-
     if snapshot.path is None or not paths.early_weights(snapshot.path).is_file():
         return None
     return load_tensors(paths.early_weights(snapshot.path))

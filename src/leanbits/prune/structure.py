@@ -34,9 +34,13 @@ import torch
 from torch import Tensor, nn
 
 from leanbits.errors import PruneError
+from leanbits.models import build
+from leanbits.models.layers import weight_layers
 from leanbits.prune.masks import Masks, apply_masks, model_masks, weight_key
 
-WEIGHT_TYPES = (nn.Linear, nn.Conv2d)
+#: the weight layers (:data:`leanbits.models.layers.WEIGHT_LAYERS`) a chain can hold and
+#: compaction can rebuild: of the convolutions, only Conv2d
+_CHAIN_WEIGHTS = (nn.Linear, nn.Conv2d)
 PASS_TYPES = (nn.ReLU, nn.MaxPool2d, nn.Flatten, nn.BatchNorm1d, nn.BatchNorm2d, nn.Dropout,
               nn.Identity)
 _SUPPORTED = "Linear, Conv2d, ReLU, MaxPool2d, Flatten, BatchNorm1d/2d, Dropout, Identity"
@@ -89,7 +93,7 @@ def parse_chain(model: nn.Module) -> list[_Layer]:
     layers: list[_Layer] = []
     flattened = False
     for name, m in model.named_children():
-        if isinstance(m, WEIGHT_TYPES):
+        if isinstance(m, _CHAIN_WEIGHTS):
             if isinstance(m, nn.Conv2d) and (m.groups != 1 or m.padding_mode != "zeros"):
                 raise PruneError(
                     f"cannot analyse layer {name!r}: Conv2d with groups={m.groups}, "
@@ -469,8 +473,6 @@ def compact(
         >>> small_plan.fc  # doctest: +SKIP
         (212, 61)
     """
-    from leanbits.models import build
-
     seq, kept = compact_sequential(model, masks, x)
     try:
         conv = tuple(len(kept[f"conv{i}"]) for i in range(1, len(plan.conv) + 1))
@@ -514,12 +516,11 @@ def macs(
     full = model_masks(model, masks)
     positions: dict[str, int] = {}
     hooks = []
-    for name, m in model.named_modules():
-        if isinstance(m, nn.Linear | nn.modules.conv._ConvNd):
-            def hook(mod, _inp, out, name=name):
-                per = mod.out_features if isinstance(mod, nn.Linear) else mod.out_channels
-                positions[name] = out.numel() // per
-            hooks.append(m.register_forward_hook(hook))
+    for name, m in weight_layers(model):
+        def hook(mod, _inp, out, name=name):
+            per = mod.out_features if isinstance(mod, nn.Linear) else mod.out_channels
+            positions[name] = out.numel() // per
+        hooks.append(m.register_forward_hook(hook))
     p0 = next(model.parameters())
     was = model.training
     model.eval()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from leanbits.report import plots
 from leanbits.report.document import Block, Figure, Heading, Table
 from leanbits.results import Row
 
@@ -40,8 +41,6 @@ def layer_breakdowns(row: Row) -> dict[str, dict[str, float]]:
 
 def breakdown_blocks(chosen: Sequence[tuple[str, Row]]) -> list[Block]:
     """Stacked bars and tables of the bit breakdown of ``(label, row)`` points."""
-    from leanbits.report import plots
-
     parts = [p for p in (*PARTS.values(), "other")
              if any(p in (bit_breakdown(r) or {}) for _, r in chosen)]
     values = {p: [(bit_breakdown(r) or {}).get(p, 0.0) for _, r in chosen] for p in parts}

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from leanbits import paths
 from leanbits.errors import LeanbitsError
 from leanbits.fileio import write_bytes_atomic, write_text_atomic
 from leanbits.report.collect import MAX_DEPTH, RESULTS_FILES, RunData, collect
@@ -28,8 +29,8 @@ from leanbits.report.markdown import FIGURES_DIR, to_markdown
 from leanbits.report.profile import drawable, profile_points, prune_section, pruned_models
 from leanbits.report.training import name_runs, training_section
 
-REPORT_MD = "report.md"
-REPORT_HTML = "report.html"
+REPORT_MD = paths.report_markdown(Path()).name
+REPORT_HTML = paths.report_html(Path()).name
 #: figure file stems a report writes; stale ones from an earlier report are removed
 FIGURE_NAMES = ("weights", "outputs", "loss", "prune_profile", "frontier", "sparsity", "bits")
 
@@ -42,7 +43,8 @@ def make_report(data: RunData) -> Report:
     """
     if data.empty:
         raise LeanbitsError(
-            f"{data.root}: nothing to report - no metrics.jsonl (snapshot), profile.json "
+            f"{data.root}: nothing to report - no {paths.metrics_log(Path()).name} (snapshot), "
+            f"{paths.profile(Path()).name} "
             f"(leanbits profile) or {' / '.join(RESULTS_FILES)} (sweep) found within "
             f"{MAX_DEPTH} directory levels" + (f" ({'; '.join(data.notes)})"
                                                if data.notes else "")

@@ -29,7 +29,8 @@ from leanbits.errors import LeanbitsError
 from leanbits.report.markdown import FIGURES_DIR
 from leanbits.results import Row, profile_rows
 
-RESULTS_FILES = ("results.json", "results.jsonl")  # the first present is read
+RESULTS_FILES = (paths.results(Path()).name,  # the first present is read
+                 paths.results_log(Path()).name)
 #: how deep below the root snapshots (metrics.jsonl) and profiles are searched
 MAX_DEPTH = 4
 #: longer config files are cut in the report (the file itself stays the reference)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 
+from leanbits.report import plots
 from leanbits.report.bits import bit_breakdown, breakdown_blocks
 from leanbits.report.collect import TrainingRun
 from leanbits.report.document import Block, Figure, Heading, Table
@@ -32,8 +33,6 @@ def frontier_section(rows: Sequence[Row], notes: list[str],
                      runs: Sequence[TrainingRun]) -> list[Block]:
     """Accuracy against total bits with the Pareto frontier, bit breakdowns and per-layer
     sparsity of chosen frontier points."""
-    from leanbits.report import plots
-
     acc = accuracy_key(rows)
     usable = [r for r in rows if r.total_bits is not None and acc
               and r.accuracy(acc) is not None]
@@ -155,8 +154,6 @@ def _per_weight(row: Row) -> float | None:
 
 
 def _sparsity_blocks(points: Sequence[tuple[str, Mapping[str, float]]]) -> list[Block]:
-    from leanbits.report import plots
-
     layers: list[str] = []
     for _, s in points:
         layers += [k for k in s if k not in layers]

@@ -14,8 +14,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from leanbits.console import fmt
 from leanbits.report.document import Code, Figure, Heading, Note, Report, Table, Text
-from leanbits.report.tables import fmt
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from leanbits import paths
 from leanbits.report.document import Code, Figure, Heading, Note, Report, Table, Text
 from leanbits.report.tables import markdown_table
 
 #: where figures are linked from, relative to the Markdown file
-FIGURES_DIR = "figures"
+FIGURES_DIR = paths.figures(Path()).name
 
 
 def _fence(text: str) -> str:

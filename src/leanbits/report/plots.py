@@ -13,6 +13,8 @@ import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from leanbits.results import Row
+
 #: rc settings shared by every figure (a consistent look across reports)
 STYLE: dict[str, object] = {
     "font.size": 9,
@@ -335,3 +337,37 @@ def grouped_bars(categories: Sequence[str], series: Mapping[str, Sequence[float]
         if len(series) > 1:  # beside the bars: bars reach 100 % and a legend would hide them
             ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
         return _render(fig)
+
+
+def profile_figure(rows: Sequence[Row], title: str = "") -> bytes:
+    """Accuracy against nonzero weights of a ``leanbits profile``: per method, test accuracy
+    (solid) and validation accuracy (dashed); the dense model as a star.
+
+    Args:
+        rows: the profile's rows (:class:`leanbits.results.Row`, method in ``axes``); rows
+            of failed levels (no ``nonzero_weights``) are skipped.
+        title: figure title.
+
+    Returns:
+        PNG bytes.
+    """
+    rows = [r for r in rows if r.nonzero_weights is not None]
+    methods = [m for m in dict.fromkeys(r.axes["method"] for r in rows) if m != "dense"]
+    series = []
+    for i, method in enumerate(methods):
+        rs = sorted((r for r in rows if r.axes["method"] == method),
+                    key=lambda r: r.nonzero_weights)
+        xs = [max(r.nonzero_weights, 1) for r in rs]
+        color = color_for(None, i)
+        series.append(Series(f"{method} (test)", xs, [r.test_acc for r in rs], color,
+                             marker="o"))
+        series.append(Series(f"{method} (val)", xs, [r.val_acc for r in rs], color,
+                             linestyle="--", marker="x"))
+    dense = [r for r in rows if r.axes["method"] == "dense"]
+    if dense:
+        series.append(Series("dense (test)", [max(r.nonzero_weights, 1) for r in dense],
+                             [r.test_acc for r in dense], "black", linestyle="none",
+                             marker="*"))
+    panel = Panel(title, "nonzero weights (count)", "accuracy", series, logx=True,
+                  xcounts=True)
+    return line_figure([panel])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
+from leanbits.report import plots
 from leanbits.report.document import Block, Figure, Heading, Table
 from leanbits.report.grouping import accuracy_key, group, group_names, network, pct
 from leanbits.results import Row
@@ -73,8 +74,6 @@ def drawable(points: Sequence[ProfilePoint]) -> list[ProfilePoint]:
 def prune_section(points: Sequence[ProfilePoint], from_profile: bool,
                   notes: list[str]) -> list[Block]:
     """Accuracy against nonzero weights (and effective connections), one line per method."""
-    from leanbits.report import plots
-
     usable = drawable(points)
     if not usable:
         where = "profile.json rows" if from_profile else "result rows"

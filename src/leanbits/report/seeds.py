@@ -28,12 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from leanbits import paths
 from leanbits.errors import LeanbitsError
 from leanbits.fileio import write_text_atomic
 from leanbits.results import Row
 
 #: the committed per-seed results of a study: ``docs/results/<study>/results.csv``
-CSV_NAME = "results.csv"
+CSV_NAME = paths.seed_records(Path()).name
 #: prefix of the CSV columns that hold sweep axes
 AXIS_PREFIX = "axis."
 #: the epoch (1-based) whose weight norms are the reference of "growth" in training
@@ -168,9 +169,9 @@ def records_of_run(run: str | Path) -> list[SeedRecord]:
         LeanbitsError: no ``results.json`` (the run has not finished).
     """
     run = Path(run)
-    f = run / "results.json"
+    f = paths.results(run)
     if not f.is_file():
-        raise LeanbitsError(f"{run} has no results.json: the run has not finished")
+        raise LeanbitsError(f"{run} has no {f.name}: the run has not finished")
     rows = [Row.from_dict(r) for r in json.loads(f.read_text(encoding="utf-8"))["rows"]]
     histories: dict[str, dict[str, float | int]] = {}
     out = []
@@ -179,13 +180,13 @@ def records_of_run(run: str | Path) -> list[SeedRecord]:
             continue
         t = r.stages.get("train")
         if t is not None and t not in histories:
-            m = run / "stages" / t / "metrics.jsonl"
+            m = paths.metrics_log(paths.stages(run) / t)
             epochs = ([json.loads(line) for line in m.read_text(encoding="utf-8").splitlines()
                        if line.strip()] if m.is_file() else [])
             histories[t] = history_values(epochs)
         seconds = None
         if "prune" in r.stages:
-            st = run / "stages" / r.stages["prune"] / "stage.json"
+            st = paths.stage_marker(paths.stages(run) / r.stages["prune"])
             if st.is_file():
                 seconds = _num(json.loads(st.read_text(encoding="utf-8")).get("seconds"))
         out.append(record_of_row(r, histories.get(t), seconds))
@@ -228,7 +229,7 @@ def _parse(cell: str) -> Any:
     return cell
 
 
-def parse_csv(text: str, where: str = "results.csv") -> list[SeedRecord]:
+def parse_csv(text: str, where: str = CSV_NAME) -> list[SeedRecord]:
     """The records of a :func:`format_csv` text.
 
     Raises:

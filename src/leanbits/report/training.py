@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+from leanbits import paths
+from leanbits.report import plots
 from leanbits.report.collect import TrainingRun
 from leanbits.report.document import Block, Figure, Heading, Table
 from leanbits.report.grouping import group_names, network, pct
 from leanbits.results import Row
 
 #: where a sweep keeps stage directories, relative to its run directory
-STAGES_DIR = "stages"
+STAGES_DIR = paths.stages(Path()).name
 
 
 def num(record: Mapping[str, Any], key: str) -> float | None:
@@ -97,8 +100,6 @@ def _series(epochs: Sequence[Mapping[str, Any]],
 def _run_styles(runs: Sequence[TrainingRun]) -> list[tuple[str, str, str]]:
     """(colour, linestyle, marker) per run: colour by head; linestyle and marker tell the
     runs of one head apart."""
-    from leanbits.report import plots
-
     others: dict[str | None, int] = {}
     per_head: dict[str | None, int] = {}
     out = []
@@ -138,8 +139,6 @@ def name_runs(runs: Sequence[TrainingRun], results: Sequence[Row]) -> None:
 
 def training_section(runs: Sequence[TrainingRun], notes: list[str]) -> list[Block]:
     """Weight size, output magnitude, losses and the train-validation gap per epoch."""
-    from leanbits.report import plots
-
     blocks: list[Block] = [Heading("Training")]
     if not runs:
         notes.append("Training curves: skipped - no metrics.jsonl with epoch records found.")

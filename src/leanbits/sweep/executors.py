@@ -192,7 +192,7 @@ class LocalExecutor(Executor):
 
 def _import_ray() -> Any:
     try:
-        import ray
+        import ray  # optional dependency (leanbits[ray]), loaded only for this executor
     except ImportError:
         raise LeanbitsError(
             "the ray executor needs Ray: pip install 'leanbits[ray]' (or use --executor local)"

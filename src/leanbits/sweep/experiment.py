@@ -81,6 +81,7 @@ from pathlib import Path
 from typing import Any
 
 from leanbits.config import load_toml, make, stage_hash, to_dict
+from leanbits.data import DataConfig
 from leanbits.errors import ConfigError
 from leanbits.sweep import stages
 from leanbits.sweep.pick import PickConfig
@@ -356,8 +357,6 @@ def check_name(name: Any) -> str:
 
 
 def _check_data(data: Any) -> dict[str, Any]:
-    from leanbits.train import DataConfig
-
     if not isinstance(data, dict):
         raise ConfigError("[data] must be a table")
     values = dict(data)

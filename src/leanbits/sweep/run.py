@@ -95,23 +95,6 @@ class RunSummary:
     picked: int | None = None
 
 
-def results_json(d: Path) -> Path:
-    return Path(d) / "results.json"
-
-
-def results_jsonl(d: Path) -> Path:
-    return Path(d) / "results.jsonl"
-
-
-def experiment_toml(d: Path) -> Path:
-    return Path(d) / "experiment.toml"
-
-
-def lock_file(d: Path) -> Path:
-    """The lock a run holds on its directory (see the module docstring)."""
-    return Path(d) / ".lock"
-
-
 def check_dir(path: str | Path, what: str) -> Path:
     """``path`` made absolute, refused when it exists and is not a directory.
 
@@ -131,7 +114,7 @@ def _hold_run_dir(out: Path) -> Iterator[None]:
     stack = contextlib.ExitStack()
     try:
         out.mkdir(parents=True, exist_ok=True)
-        stack.enter_context(exclusive_lock(lock_file(out)))
+        stack.enter_context(exclusive_lock(paths.lock(out)))
     except BusyError as exc:
         holder = f"process {exc.pid}" if exc.pid else "another process"
         raise BusyError(f"{out} is in use by another leanbits run ({holder}, lock "
@@ -224,14 +207,14 @@ def run_experiment(
         ConfigError: ``out_dir`` or ``stage_root`` is an existing file.
     """
     out = check_dir(out_dir, "--out")
-    root = check_dir(stage_root, "--stages") if stage_root is not None else out / "stages"
+    root = check_dir(stage_root, "--stages") if stage_root is not None else paths.stages(out)
     log = log or _stderr
     show = sys.stderr.isatty() if progress is None else progress
     with _sigterm_unwinds(), _hold_run_dir(out):
         log(f"{exp.name}: {len(exp.points)} point(s) -> {out}")
-        for p in (results_json(out), results_jsonl(out), paths.lbits(out)):
+        for p in (paths.results(out), paths.results_log(out), paths.lbits(out)):
             p.unlink(missing_ok=True)
-        write_experiment(exp, experiment_toml(out))
+        write_experiment(exp, paths.experiment(out))
 
         summary = RunSummary(out)
         if isinstance(executor, str):
@@ -364,8 +347,8 @@ def write_results(exp: Experiment, out: Path, rows: list[Row],
            "axes": axes, "rows": dicts, "frontier": fronts}
     if exp.pick is not None:
         doc["picked"] = None if picked is None else rows[picked].point
-    write_text_atomic(results_jsonl(out), lines)
-    write_text_atomic(results_json(out),
+    write_text_atomic(paths.results_log(out), lines)
+    write_text_atomic(paths.results(out),
                       json.dumps(doc, indent=1, sort_keys=True, default=float) + "\n")
 
 
@@ -375,8 +358,26 @@ def load_results(run_dir: str | Path) -> dict[str, Any]:
     Raises:
         LeanbitsError: no results (the run has not finished).
     """
-    p = results_json(Path(run_dir))
+    p = paths.results(Path(run_dir))
     if not p.is_file():
         raise LeanbitsError(f"{run_dir} has no {p.name}: the run has not finished "
                             "(rerun `leanbits run` on its experiment.toml to resume)")
     return json.loads(p.read_text(encoding="utf-8"))
+
+
+def stage_status(exp: Experiment, stage_root: Path) -> dict[str, dict[str, int]]:
+    """How many stages of each kind ``exp`` has and how many of them are already current
+    under ``stage_root`` (what a run would skip); for ``--dry-run``.
+
+    Returns:
+        ``{kind: {"stages": n, "done": d}}`` for every kind in ``exp.kinds()``.
+    """
+    root = Path(stage_root)
+    counts = {}
+    for kind in exp.kinds():
+        specs = exp.stages(kind)
+        done = sum(stages.is_current(root / s.relpath, s.config,
+                                     root / s.input.relpath if s.input else None)
+                   for s in specs)
+        counts[kind] = {"stages": len(specs), "done": done}
+    return counts

@@ -56,42 +56,50 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from leanbits import paths, snapshot
+from leanbits.bits import BitsConfig, quantize_snapshot, unpack
+from leanbits.compression import CompressConfig, check_recipe, compress
 from leanbits.config import to_dict
-from leanbits.errors import ConfigError, FormatError
+from leanbits.data import DataConfig, datasets, load_data, sources
+from leanbits.errors import ConfigError, FormatError, PruneError
 from leanbits.fileio import exclusive_lock, write_bytes_atomic, write_text_atomic
+from leanbits.models import build
+from leanbits.models.layers import weight_layers
+from leanbits.prune import (
+    ProfileConfig,
+    PruneConfig,
+    profile,
+    prune_to_target,
+    save_profile,
+    save_result,
+)
 from leanbits.results import BIT_PARTS, LAYER_BIT_PARTS
+from leanbits.train import TrainConfig, evaluate, make_head, make_plan, train
 
 #: data sets a sweep can use; "synthetic" is tiny generated data for tests and smoke runs
-DATASETS = ("mnist", "fashion-mnist", "synthetic")
+DATASETS = (*datasets.DATASETS, "synthetic")
 #: environment variable for fault injection in tests: ``KIND`` or ``KIND:SUBSTRING`` makes
 #: every stage of that kind (whose key contains SUBSTRING) fail after writing its output
 #: but before marking it complete - what a crash or a kill would leave behind
 FAIL_ENV = "LEANBITS_SWEEP_FAIL"
-MARKER = "stage.json"
+#: the stage record's file name (:func:`leanbits.paths.stage_marker`)
+MARKER = paths.stage_marker(Path()).name
 
 
 # ----------------------------------------------------------------------------- adapters
 def config_class(kind: str) -> type:
     """The config dataclass of a stage kind."""
     if kind == "train":
-        from leanbits.train import TrainConfig
-
         return TrainConfig
     if kind == "profile":
-        from leanbits.prune.search import ProfileConfig
-
         return ProfileConfig
     if kind == "prune":
-        from leanbits.prune import PruneConfig
-
         return PruneConfig
     if kind == "bits":
-        from leanbits.bits import BitsConfig
-
         return BitsConfig
     if kind == "compress":
-        from leanbits.compression import CompressConfig
-
         return CompressConfig
     raise ConfigError(f"unknown stage kind {kind!r}; valid: train, profile, compress, prune, "
                       "bits")
@@ -115,20 +123,14 @@ def check(kind: str, cfg: Any) -> None:
         ConfigError: the settings cannot work together (e.g. conv widths for an MLP).
     """
     if kind == "train":
-        from leanbits.train import make_head, make_plan
-
         head = make_head(cfg, 10)
         make_plan(cfg, (1, 28, 28), head.out_features)
     if kind == "profile":
-        from leanbits.errors import PruneError
-
         try:
             cfg.prune_config()
         except PruneError as exc:
             raise ConfigError(str(exc)) from None
     if kind == "compress":
-        from leanbits.compression import check_recipe
-
         check_recipe(cfg, require_target=True)
 
 
@@ -138,8 +140,6 @@ def data_hash_parts(data: dict[str, Any]) -> list[Any]:
     For a real data set it is the :class:`DataConfig`, so a sweep's train stage has the
     name ``leanbits train`` would give the same run.
     """
-    from leanbits.train import DataConfig
-
     if data["dataset"] == "synthetic":
         values = {k: v for k, v in data.items() if k != "dataset"}
         return [DataConfig(**values), "synthetic"]
@@ -147,37 +147,9 @@ def data_hash_parts(data: dict[str, Any]) -> list[Any]:
 
 
 # ----------------------------------------------------------------------------- data
-def synthetic_splits(n_train: int, n_val: int, n_test: int, seed: int = 0) -> Any:
-    """Tiny MNIST-shaped data: 10 random class means of shape [1, 28, 28] plus Gaussian noise.
-
-    Hard enough that accuracy moves with bits, fast enough for tests. In an experiment,
-    ``dataset = "synthetic"`` gives ``limit_train`` (default 512) training examples and
-    ``min(val_size, 512)`` validation and as many test examples, seeded by ``split_seed``.
-    """
-    import torch
-
-    from leanbits.data.datasets import Split, Splits
-
-    g = torch.Generator().manual_seed(1000 + seed)
-    centers = 0.7 * torch.randn(10, 1, 28, 28, generator=g)
-
-    def part(n: int) -> Split:
-        y = torch.randint(0, 10, (n,), generator=g)
-        return Split(centers[y] + torch.randn(n, 1, 28, 28, generator=g), y)
-
-    return Splits("synthetic", part(n_train), part(n_val), part(n_test), seed)
-
-
 @functools.lru_cache(maxsize=2)
 def _splits_cached(items: tuple[tuple[str, Any], ...]) -> Any:
-    data = dict(items)
-    if data["dataset"] == "synthetic":
-        n_train = data.get("limit_train") or 512
-        n_val = min(int(data.get("val_size") or 128), 512)
-        return synthetic_splits(n_train, n_val, n_val, int(data.get("split_seed") or 0))
-    from leanbits.cli import load_data
-
-    return load_data(data["dataset"], data["val_size"], data["split_seed"], data["limit_train"])
+    return load_data(dict(items))
 
 
 def load_splits(data: dict[str, Any]) -> Any:
@@ -188,8 +160,6 @@ def load_splits(data: dict[str, Any]) -> Any:
 def prefetch(data: dict[str, Any]) -> None:
     """Download the data set once, in the driver, so parallel workers never race on it."""
     if data["dataset"] != "synthetic":
-        from leanbits.data import sources
-
         sources.fetch(data["dataset"])
 
 
@@ -221,7 +191,7 @@ def read_stage(stage_dir: str | Path) -> dict[str, Any]:
     Raises:
         FormatError: no ``stage.json``, or not a JSON object.
     """
-    p = Path(stage_dir) / MARKER
+    p = paths.stage_marker(stage_dir)
     try:
         record = json.loads(p.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -317,8 +287,6 @@ def _install(tmp: Path, out: Path) -> None:
 def _one_thread():
     # One intra-op thread per task: parallelism comes from running tasks side by side, and
     # results must not depend on how many threads a worker happens to have.
-    import torch
-
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -366,7 +334,7 @@ def execute_stage(task: StageTask) -> dict[str, Any]:
             "metrics": metrics,
             "seconds": seconds,
         }
-        write_text_atomic(tmp / MARKER,
+        write_text_atomic(paths.stage_marker(tmp),
                           json.dumps(record, indent=2, sort_keys=True, default=float))
         if not is_complete(tmp):
             raise RuntimeError(f"{tmp}: the stage's files changed while it was being "
@@ -399,18 +367,13 @@ def _evaluate(model: Any, head: Any, splits: Any,
     ``mean_abs_output``) already computed on this very model - train() reports them - which
     are reused instead of evaluating it again.
     """
-    import torch
-
-    from leanbits.regularize import prunable_layers
-    from leanbits.train import evaluate
-
     if measured is None:
         val = evaluate(model, head, splits.val.x, splits.val.y)
         test = evaluate(model, head, splits.test.x, splits.test.y)
         measured = {"val_acc": val["acc"], "val_loss": val["loss"],
                     "test_acc": test["acc"], "test_loss": test["loss"],
                     "mean_abs_output": val["mean_abs_output"]}
-    layers = [(n, m.weight.detach()) for n, m in prunable_layers(model)]
+    layers = [(n, m.weight.detach()) for n, m in weight_layers(model)]
     return {
         **{k: measured[k] for k in ("val_acc", "val_loss", "test_acc", "test_loss",
                                     "mean_abs_output")},
@@ -423,8 +386,6 @@ def _evaluate(model: Any, head: Any, splits: Any,
 
 
 def _run_train(task: StageTask, splits: Any, out: Path) -> dict[str, Any]:
-    from leanbits.train import train
-
     data_cfg = data_hash_parts(task.data)[0]
     result = train(data_cfg, task.config, splits, out, progress=False, log=lambda _line: None)
     # train() evaluated this model on validation (its last epoch) and test: reuse that.
@@ -434,10 +395,6 @@ def _run_train(task: StageTask, splits: Any, out: Path) -> dict[str, Any]:
 
 
 def _run_prune(task: StageTask, splits: Any, out: Path) -> dict[str, Any]:
-    from leanbits import snapshot
-    from leanbits.prune.cli import save_result
-    from leanbits.prune.search import prune_to_target
-
     snap = snapshot.load(task.input_dir)
     result, report, _search = prune_to_target(snap, splits, task.config)
     save_result(out, result, report)
@@ -450,10 +407,6 @@ def _run_prune(task: StageTask, splits: Any, out: Path) -> dict[str, Any]:
 
 
 def _run_profile(task: StageTask, splits: Any, out: Path) -> dict[str, Any]:
-    from leanbits import paths, snapshot
-    from leanbits.prune.search import profile
-    from leanbits.results import profile_document
-
     snap = snapshot.load(task.input_dir)
     cfg = task.config
     stages_of = {"train": _rel(task.input_dir), "profile": _rel(task.out_dir)}
@@ -461,23 +414,18 @@ def _run_profile(task: StageTask, splits: Any, out: Path) -> dict[str, Any]:
             profile(snap, cfg.methods, cfg.sparsities, splits, cfg.prune_config())]
     # The snapshot, relative to this stage's final directory (the report follows it).
     source = os.path.relpath(task.input_dir, task.out_dir)
-    write_text_atomic(paths.profile(out), json.dumps(
-        profile_document(rows, to_dict(cfg), source), indent=2, sort_keys=True, default=float))
+    save_profile(out, rows, to_dict(cfg), source)
     return {"rows": len(rows), "failed": sum(r.error is not None for r in rows)}
 
 
 def bits_input(prune_or_train_dir: str | Path) -> Path:
     """The snapshot a bits stage packs: a pruned model's compact rebuild when there is one
     (dead units removed, so no bits are spent on them), else the snapshot itself."""
-    d = Path(prune_or_train_dir)
-    return d / "compact" if (d / "compact" / "model.json").is_file() else d
+    d = paths.compact(prune_or_train_dir)
+    return d if paths.model_json(d).is_file() else Path(prune_or_train_dir)
 
 
 def _run_bits(task: StageTask, splits: Any, out: Path) -> dict[str, Any]:
-    from leanbits import paths, snapshot
-    from leanbits.bits import quantize_snapshot, unpack
-    from leanbits.models import build
-
     snap = snapshot.load(bits_input(task.input_dir))
     encoded, report = quantize_snapshot(snap, task.config, splits)
     lbits = paths.lbits(out)
@@ -488,7 +436,7 @@ def _run_bits(task: StageTask, splits: Any, out: Path) -> dict[str, Any]:
     model.load_state_dict(unpacked.state)
     metrics = _evaluate(model, unpacked.head or snap.head, splits)
     acc = encoded.account.to_dict()
-    write_text_atomic(out / "account.json",
+    write_text_atomic(paths.account(out),
                       json.dumps(acc, indent=2, sort_keys=True, default=float))
     metrics.update(report)
     metrics["total_bits"] = int(acc["total_bits"])
@@ -504,9 +452,6 @@ def _run_bits(task: StageTask, splits: Any, out: Path) -> dict[str, Any]:
 
 
 def _run_compress(task: StageTask, splits: Any, out: Path) -> dict[str, Any]:
-    from leanbits import paths, snapshot
-    from leanbits.compression import compress
-
     snap = snapshot.load(task.input_dir)
     # The search's cache lives beside the stage, not in its .partial directory (which a
     # new attempt starts afresh): an interrupted compress stage resumes its search.
@@ -516,7 +461,7 @@ def _run_compress(task: StageTask, splits: Any, out: Path) -> dict[str, Any]:
                       work_dir=work, progress=False)
     summary = result.to_dict()
     summary.pop("output")
-    write_text_atomic(out / "compress.json",
+    write_text_atomic(paths.compress(out),
                       json.dumps(summary, indent=2, sort_keys=True, default=float))
     acc = result.account
     return {

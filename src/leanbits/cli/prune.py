@@ -13,24 +13,33 @@ Usage::
 rebuild as a second snapshot in ``DIR/compact/``, and ``report.json`` last. An output whose
 ``report.json`` was written with the same settings is reused unless ``--force`` is given.
 ``profile`` writes ``profile.json`` and ``profile.png`` (accuracy vs nonzero weights).
+The work is done by :mod:`leanbits.prune`; this module parses and prints.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
+from leanbits import paths, snapshot
 from leanbits.config import add_arguments, from_sources, stage_hash, to_dict
+from leanbits.console import emit_json, table
+from leanbits.data import snapshot_data
 from leanbits.errors import ConfigError, PruneError
-from leanbits.prune.baselines import METHODS, PruneConfig
-from leanbits.prune.masks import weight_layers
-from leanbits.report.tables import emit_json, table
-from leanbits.results import Row, profile_document
-
-__all__ = ["PruneConfig", "register", "run_profile", "run_prune"]
+from leanbits.fileio import write_bytes_atomic
+from leanbits.prune import (
+    METHODS,
+    PruneConfig,
+    load_saved,
+    profile,
+    prune_to_target,
+    save_profile,
+    save_result,
+)
+from leanbits.report import plots
+from leanbits.results import Row
 
 _SEARCH_FIELDS = ("method", "sparsity", "target_accuracy", "max_drop", "search_lo", "search_hi",
                   "search_tol")
@@ -76,60 +85,16 @@ def register(subparsers: Any) -> None:
 
 
 def _load_data(snap: Any, cfg: PruneConfig) -> Any:
-    # Imported here: the data layer (and the top-level CLI) must not load for `--help`.
-    from leanbits import cli as main_cli
-    from leanbits import paths
-    from leanbits.snapshot import check_fits_data
-
     where = snap.path if snap.path is not None else Path("snapshot")
-    splits = main_cli.data_for_snapshot(snap.config, limit_train=cfg.limit_train,
-                                        source=paths.config(where))
-    check_fits_data(snap.plan, snap.head, splits, where)
+    splits = snapshot_data(snap.config, limit_train=cfg.limit_train,
+                           source=paths.config(where))
+    snapshot.check_fits_data(snap.plan, snap.head, splits, where)
     return splits
 
 
 def _default_out(snap_dir: Path, kind: str, *parts: Any) -> Path:
     snap_dir = snap_dir.resolve()
     return snap_dir.parent / f"{snap_dir.name}-{kind}-{stage_hash(*parts)}"
-
-
-def save_result(out: Path, result: Any, report: dict[str, Any], force: bool = False) -> None:
-    """Write the pruned snapshot, ``compact/`` and ``report.json`` (last) into ``out``, as
-    one unit (built in ``OUT.partial``; see :class:`leanbits.snapshot.SnapshotWriter`).
-
-    Args:
-        force: replace ``out`` even if it holds a snapshot made from other settings.
-    """
-    from leanbits import paths, snapshot
-    from leanbits.fileio import write_text_atomic
-
-    small = result.compact_model
-    # The compact model stores its zeros as masks so later stages see the same sparsity.
-    small_masks = {f"{n}.weight": m.weight.detach() != 0 for n, m in weight_layers(small)}
-    compact_metrics = {k: report[k] for k in ("val_acc", "test_acc") if k in report}
-    compact_metrics.update(report.get("compact", {}))
-    with snapshot.SnapshotWriter(out, config=result.config, force=force) as w:
-        snapshot.write(w.path, result.model, result.plan, result.head, result.config, report,
-                       result.masks)
-        snapshot.write(w.path / "compact", small, result.compact_plan, result.head,
-                       result.config, compact_metrics, small_masks)
-        write_text_atomic(paths.report(w.path), json.dumps(report, indent=2, sort_keys=True))
-
-
-def _reusable(out: Path, cfg: PruneConfig, source: Path) -> dict[str, Any] | None:
-    from leanbits import paths
-    from leanbits.snapshot import read_toml
-
-    if not (paths.report(out).is_file() and paths.config(out).is_file()):
-        return None
-    stored = read_toml(paths.config(out))
-    want = {k: v for k, v in to_dict(cfg).items() if v is not None}
-    if stored.get("prune") != want or stored.get("source") != str(source):
-        return None
-    try:
-        return json.loads(paths.report(out).read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
-        return None
 
 
 def _print_report(report: dict[str, Any], out: Path) -> None:
@@ -149,21 +114,18 @@ def _print_report(report: dict[str, Any], out: Path) -> None:
     if "search" in report:
         print(f"searched: sparsest level meeting validation accuracy "
               f"{report['search']['required_val_acc']:.4f}")
-    print(f"pruned snapshot: {out}   compact: {out / 'compact'}")
+    print(f"pruned snapshot: {out}   compact: {paths.compact(out)}")
 
 
 def run_prune(args: argparse.Namespace) -> int:
     """Handler of ``leanbits prune``."""
-    from leanbits import snapshot
-    from leanbits.prune.search import prune_to_target
-
     snap = snapshot.load(args.snapshot)
     cfg = from_sources(PruneConfig, args, args.config, section="prune")
     if cfg.target_accuracy is not None and cfg.max_drop is not None:
         raise ConfigError("give at most one of --target-accuracy and --max-drop")
     source = Path(args.snapshot).resolve()
     out = Path(args.out) if args.out else _default_out(source, "prune", cfg)
-    report = None if args.force else _reusable(out, cfg, source)
+    report = None if args.force else load_saved(out, cfg, source)
     if report is not None:
         print(f"{out} already holds this result (use --force to redo)", file=sys.stderr)
     else:
@@ -187,43 +149,6 @@ def _parse_list(text: str, what: str, convert: Any) -> list[Any]:
         return [convert(t) for t in items]
     except ValueError:
         raise ConfigError(f"--{what}: {text!r} is not a comma-separated list") from None
-
-
-def plot_profile(rows: list[Row], path: Path, title: str = "") -> Path:
-    """Save test (solid) and validation (dashed) accuracy vs nonzero weights, per method."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from leanbits.fileio import atomic_path
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    rows = [r for r in rows if r.nonzero_weights is not None]  # skip failed levels
-    methods = [m for m in dict.fromkeys(r.axes["method"] for r in rows) if m != "dense"]
-    for i, method in enumerate(methods):
-        rs = sorted((r for r in rows if r.axes["method"] == method),
-                    key=lambda r: r.nonzero_weights)
-        xs = [max(r.nonzero_weights, 1) for r in rs]
-        color = f"C{i}"
-        ax.plot(xs, [r.test_acc for r in rs], "o-", color=color, label=f"{method} (test)")
-        ax.plot(xs, [r.val_acc for r in rs], "x--", color=color, alpha=0.6,
-                label=f"{method} (val)")
-    for r in rows:
-        if r.axes["method"] == "dense":
-            ax.plot([max(r.nonzero_weights, 1)], [r.test_acc], "k*", markersize=12,
-                    label="dense (test)")
-    ax.set_xscale("log")
-    ax.set_xlabel("nonzero weights")
-    ax.set_ylabel("accuracy")
-    ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
-    return path
 
 
 #: columns of the profile table: (header, value of a row)
@@ -254,10 +179,6 @@ def profile_table(rows: list[Row], title: str) -> str:
 
 def run_profile(args: argparse.Namespace) -> int:
     """Handler of ``leanbits profile``."""
-    from leanbits import paths, snapshot
-    from leanbits.fileio import write_text_atomic
-    from leanbits.prune.search import profile
-
     methods = _parse_list(args.methods, "methods", str)
     for m in methods:
         if m not in METHODS:
@@ -276,19 +197,19 @@ def run_profile(args: argparse.Namespace) -> int:
                   file=sys.stderr, flush=True)
 
     rows = profile(snap, methods, levels, splits, cfg, on_row=progress)
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(paths.profile(out), json.dumps(
-        profile_document(rows, to_dict(cfg), str(source)), indent=2, sort_keys=True))
+    doc_path = save_profile(out, rows, to_dict(cfg), str(source))
     plot = None
     if args.plot:
         try:
-            plot = plot_profile(rows, out / "profile.png", title=source.name)
+            plot = paths.profile_plot(out)
+            write_bytes_atomic(plot, plots.profile_figure(rows, title=source.name))
         except ImportError:
+            plot = None
             print("matplotlib is not installed; skipping profile.png", file=sys.stderr)
     if args.json:
         emit_json({"out": str(out), "plot": str(plot) if plot else None,
                    "rows": [r.to_dict() for r in rows]})
         return 0
     print(profile_table(rows, f"profile of {source.name}"))
-    print(f"\nprofile: {paths.profile(out)}" + (f"   plot: {plot}" if plot else ""))
+    print(f"\nprofile: {doc_path}" + (f"   plot: {plot}" if plot else ""))
     return 0

@@ -1,24 +1,27 @@
-"""``leanbits report RUN_DIR``: write report.md (+ figures/) and a self-contained report.html."""
+"""``leanbits report RUN_DIR``: write report.md (+ figures/) and a self-contained report.html.
+
+The work is done by :func:`leanbits.report.build_report`; this module parses and prints.
+"""
 
 from __future__ import annotations
 
 import argparse
 
+from leanbits import paths
+from leanbits.console import emit_json
+from leanbits.report import build_report
+
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Build the report of ``args.run_dir``; print where it is (or JSON with ``--json``)."""
-    from leanbits.report.build import build_report
-
     files = build_report(args.run_dir, args.out)
     if args.json:
-        from leanbits.cli import emit_json
-
         emit_json(files.to_dict())
         return 0
     for note in files.notes:
         print(f"note: {note}")
     print(f"report: {files.markdown} ({len(files.figures)} figures in "
-          f"{files.markdown.parent / 'figures'})")
+          f"{paths.figures(files.markdown.parent)})")
     print(f"html:   {files.html} (self-contained, opens offline)")
     return 0
 

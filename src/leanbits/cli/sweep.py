@@ -1,6 +1,6 @@
 """``leanbits run EXPERIMENT.toml`` and ``leanbits study NAME``: sweeps from the command line.
 
-Registered by :mod:`leanbits.cli` through :func:`register`.
+The work is done by :mod:`leanbits.sweep`; this module parses and prints.
 """
 
 from __future__ import annotations
@@ -10,8 +10,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from leanbits.report.tables import emit_json
+from leanbits import paths
+from leanbits.console import emit_json, table
+from leanbits.results import Row
 from leanbits.sweep.executors import EXECUTORS
+from leanbits.sweep.experiment import (
+    MAX_POINTS,
+    describe_grid,
+    load_experiment,
+    study_names,
+    study_path,
+)
+from leanbits.sweep.run import check_dir, load_results, run_experiment, stage_status
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -46,8 +56,6 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 def register(subparsers: Any) -> None:
     """Add the ``run`` and ``study`` subcommands."""
-    from leanbits.sweep.experiment import study_names
-
     r = subparsers.add_parser(
         "run", help="run a sweep: every grid point of an experiment file, resumable",
         description="Expand an experiment file's grid into train -> prune -> bits stages, "
@@ -73,16 +81,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_study(args: argparse.Namespace) -> int:
-    from leanbits.sweep.experiment import study_path
-
     return _execute(_load(study_path(args.name), args), args)
 
 
 def _load(path: str | Path, args: argparse.Namespace) -> Any:
     """Load the experiment; a grid over the limit is refused, or with --allow-large its
     size is printed before it is expanded (which then takes a while)."""
-    from leanbits.sweep.experiment import MAX_POINTS, describe_grid, load_experiment
-
     def show(size: int, axes: list[tuple[str, int]]) -> None:
         if size > MAX_POINTS and args.allow_large:
             print(f"grid: {size:,} points ({describe_grid(axes)}); expanding and checking "
@@ -93,8 +97,6 @@ def _load(path: str | Path, args: argparse.Namespace) -> Any:
 
 
 def _execute(exp: Any, args: argparse.Namespace) -> int:
-    from leanbits.sweep.run import check_dir, load_results, run_experiment
-
     out = Path(args.out) if args.out else Path("runs") / (exp.name + "-quick" * args.quick)
     check_dir(out, "--out")
     if args.stages:
@@ -110,21 +112,12 @@ def _execute(exp: Any, args: argparse.Namespace) -> int:
         return 0
     print(results_table(doc))
     print(f"\nstages run {sum(summary.ran.values())}, reused {sum(summary.skipped.values())}; "
-          f"results: {out / 'results.json'}")
+          f"results: {paths.results(out)}")
     return 0
 
 
 def _dry_run(exp: Any, out: Path, args: argparse.Namespace) -> int:
-    from leanbits.sweep import stages
-
-    root = Path(args.stages) if args.stages else out / "stages"
-    counts = {}
-    for kind in exp.kinds():
-        specs = exp.stages(kind)
-        done = sum(stages.is_current(root / s.relpath, s.config,
-                                     root / s.input.relpath if s.input else None)
-                   for s in specs)
-        counts[kind] = {"stages": len(specs), "done": done}
+    counts = stage_status(exp, Path(args.stages) if args.stages else paths.stages(out))
     if args.json:
         emit_json({"experiment": exp.name, "points": len(exp.points), "stages": counts,
                    "out": str(out)})
@@ -138,9 +131,6 @@ def _dry_run(exp: Any, out: Path, args: argparse.Namespace) -> int:
 
 def results_table(doc: dict[str, Any], acc: str = "test_acc") -> str:
     """Plain-text table of a results document; ``*`` marks the accuracy-vs-bits frontier."""
-    from leanbits.report.tables import table
-    from leanbits.results import Row
-
     front = set(doc["frontier"].get(acc, []))
     axes = doc["axes"]
     rows = []

@@ -17,7 +17,7 @@ from typing import Any
 
 from leanbits.compression import CompressConfig, CompressResult, compress_snapshot
 from leanbits.config import add_arguments, from_sources
-from leanbits.report.tables import emit_json
+from leanbits.console import emit_json
 
 #: fields the search chooses itself, and the requirement (parsed separately, so a bad one
 #: is reported as a requirement)

@@ -1,0 +1,214 @@
+"""The bits pipeline on snapshots and files: :class:`BitsConfig` (the ``[bits]`` settings),
+:func:`quantize_snapshot` (encode a snapshot, re-fitting its non-weights on the quantized
+weights when asked), :func:`snapshot_bits` (what ``leanbits bits`` / ``pack`` compute),
+:func:`evaluate_lbits` (accuracy of what a ``.lbits`` file holds) and
+:func:`unpack_to_snapshot` (a file back into a snapshot directory). The commands in
+:mod:`leanbits.cli.bits` only parse flags and print what these return.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from leanbits import paths, snapshot
+from leanbits.bits.container import DTYPES, INDEX_CHOICES, Encoded, encode, unpack, weight_names
+from leanbits.bits.records import QUANT_CODES
+from leanbits.config import MAX_SEED, option
+from leanbits.data import snapshot_data
+from leanbits.errors import FormatError
+from leanbits.heads import Head
+from leanbits.models import build
+from leanbits.prune import refit_nonweights
+from leanbits.train import evaluate, evaluate_splits
+
+#: BitsConfig fields that :func:`leanbits.bits.pack` takes; the others drive the re-fit
+ENCODE_FIELDS = ("bits", "quant", "per_channel", "index", "values", "nonweight_dtype")
+
+
+@dataclass(frozen=True)
+class BitsConfig:
+    """How a snapshot is quantized, indexed, entropy-coded and (optionally) re-fitted."""
+
+    bits: int = option(4, "bits per nonzero weight: a codebook of at most 2**bits values",
+                       minimum=1, maximum=16)
+    quant: str = option("kmeans", "weight quantizer: k-means codebook or symmetric uniform",
+                        choices=QUANT_CODES)
+    per_channel: bool = option(False, "uniform only: one scale per output channel, not per layer")
+    index: str = option("coded", "how positions of nonzero weights are stored (auto: the "
+                        "smallest per layer)", choices=INDEX_CHOICES)
+    values: str = option("entropy", "value codes: range-coded with a stored frequency table, "
+                         "or fixed width", choices=("entropy", "fixed"))
+    nonweight_dtype: str = option("float16", "storage precision of biases and other "
+                                  "non-weight tensors", choices=DTYPES)
+    refit: int = option(0, "after quantizing, re-fit the non-weight parameters (weights "
+                        "frozen) for this many epochs with Adam; 0 = off", minimum=0)
+    refit_lr: float = option(1e-3, "Adam learning rate of the re-fit", minimum=0.0)
+    refit_batch_size: int = option(128, "minibatch size of the re-fit", minimum=1)
+    seed: int = option(0, "seed of the re-fit's minibatch order", minimum=0, maximum=MAX_SEED)
+
+    def encode_settings(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`leanbits.bits.pack` / ``count_bits``."""
+        return {k: getattr(self, k) for k in ENCODE_FIELDS}
+
+
+def _snapshot_splits(snap: Any) -> Any:
+    """The data set a snapshot was trained on, checked to fit its model."""
+    where = snap.path if snap.path is not None else "snapshot"
+    splits = snapshot_data(snap.config, source=paths.config(Path(where)))
+    snapshot.check_fits_data(snap.plan, snap.head, splits, where)
+    return splits
+
+
+def _part(splits: Any, name: str) -> Any:
+    if isinstance(splits, Mapping):
+        return splits.get(name)
+    return getattr(splits, name, None)
+
+
+def _refit_nonweights(
+    model: nn.Module, head: Head, x: torch.Tensor, y: torch.Tensor, epochs: int,
+    lr: float = 1e-3, batch_size: int = 128, seed: int = 0,
+) -> dict[str, float]:
+    """Re-fit only the non-weight parameters, quantized weights frozen (the quantized
+    weights must not move, or the file would no longer hold the model that was measured).
+
+    Returns:
+        ``{"refit_epochs": epochs, "refit_loss": mean loss over the data afterwards}``.
+    """
+    if epochs <= 0:
+        return {"refit_epochs": 0, "refit_loss": math.nan}
+    refit_nonweights(model, (x, y), head.loss, epochs=epochs, lr=lr, batch_size=batch_size,
+                     seed=seed)
+    model.eval()
+    return {"refit_epochs": epochs,
+            "refit_loss": evaluate(model, head, x[:10000], y[:10000])["loss"]}
+
+
+def quantize_snapshot(snap: Any, cfg: BitsConfig, splits: Any = None) -> tuple[Encoded, dict]:
+    """Encode a snapshot as ``cfg`` says, re-fitting its non-weights first if asked.
+
+    Args:
+        snap: a :class:`leanbits.snapshot.Snapshot` (model, plan, head, masks, config).
+        cfg: the settings.
+        splits: train/val/test data for the re-fit (loaded from the snapshot's data set when
+            needed and not given).
+
+    Returns:
+        ``(encoded, report)``: the encoded file (bytes, account, state) and re-fit figures.
+    """
+    settings = cfg.encode_settings()
+    encoded = encode(snap.model, snap.plan, snap.head, masks=snap.masks, **settings)
+    if cfg.refit <= 0:
+        return encoded, {}
+    model = copy.deepcopy(snap.model)
+    model.load_state_dict(encoded.state)  # quantized weights, non-weights as stored
+    splits = splits if splits is not None else _snapshot_splits(snap)
+    train = _part(splits, "train")
+    report = _refit_nonweights(model, snap.head, train.x, train.y, cfg.refit, cfg.refit_lr,
+                               cfg.refit_batch_size, cfg.seed)
+    refitted = encode(model, snap.plan, snap.head, masks=snap.masks, **settings)
+    for name in weight_names(model):  # re-quantizing quantized weights must be exact
+        if not torch.equal(refitted.state[name], encoded.state[name]):
+            raise RuntimeError(f"re-quantizing {name} after the re-fit changed it")
+    return refitted, report
+
+
+def snapshot_bits(snapshot_dir: str | Path, cfg: BitsConfig,
+                  accuracy: bool = False) -> tuple[Any, Encoded, dict[str, Any]]:
+    """Load a snapshot and encode it (``leanbits bits`` / ``pack``).
+
+    Args:
+        snapshot_dir: the snapshot directory.
+        cfg: the settings.
+        accuracy: also evaluate the quantized model on the validation and test splits.
+
+    Returns:
+        ``(snapshot, encoded, extra)``: ``extra`` holds the re-fit figures and, with
+        ``accuracy``, ``val_acc``/``val_loss``/``test_acc``/``test_loss``.
+    """
+    snap = snapshot.load(snapshot_dir)
+    splits = _snapshot_splits(snap) if cfg.refit > 0 or accuracy else None
+    encoded, extra = quantize_snapshot(snap, cfg, splits)
+    if accuracy:
+        model = copy.deepcopy(snap.model)
+        model.load_state_dict(encoded.state)
+        extra.update(evaluate_splits(model, snap.head, splits))
+    return snap, encoded, extra
+
+
+def evaluate_lbits(
+    path: str | Path, splits: Any = None, dataset: str = "mnist",
+    names: Sequence[str] = ("val", "test"),
+) -> dict[str, Any]:
+    """Accuracy and loss of the model a ``.lbits`` file holds, with its bit totals.
+
+    Args:
+        path: the file (packed with a plan and a head).
+        splits: data with ``.val``/``.test`` parts (each ``.x``, ``.y``) or a mapping of them;
+            None loads ``dataset`` with :func:`leanbits.data.load_data`.
+        dataset: data set to load when ``splits`` is None.
+        names: which parts to evaluate.
+
+    Returns:
+        ``{"model", "val_acc", "val_loss", "test_acc", "test_loss", "total_bits",
+        "total_bytes", "compression"}`` (accuracy keys for the parts evaluated).
+
+    Example:
+        >>> evaluate_lbits("lenet.lbits", splits)["test_acc"]  # doctest: +SKIP
+        0.981
+    """
+    unpacked = unpack(path)
+    if unpacked.plan is None or unpacked.head is None:
+        raise FormatError(f"{path}: packed without a plan or head; it cannot be evaluated alone")
+    if splits is None:
+        splits = snapshot_data({"data": {"dataset": dataset}})
+    snapshot.check_fits_data(unpacked.plan, unpacked.head, splits, path)
+    model = build(unpacked.plan)
+    model.load_state_dict(unpacked.state)
+    acc = unpacked.account
+    report: dict[str, Any] = {"model": str(path)}
+    report.update(evaluate_splits(model, unpacked.head, splits, tuple(names)))
+    report.update(total_bits=acc.total_bits, total_bytes=acc.total_bytes,
+                  compression=acc.compression)
+    return report
+
+
+def unpack_to_snapshot(lbits: str | Path, out: str | Path,
+                       force: bool = False) -> tuple[Path, dict[str, Any]]:
+    """Decode a ``.lbits`` file into a normal snapshot directory.
+
+    Args:
+        lbits: the file (packed with a plan and a head).
+        out: the snapshot directory to write.
+        force: replace an existing snapshot there (otherwise it is refused).
+
+    Returns:
+        ``(snapshot directory, summary)``; the summary (``total_bits``, ``total_bytes``,
+        ``compression``, ``source``) is also the snapshot's ``metrics.json`` ``bits`` entry.
+
+    Raises:
+        FormatError: the file is damaged or was packed without a plan or head.
+    """
+    unpacked = unpack(lbits)
+    if unpacked.plan is None or unpacked.head is None:
+        raise FormatError(
+            f"{lbits}: packed without a plan or head, so it cannot become a snapshot; "
+            "use leanbits.bits.load(path, model=template) from Python"
+        )
+    model = build(unpacked.plan)
+    model.load_state_dict(unpacked.state)
+    acc = unpacked.account
+    summary = {"total_bits": acc.total_bits, "total_bytes": acc.total_bytes,
+               "compression": acc.compression, "source": str(lbits)}
+    path = snapshot.save(out, model, unpacked.plan, unpacked.head,
+                         config={"bits": dict(acc.settings)}, metrics={"bits": summary},
+                         masks=unpacked.masks, force=force)
+    return path, summary
