@@ -1,16 +1,93 @@
 """Atomic file writes and directory locks: an output file is either complete or absent,
-never half-written, and one directory has one writer at a time."""
+never half-written, only ever replaces a regular file (never a device, FIFO, socket or
+directory), and one directory has one writer at a time."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from leanbits.errors import BusyError, LeanbitsError
+from leanbits.errors import BusyError, LeanbitsError, OutputError, os_error_message
+
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _kind(mode: int) -> str:
+    """What a non-regular file is, in words."""
+    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
+
+
+def check_output_file(path: str | os.PathLike[str]) -> Path:
+    """Check that ``path`` may be written as a file: absent, or a regular file.
+
+    A symbolic link is followed (its target is what gets replaced), so a link to a device
+    is refused like the device itself. Call it before long work, so a bad output path
+    fails at once; :func:`atomic_path` checks again just before it renames.
+
+    Args:
+        path: the output file.
+
+    Returns:
+        the path to replace: ``path``, or the target when ``path`` is a symbolic link.
+
+    Raises:
+        OutputError: ``path`` exists and is a directory, device, FIFO or socket, or a
+            part of its parent is not a directory.
+    """
+    path = Path(path)
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return path
+    except NotADirectoryError:
+        raise OutputError(f"cannot write {path}: a part of its parent {path.parent} is not a "
+                          "directory; choose an output path inside a directory") from None
+    if not stat.S_ISREG(st.st_mode):
+        what = _kind(st.st_mode)
+        fix = ("give a file path inside it" if stat.S_ISDIR(st.st_mode)
+               else "leanbits only replaces regular files; choose a file path")
+        raise OutputError(f"{path} exists and is {what}; {fix}")
+    return path
+
+
+def check_output_dir(path: str | os.PathLike[str]) -> Path:
+    """Check that ``path`` may be used as an output directory: absent, or a directory.
+
+    Args:
+        path: the output directory.
+
+    Returns:
+        ``path``.
+
+    Raises:
+        OutputError: ``path`` exists and is not a directory (a file, device, ...).
+    """
+    path = Path(path)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return path
+    except NotADirectoryError:
+        raise OutputError(f"cannot make directory {path}: a part of its parent is not a "
+                          "directory; choose another output directory") from None
+    if not stat.S_ISDIR(st.st_mode):
+        what = "a file" if stat.S_ISREG(st.st_mode) else _kind(st.st_mode)
+        raise OutputError(f"{path} exists and is {what}, not a directory; choose another "
+                          "output directory")
+    return path
 
 
 def current_umask() -> int:
@@ -24,15 +101,26 @@ def current_umask() -> int:
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` on success.
 
-    On an exception the temporary file is removed and ``path`` is left as it was.
+    On an exception the temporary file is removed and ``path`` is left as it was. Only a
+    regular file is ever replaced (see :func:`check_output_file`); a symbolic link is
+    followed, so the link stays and its target is replaced.
+
+    Raises:
+        OutputError: ``path`` is a directory, device, FIFO or socket (checked before and
+            again just before the rename), or the file system refuses the write (read-only,
+            full, permission denied): the message names ``path``, not the temporary file.
 
     Example:
         >>> with atomic_path("out.bin") as tmp:  # doctest: +SKIP
         ...     tmp.write_bytes(b"...")
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    path = check_output_file(path)
+    try:
+        check_output_dir(path.parent).mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
+                                        dir=path.parent)
+    except OSError as exc:
+        raise OutputError(os_error_message(exc, path)) from None
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -40,10 +128,13 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         # mkstemp makes the file owner-only, and a writer that recreates the file (such as
         # safetensors) may too: give outputs the usual umask-based mode, after writing.
         os.chmod(tmp, 0o666 & ~current_umask())
+        check_output_file(path)  # something may have appeared there meanwhile
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
             tmp.unlink()
+        if isinstance(exc, OSError) and exc.filename in (None, str(tmp), str(path)):
+            raise OutputError(os_error_message(exc, path)) from None
         raise
 
 
