@@ -52,6 +52,40 @@ def test_disagreeing_export_writes_nothing(tmp_path, monkeypatch):
     assert not list(tmp_path.iterdir())
 
 
+def test_nan_weights_are_refused_before_export(tmp_path):
+    model = build(PLANS[0]).eval()
+    with torch.no_grad():
+        model[-1].weight[0, 0] = float("nan")
+    with pytest.raises(LeanbitsError, match="NaN or infinite values"):
+        export_onnx(model, (1, 8, 8), tmp_path / "m.onnx")
+    assert not list(tmp_path.iterdir())
+
+
+def test_infinite_outputs_cannot_pass_the_check(tmp_path):
+    # Finite weights whose outputs overflow float32: the check must fail, not compare inf.
+    model = build(PLANS[0]).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(3e38)
+    with pytest.raises(LeanbitsError, match="NaN or infinite outputs"):
+        export_onnx(model, (1, 8, 8), tmp_path / "m.onnx")
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_agreement_is_never_within_tolerance_on_non_finite_outputs(bad):
+    import numpy as np
+
+    from leanbits.export import _agreement
+
+    good = np.zeros((2, 3), dtype=np.float32)
+    broken = good.copy()
+    broken[0, 0] = bad
+    for got, want in ((broken, good), (good, broken), (broken, broken)):
+        diff, scale, same = _agreement(got, want)
+        assert not (diff <= 1e-5 * scale) and not same
+
+
 def test_compaction_names_the_first_unsupported_layer():
     model = nn.Sequential(nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 2))
     with pytest.raises(PruneError, match="Tanh"):

@@ -40,6 +40,28 @@ def _ort():
     return onnxruntime
 
 
+def _check_finite(model: nn.Module, path: str | Path) -> None:
+    """Refuse a model whose parameters or buffers hold NaN or infinite values."""
+    for name, t in (*model.named_parameters(), *model.named_buffers()):
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise LeanbitsError(f"{name} holds NaN or infinite values, so the exported "
+                                f"model could not be checked; nothing was written to {path}")
+
+
+def _agreement(got: np.ndarray, want: np.ndarray) -> tuple[float, float, bool]:
+    """``(max |got - want|, output scale, same argmax)`` of two output batches.
+
+    Any NaN or infinite value in either batch makes the difference NaN and the predictions
+    different, so no comparison with a tolerance can pass on it.
+    """
+    if not (np.isfinite(got).all() and np.isfinite(want).all()):
+        return float("nan"), float("nan"), False
+    diff = float(np.max(np.abs(got - want))) if got.size else 0.0
+    scale = max(1.0, float(np.max(np.abs(want)))) if want.size else 1.0
+    same = bool(np.array_equal(got.argmax(1), want.argmax(1)))
+    return diff, scale, same
+
+
 def export_onnx(
     model: nn.Module,
     in_shape: tuple[int, ...],
@@ -70,12 +92,15 @@ def export_onnx(
         ``{"path", "max_abs_diff", "max_rel_diff", "same_predictions", "bytes"}``.
 
     Raises:
-        LeanbitsError: onnxruntime is missing or the exported model disagrees.
+        LeanbitsError: onnxruntime is missing, the model holds NaN or infinite values, or
+            the exported model disagrees (a NaN or infinite output counts as disagreeing,
+            so the check cannot pass on one).
 
     Example:
         >>> export_onnx(model, (1, 28, 28), "model.onnx", dynamic_batch=True)  # doctest: +SKIP
     """
     ort = _ort()
+    _check_finite(model, path)
     model = model.eval()
     n = 64 if dynamic_batch else batch_size
     if check_inputs is None:
@@ -97,10 +122,14 @@ def export_onnx(
         got = sess.run(None, {"input": check_inputs.numpy().astype(np.float32)})[0]
         with torch.no_grad():
             want = model(check_inputs).numpy()
-        diff = float(np.max(np.abs(got - want))) if got.size else 0.0
-        scale = max(1.0, float(np.max(np.abs(want)))) if want.size else 1.0
-        same = bool(np.array_equal(got.argmax(1), want.argmax(1)))
-        if diff > atol * scale or not same:
+        diff, scale, same = _agreement(got, want)
+        if np.isnan(diff):
+            raise LeanbitsError(
+                "the model gives NaN or infinite outputs on the check inputs, so the ONNX "
+                f"model cannot be checked against PyTorch; nothing was written to {path}"
+            )
+        # Written so that NaN fails too: every comparison with NaN is False.
+        if not (diff <= atol * scale and same):
             raise LeanbitsError(
                 f"the ONNX model disagrees with PyTorch (max |diff| {diff:.2e} > "
                 f"{atol:.0e} x output scale {scale:.3g}, or different predictions); "
