@@ -38,12 +38,13 @@ from typing import Any
 import tomli_w
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as serialize_tensors
 from torch import nn
 
 from leanbits import paths
 from leanbits.errors import ConfigError, FormatError
-from leanbits.fileio import atomic_path, current_umask, write_text_atomic
+from leanbits.fileio import current_umask, write_bytes_atomic, write_text_atomic
 from leanbits.heads import Head
 from leanbits.models import Plan, build
 
@@ -121,9 +122,12 @@ def _read_json(path: Path) -> Any:
         raise FormatError(f"{path}: malformed JSON ({exc})") from None
 
 
-def _save_tensors(path: Path, tensors: Mapping[str, torch.Tensor]) -> None:
-    with atomic_path(path) as tmp:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
+def _save_tensors(path: Path, tensors: Mapping[str, torch.Tensor],
+                  metadata: dict[str, str] | None = None) -> None:
+    # Serialised in memory and written by Python, so a full or read-only disk is an
+    # OSError naming the file (safetensors' own writer reports it as a SafetensorError).
+    flat = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    write_bytes_atomic(path, serialize_tensors(flat, metadata))
 
 
 def load_tensors(path: Path) -> dict[str, torch.Tensor]:

@@ -397,70 +397,73 @@ def train(
 
     writer = (snapshot.SnapshotWriter(out_dir, config=config_record, force=force)
               if out_dir is not None else None)
-    out = writer.path if writer is not None else None  # OUT_DIR.partial until commit()
-    if out is not None:
-        snapshot.write_toml(paths.config(out), config_record)
-    if log is None:
-        def log(line: str) -> None:
-            print(line, file=sys.stderr, flush=True)
-
-    def save_early(tag_model: nn.Module) -> None:
-        if out is not None:
-            snapshot._save_tensors(paths.early_weights(out), tag_model.state_dict())
-
-    if cfg.rewind_epoch == 0:
-        save_early(model)
-
-    use_bar = sys.stderr.isatty() if progress is None else progress
-    bar = _ProgressBar(steps_per_epoch) if use_bar else None
-    report = _EpochReport(head, splits, n_eval, cfg, out, None if progress is True else log,
-                          save_early)
-    hooks = ([RegularizerHook(reg)] if reg.active else []) + ([bar] if bar else []) + [report]
-    t_start = time.perf_counter()
     try:
-        history = fit(model, model.parameters(), epoch_batches((x_train, y_train),
-                      cfg.batch_size, generator=gen), head.loss, opt, hooks,
-                      epochs=cfg.epochs, scheduler=sched).history
-    except NonFiniteLoss as exc:
-        if bar is not None:
-            bar.close()
-        model.load_state_dict(report.last_good)
+        out = writer.path if writer is not None else None  # OUT_DIR.partial until commit()
+        if out is not None:
+            snapshot.write_toml(paths.config(out), config_record)
+        if log is None:
+            def log(line: str) -> None:
+                print(line, file=sys.stderr, flush=True)
+
+        def save_early(tag_model: nn.Module) -> None:
+            if out is not None:
+                snapshot._save_tensors(paths.early_weights(out), tag_model.state_dict())
+
+        if cfg.rewind_epoch == 0:
+            save_early(model)
+
+        use_bar = sys.stderr.isatty() if progress is None else progress
+        bar = _ProgressBar(steps_per_epoch) if use_bar else None
+        report = _EpochReport(head, splits, n_eval, cfg, out, None if progress is True else log,
+                              save_early)
+        hooks = ([RegularizerHook(reg)] if reg.active else []) + ([bar] if bar else []) + [report]
+        t_start = time.perf_counter()
+        try:
+            history = fit(model, model.parameters(), epoch_batches((x_train, y_train),
+                          cfg.batch_size, generator=gen), head.loss, opt, hooks,
+                          epochs=cfg.epochs, scheduler=sched).history
+        except NonFiniteLoss as exc:
+            if bar is not None:
+                bar.close()
+            model.load_state_dict(report.last_good)
+            if writer is not None:
+                snapshot.write(out, model, plan, head, config_record,
+                               {"status": f"stopped at epoch {exc.epoch}: non-finite loss",
+                                "epochs_completed": exc.epoch - 1}, None)
+                writer.commit()
+            kept = (f"; the last good snapshot (epoch {exc.epoch - 1}) is in {out_dir}"
+                    if writer else "")
+            raise TrainingError(
+                f"loss became {exc.value} at epoch {exc.epoch}{kept}. "
+                "Lower the learning rate (--lr) or the regularizer coefficients."
+            ) from None
+
+        test = evaluate(model, head, splits.test.x, splits.test.y)
+        # The last epoch already evaluated this very model on validation: reuse it.
+        val = evaluate(model, head, splits.val.x, splits.val.y) if not history else {
+            "acc": history[-1]["val_acc"], "loss": history[-1]["val_loss"],
+            "mean_abs_output": history[-1]["mean_abs_output"]}
+        final = {
+            "status": "complete",
+            "epochs_completed": cfg.epochs,
+            "val_acc": val["acc"],
+            "val_loss": val["loss"],
+            "test_acc": test["acc"],
+            "test_loss": test["loss"],
+            "mean_abs_output": val["mean_abs_output"],
+            "params": sum(p.numel() for p in model.parameters()),
+            "weights": sum(m.weight.numel() for _, m in weight_layers(model)),
+            "nonzero_weights": sum(int((m.weight != 0).sum()) for _, m in weight_layers(model)),
+            "train_time_s": time.perf_counter() - t_start,
+        }
         if writer is not None:
-            snapshot.write(out, model, plan, head, config_record,
-                           {"status": f"stopped at epoch {exc.epoch}: non-finite loss",
-                            "epochs_completed": exc.epoch - 1}, None)
+            snapshot.write(out, model, plan, head, config_record, final, None)
             writer.commit()
-        kept = (f"; the last good snapshot (epoch {exc.epoch - 1}) is in {out_dir}"
-                if writer else "")
-        raise TrainingError(
-            f"loss became {exc.value} at epoch {exc.epoch}{kept}. "
-            "Lower the learning rate (--lr) or the regularizer coefficients."
-        ) from None
     except BaseException:
-        if writer is not None:  # interrupted: the output stays as it was, no partial left
+        # Interrupted, failed or out of disk: leave no OUT_DIR.partial behind (a no-op once
+        # committed, as after a non-finite loss).
+        if writer is not None:
             writer.abort()
         raise
-
-    test = evaluate(model, head, splits.test.x, splits.test.y)
-    # The last epoch already evaluated this very model on validation: reuse it.
-    val = evaluate(model, head, splits.val.x, splits.val.y) if not history else {
-        "acc": history[-1]["val_acc"], "loss": history[-1]["val_loss"],
-        "mean_abs_output": history[-1]["mean_abs_output"]}
-    final = {
-        "status": "complete",
-        "epochs_completed": cfg.epochs,
-        "val_acc": val["acc"],
-        "val_loss": val["loss"],
-        "test_acc": test["acc"],
-        "test_loss": test["loss"],
-        "mean_abs_output": val["mean_abs_output"],
-        "params": sum(p.numel() for p in model.parameters()),
-        "weights": sum(m.weight.numel() for _, m in weight_layers(model)),
-        "nonzero_weights": sum(int((m.weight != 0).sum()) for _, m in weight_layers(model)),
-        "train_time_s": time.perf_counter() - t_start,
-    }
-    if writer is not None:
-        snapshot.write(out, model, plan, head, config_record, final, None)
-        writer.commit()
     return TrainResult(model, plan, head, history, final,
                        Path(out_dir) if out_dir is not None else None)
