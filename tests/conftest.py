@@ -45,3 +45,32 @@ def tiny_splits() -> TinySplits:
 def isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("LEANBITS_DATA", str(tmp_path / "cache"))
     return tmp_path / "cache"
+
+
+@pytest.fixture
+def small_mount(tmp_path):
+    """Mount a 64 KiB tmpfs: ``small_mount("full")`` (writable, fills at once) or
+    ``small_mount("ro")`` (read-only). Skips where mounting is not permitted (not root, no
+    CAP_SYS_ADMIN, not Linux); unmounted afterwards."""
+    import shutil
+    import subprocess
+
+    mounted = []
+
+    def mount(kind: str):
+        if shutil.which("mount") is None:
+            pytest.skip("no mount command: a real full/read-only file system cannot be made")
+        d = tmp_path / f"mnt-{kind}-{len(mounted)}"
+        d.mkdir()
+        opts = "size=64k" + (",ro" if kind == "ro" else "")
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(d)],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here ({r.stderr.strip() or r.returncode}); "
+                        "needs root with CAP_SYS_ADMIN")
+        mounted.append(d)
+        return d
+
+    yield mount
+    for d in mounted:
+        subprocess.run(["umount", str(d)], capture_output=True)

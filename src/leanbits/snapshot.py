@@ -43,7 +43,7 @@ from safetensors.torch import save as serialize_tensors
 from torch import nn
 
 from leanbits import paths
-from leanbits.errors import ConfigError, FormatError
+from leanbits.errors import ConfigError, FormatError, OutputError, os_error_message
 from leanbits.fileio import current_umask, write_bytes_atomic, write_text_atomic
 from leanbits.heads import Head
 from leanbits.models import Plan, build
@@ -250,6 +250,7 @@ class SnapshotWriter:
 
     Raises:
         ConfigError: the output is taken, or another process is writing it.
+        OutputError: the file system refuses the partial directory (read-only, full).
 
     Example:
         >>> with SnapshotWriter("runs/a", config=cfg) as w:  # doctest: +SKIP
@@ -266,7 +267,10 @@ class SnapshotWriter:
         self._identity = (config, metrics, force)
         check_output(self.target, config=config, metrics=metrics, force=force)
         self.path = self._real.with_name(self._real.name + PARTIAL_SUFFIX)
-        self._fd = self._claim()
+        try:
+            self._fd = self._claim()
+        except OSError as exc:  # read-only or full disk: name the output, not a temp dir
+            raise OutputError(os_error_message(exc, self.target)) from None
 
     def _claim(self) -> int:
         parent = self.path.parent
