@@ -214,6 +214,9 @@ def from_sources(
         data = load_toml(toml_path)
         if section is not None:
             data = data.get(section, {})
+            if not isinstance(data, dict):
+                raise ConfigError(f"{toml_path}: {section} = {data!r} must be a [{section}] "
+                                  f"table of {cls.__name__} settings")
         values.update(data)
     values.update(extra or {})
     if args is not None:
@@ -227,7 +230,8 @@ def from_sources(
 def load_toml(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
-        raise ConfigError(f"config file {p} does not exist")
+        why = "is not a regular file" if p.exists() else "does not exist"
+        raise ConfigError(f"config file {p} {why}; give a TOML file")
     try:
         return tomllib.loads(p.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

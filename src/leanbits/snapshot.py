@@ -44,7 +44,12 @@ from torch import nn
 
 from leanbits import paths
 from leanbits.errors import ConfigError, FormatError, OutputError, os_error_message
-from leanbits.fileio import current_umask, write_bytes_atomic, write_text_atomic
+from leanbits.fileio import (
+    check_output_dir,
+    current_umask,
+    write_bytes_atomic,
+    write_text_atomic,
+)
 from leanbits.heads import Head
 from leanbits.models import Plan, build
 
@@ -210,9 +215,11 @@ def check_output(directory: str | Path, *, config: dict[str, Any] | None = None,
 
     Raises:
         ConfigError: the output is taken (the message names it and the way out).
+        OutputError: a file stands where one of its parent directories should be.
     """
     d = Path(directory)
     if not os.path.lexists(d):
+        check_output_dir(d)  # a file where one of its parents should be
         return
     if not d.is_dir():
         raise ConfigError(f"{d} exists and is not a directory; choose another output directory")
