@@ -63,7 +63,7 @@ def trained(tmp_path_factory):
                  batch_size=32)
     d = tmp_path_factory.mktemp("snap")
     snapshot.save(d, model, PLAN, HEAD, {"data": {"dataset": "tiny"}}, {"val_acc": 0.0})
-    snapshot._save_tensors(paths.early_weights(d), early)
+    snapshot.save_tensors(paths.early_weights(d), early)
     return snapshot.load(d), splits
 
 

@@ -46,7 +46,13 @@ from leanbits.bits.records import DTYPES, QUANT_CODES
 from leanbits.config import make, option, to_dict
 from leanbits.data import snapshot_data
 from leanbits.errors import ConfigError, PruneError
-from leanbits.fileio import atomic_path, exclusive_lock, write_bytes_atomic, write_text_atomic
+from leanbits.fileio import (
+    atomic_path,
+    check_output_file,
+    exclusive_lock,
+    write_bytes_atomic,
+    write_text_atomic,
+)
 from leanbits.heads import Head
 from leanbits.models import Plan
 from leanbits.models.layers import weight_layers
@@ -569,7 +575,8 @@ def compress(
         A :class:`CompressResult`; the test accuracy is that of the decoded file.
 
     Raises:
-        ConfigError: a bad requirement or recipe, or an output that is not a regular file.
+        ConfigError: a bad requirement or recipe.
+        OutputError: an output that exists and is not a regular file.
         PruneError: no level of any method met the requirement within the budget.
 
     Example:
@@ -590,10 +597,8 @@ def compress(
             raise ConfigError("compress needs a loss function (or a head whose loss is used)")
         loss = head.loss
     if output is not None:
+        check_output_file(output)  # a directory, device, FIFO... is never replaced
         output = Path(output)
-        if output.exists() and not output.is_file():
-            raise ConfigError(f"output {output} exists and is not a regular file; "
-                              "choose a file name")
     work_path = (Path(work_dir) if work_dir is not None else
                  Path(str(output) + WORK_SUFFIX) if output is not None else None)
     val = _xy(data, "val")

@@ -227,6 +227,30 @@ def from_sources(
     return make(cls, values)
 
 
+def parse_list(text: str, what: str, convert: Any) -> list[Any]:
+    """A comma-separated flag value as a list, e.g. ``--sparsities 0.5,0.9``.
+
+    Args:
+        text: the value as given.
+        what: the flag's name without dashes, for the error message.
+        convert: applied to each item (``int``, ``float``, ``str``).
+
+    Returns:
+        The converted items.
+
+    Raises:
+        ConfigError: the list is empty or an item does not convert.
+    """
+    items = [t.strip() for t in str(text).split(",") if t.strip()]
+    if not items:
+        raise ConfigError(f"--{what} is empty")
+    try:
+        return [convert(t) for t in items]
+    except ValueError:
+        raise ConfigError(f"--{what}: {text!r} is not a comma-separated list of "
+                          f"{getattr(convert, '__name__', 'value')}s") from None
+
+
 def load_toml(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():

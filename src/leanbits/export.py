@@ -20,13 +20,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
 from torch import nn
 
 from leanbits import paths, snapshot
 from leanbits.data import snapshot_data
 from leanbits.errors import ConfigError, LeanbitsError
-from leanbits.fileio import atomic_path
+from leanbits.fileio import atomic_path, check_output_file
 from leanbits.prune import compact, macs
 
 
@@ -244,10 +243,15 @@ def export_snapshot(
 
     Raises:
         ConfigError: neither file was asked for.
-        LeanbitsError: onnxruntime is missing or the exported model disagrees.
+        OutputError: an output path is a directory, device, FIFO or socket (checked first).
+        LeanbitsError: onnxruntime is missing, the model holds NaN or infinite values, or
+            the exported model disagrees.
     """
     if not onnx and not safetensors:
         raise ConfigError("nothing to export: give --onnx FILE and/or --safetensors FILE")
+    for out in (onnx, safetensors):
+        if out:
+            check_output_file(out)  # before any work
     snap, dense, small, plan = dense_and_compact(snapshot_dir)
     in_shape = tuple(plan.in_shape)
     report: dict[str, Any] = {
@@ -276,12 +280,24 @@ def export_snapshot(
         report["onnx_bytes"] = Path(onnx).stat().st_size
     if safetensors:
         meta = {"leanbits": json.dumps({"plan": plan.to_dict(), "head": snap.head.to_dict()})}
-        with atomic_path(safetensors) as tmp:
-            save_file({k: v.contiguous() for k, v in small.state_dict().items()}, str(tmp),
-                      metadata=meta)
+        snapshot.save_tensors(safetensors, small.state_dict(), metadata=meta)
         report["safetensors"] = str(safetensors)
         report["safetensors_bytes"] = Path(safetensors).stat().st_size
     return report
+
+
+#: bounds of ``leanbits bench`` (a batch of random inputs is allocated per size)
+MAX_BENCH_BATCH = 65536
+MAX_BENCH_REPEATS = 100_000
+
+
+def _check_bench(batch_sizes: tuple[int, ...], repeats: int) -> None:
+    for b in batch_sizes:
+        if not 1 <= b <= MAX_BENCH_BATCH:
+            raise ConfigError(f"batch size {b} is out of range; give sizes from 1 to "
+                              f"{MAX_BENCH_BATCH}")
+    if not 1 <= repeats <= MAX_BENCH_REPEATS:
+        raise ConfigError(f"--repeats {repeats} is out of range; give 1 to {MAX_BENCH_REPEATS}")
 
 
 def bench_snapshot(
@@ -296,7 +312,11 @@ def bench_snapshot(
         ``{"snapshot", "rows", "summary", "mac_reduction", "threads"}``; each summary entry
         is ``{"runtime", "batch", "dense_ms", "compact_ms", "speedup", "mac_reduction",
         "speedup_over_mac_reduction"}``.
+
+    Raises:
+        ConfigError: a batch size or ``repeats`` is out of range (checked first).
     """
+    _check_bench(batch_sizes, repeats)
     _snap, dense, small, plan = dense_and_compact(snapshot_dir)
     in_shape = tuple(plan.in_shape)
     with tempfile.TemporaryDirectory() as tmp:

@@ -127,8 +127,20 @@ def _read_json(path: Path) -> Any:
         raise FormatError(f"{path}: malformed JSON ({exc})") from None
 
 
-def _save_tensors(path: Path, tensors: Mapping[str, torch.Tensor],
-                  metadata: dict[str, str] | None = None) -> None:
+def save_tensors(path: str | Path, tensors: Mapping[str, torch.Tensor],
+                 metadata: dict[str, str] | None = None) -> None:
+    """Write tensors as a safetensors file, atomically.
+
+    Args:
+        path: the file (only ever replaces a regular file, see
+            :func:`leanbits.fileio.atomic_path`).
+        tensors: name -> tensor (detached, made contiguous and moved to the CPU here).
+        metadata: string key/values stored in the file's header.
+
+    Raises:
+        OutputError: the path is taken by a directory, device, ... or the file system
+            refuses the write (read-only, full).
+    """
     # Serialised in memory and written by Python, so a full or read-only disk is an
     # OSError naming the file (safetensors' own writer reports it as a SafetensorError).
     flat = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
@@ -162,9 +174,9 @@ def write(
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     paths.model_json(d).unlink(missing_ok=True)
-    _save_tensors(paths.weights(d), model.state_dict())
+    save_tensors(paths.weights(d), model.state_dict())
     if masks:
-        _save_tensors(paths.masks(d), {k: v.to(torch.uint8) for k, v in masks.items()})
+        save_tensors(paths.masks(d), {k: v.to(torch.uint8) for k, v in masks.items()})
     else:
         paths.masks(d).unlink(missing_ok=True)
     write_toml(paths.config(d), config or {})

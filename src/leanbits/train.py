@@ -407,7 +407,7 @@ def train(
 
         def save_early(tag_model: nn.Module) -> None:
             if out is not None:
-                snapshot._save_tensors(paths.early_weights(out), tag_model.state_dict())
+                snapshot.save_tensors(paths.early_weights(out), tag_model.state_dict())
 
         if cfg.rewind_epoch == 0:
             save_early(model)
