@@ -18,7 +18,7 @@ from typing import Any
 from leanbits.bits.pipeline import BitsConfig, snapshot_bits, unpack_to_snapshot
 from leanbits.config import add_arguments, from_sources, to_dict
 from leanbits.console import emit_json
-from leanbits.fileio import write_bytes_atomic
+from leanbits.fileio import check_output_file, write_bytes_atomic
 
 
 def _run(args: argparse.Namespace) -> tuple[BitsConfig, Any, dict[str, Any]]:
@@ -51,6 +51,7 @@ def run_bits(args: argparse.Namespace) -> int:
 
 def run_pack(args: argparse.Namespace) -> int:
     """``leanbits pack``: write the ``.lbits`` file and print its account."""
+    check_output_file(args.output)  # before the work
     cfg, encoded, extra = _run(args)
     write_bytes_atomic(args.output, encoded.data)
     acc = encoded.account

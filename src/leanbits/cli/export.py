@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from leanbits.config import parse_list
 from leanbits.console import emit_json, table
 from leanbits.export import bench_snapshot, export_snapshot
 
@@ -34,7 +35,7 @@ def cmd_export(args: Any) -> int:
 
 
 def cmd_bench(args: Any) -> int:
-    batches = tuple(int(b) for b in str(args.batch_sizes).split(","))
+    batches = tuple(parse_list(args.batch_sizes, "batch-sizes", int))
     result = bench_snapshot(args.snapshot, batches, repeats=args.repeats, onnx=not args.no_onnx)
     if args.json:
         emit_json(result)

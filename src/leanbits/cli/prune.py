@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from leanbits import paths, snapshot
-from leanbits.config import add_arguments, from_sources, stage_hash, to_dict
+from leanbits.config import add_arguments, from_sources, parse_list, stage_hash, to_dict
 from leanbits.console import emit_json, table
 from leanbits.data import snapshot_data
 from leanbits.errors import ConfigError, PruneError
-from leanbits.fileio import write_bytes_atomic
+from leanbits.fileio import check_output_dir, write_bytes_atomic
 from leanbits.prune import (
     METHODS,
     PruneConfig,
@@ -124,7 +124,7 @@ def run_prune(args: argparse.Namespace) -> int:
     if cfg.target_accuracy is not None and cfg.max_drop is not None:
         raise ConfigError("give at most one of --target-accuracy and --max-drop")
     source = Path(args.snapshot).resolve()
-    out = Path(args.out) if args.out else _default_out(source, "prune", cfg)
+    out = check_output_dir(Path(args.out) if args.out else _default_out(source, "prune", cfg))
     report = None if args.force else load_saved(out, cfg, source)
     if report is not None:
         print(f"{out} already holds this result (use --force to redo)", file=sys.stderr)
@@ -139,16 +139,6 @@ def run_prune(args: argparse.Namespace) -> int:
     else:
         _print_report(report, out)
     return 0
-
-
-def _parse_list(text: str, what: str, convert: Any) -> list[Any]:
-    items = [t.strip() for t in str(text).split(",") if t.strip()]
-    if not items:
-        raise ConfigError(f"--{what} is empty")
-    try:
-        return [convert(t) for t in items]
-    except ValueError:
-        raise ConfigError(f"--{what}: {text!r} is not a comma-separated list") from None
 
 
 #: columns of the profile table: (header, value of a row)
@@ -179,15 +169,16 @@ def profile_table(rows: list[Row], title: str) -> str:
 
 def run_profile(args: argparse.Namespace) -> int:
     """Handler of ``leanbits profile``."""
-    methods = _parse_list(args.methods, "methods", str)
+    methods = parse_list(args.methods, "methods", str)
     for m in methods:
         if m not in METHODS:
             raise PruneError(f"unknown method {m!r}; valid: {', '.join(METHODS)}")
-    levels = _parse_list(args.sparsities, "sparsities", float)
+    levels = parse_list(args.sparsities, "sparsities", float)
     snap = snapshot.load(args.snapshot)
     cfg = from_sources(PruneConfig, args, args.config, section="prune")
     source = Path(args.snapshot).resolve()
-    out = Path(args.out) if args.out else _default_out(source, "profile", cfg, methods, levels)
+    out = check_output_dir(Path(args.out) if args.out
+                           else _default_out(source, "profile", cfg, methods, levels))
     splits = _load_data(snap, cfg)
 
     def progress(row: Row) -> None:

@@ -14,6 +14,7 @@ from leanbits.config import add_arguments, from_sources, load_toml
 from leanbits.console import emit_json, table
 from leanbits.data import DATASETS, DataConfig, load_data, snapshot_data
 from leanbits.errors import ConfigError
+from leanbits.fileio import check_output_dir
 from leanbits.train import TrainConfig, evaluate_splits, run_name, train
 
 
@@ -26,7 +27,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise ConfigError(
                 f"{args.config}: unknown section(s) {sorted(extra)}; valid: [data], [train]"
             )
-    out = Path(args.out) if args.out else Path(args.runs) / run_name(data_cfg, cfg)
+    out = check_output_dir(Path(args.out) if args.out else Path(args.runs)
+                           / run_name(data_cfg, cfg))  # before the data is loaded
     splits = load_data(data_cfg)
     print(f"training {cfg.model} with the {cfg.head} head on {data_cfg.dataset} -> {out}",
           file=sys.stderr)
