@@ -289,17 +289,25 @@ def _leanbits(*args: str, **kw) -> subprocess.Popen:
 
 
 def test_ctrl_c_of_a_real_command_is_exit_130_in_one_line(tmp_path):
-    # Interrupt `leanbits run` while it trains (synthetic data; a few seconds at most).
+    # Interrupt `leanbits run` while it trains (synthetic data, an endless number of epochs).
     exp = tmp_path / "exp.toml"
     exp.write_text(tomli_w.dumps({**EXPERIMENT, "train": {**EXPERIMENT["train"],
-                                                           "epochs": 1000}}))
-    proc = _leanbits("run", str(exp), "--out", str(tmp_path / "run"))
-    deadline = time.monotonic() + 120
-    while not (tmp_path / "run" / "stages").exists():
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-        time.sleep(0.1)
-    proc.send_signal(signal.SIGINT)
-    _out, err = proc.communicate(timeout=60)
+                                                           "epochs": 1_000_000}}))
+    # A background job (a shell, CI) inherits SIGINT ignored: give the child the default,
+    # so that Python turns Ctrl-C into KeyboardInterrupt as it does at a terminal.
+    proc = _leanbits("run", str(exp), "--out", str(tmp_path / "run"),
+                     preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "run" / "stages").exists():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
     assert proc.returncode == 130, err
     lines = [line for line in err.strip().splitlines() if line.startswith("leanbits")]
     assert "Traceback" not in err and lines[-1] == "leanbits: interrupted", err
