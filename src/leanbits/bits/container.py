@@ -413,8 +413,10 @@ def decode(data: bytes, where: str = "<bytes>") -> Unpacked:
 
 # --------------------------------------------------------------------------- API
 
-#: BitsConfig fields that drive the CLI's re-fit, not the encoding
-_REFIT_FIELDS = ("refit", "refit_lr", "refit_batch_size", "seed")
+#: BitsConfig fields that drive training on data (re-fit, codebook fine-tuning), not the
+#: encoding
+_REFIT_FIELDS = ("refit", "refit_lr", "refit_batch_size", "seed", "codebook_epochs",
+                 "codebook_lr")
 
 
 def pack(
@@ -433,9 +435,9 @@ def pack(
         head: output head, stored beside the plan.
         **settings: ``bits``, ``quant``, ``index``, ``values``, ``nonweight_dtype``,
             ``masks``, ``per_channel``, ``rate_lambda`` (see :func:`count_bits`),
-            ``kmeans_iters``. The
-            re-fit fields of a ``BitsConfig`` are accepted too, so ``**to_dict(cfg)`` works,
-            but a re-fit needs data: with ``refit > 0`` use
+            ``kmeans_iters``. The training fields of a ``BitsConfig`` are accepted too, so
+            ``**to_dict(cfg)`` works, but training needs data: with ``refit > 0``,
+            ``codebook_epochs > 0`` or ``nonweight_dtype="auto"`` use
             :func:`leanbits.bits.quantize_snapshot` instead.
 
     Returns:
@@ -448,11 +450,14 @@ def pack(
     """
     for key in _REFIT_FIELDS:
         value = settings.pop(key, None)
-        if key == "refit" and value:
+        if key in ("refit", "codebook_epochs") and value:
             raise ConfigError(
-                f"pack does not re-fit (refit={value}); call "
+                f"pack does not re-fit or fine-tune ({key}={value}); call "
                 "leanbits.bits.quantize_snapshot(snapshot, cfg) and write its .data"
             )
+    if settings.get("nonweight_dtype") == "auto":
+        raise ConfigError("pack cannot choose nonweight_dtype auto (it needs validation "
+                          "data); call leanbits.bits.quantize_snapshot(snapshot, cfg)")
     encoded = encode(model, plan, head, **settings)
     write_bytes_atomic(path, encoded.data)
     return encoded.account

@@ -1,9 +1,10 @@
 """The bits pipeline on snapshots and files: :class:`BitsConfig` (the ``[bits]`` settings),
-:func:`quantize_snapshot` (encode a snapshot, re-fitting its non-weights on the quantized
-weights when asked), :func:`snapshot_bits` (what ``leanbits bits`` / ``pack`` compute),
-:func:`evaluate_lbits` (accuracy of what a ``.lbits`` file holds) and
-:func:`unpack_to_snapshot` (a file back into a snapshot directory). The commands in
-:mod:`leanbits.cli.bits` only parse flags and print what these return.
+:func:`quantize_snapshot` (encode a snapshot; when asked, fine-tune its codebooks, re-fit its
+non-weights on the quantized weights, and keep int8 non-weights if validation allows),
+:func:`snapshot_bits` (what ``leanbits bits`` / ``pack`` compute), :func:`evaluate_lbits`
+(accuracy of what a ``.lbits`` file holds) and :func:`unpack_to_snapshot` (a file back
+into a snapshot directory). The commands in :mod:`leanbits.cli.bits` only parse flags and
+print what these return.
 """
 
 from __future__ import annotations
@@ -20,17 +21,22 @@ from torch import nn
 
 from leanbits import paths, snapshot
 from leanbits.bits.container import DTYPES, INDEX_CHOICES, Encoded, encode, unpack, weight_names
+from leanbits.bits.finetune import codebooks_of, finetune_codebook
+from leanbits.bits.quantize import DEFAULT_RATE_LAMBDA
 from leanbits.bits.records import QUANT_CODES
 from leanbits.config import MAX_SEED, option
 from leanbits.data import snapshot_data
-from leanbits.errors import FormatError
+from leanbits.errors import ConfigError, FormatError
 from leanbits.heads import Head
 from leanbits.models import build
 from leanbits.prune import refit_nonweights
 from leanbits.train import evaluate, evaluate_splits
 
 #: BitsConfig fields that :func:`leanbits.bits.pack` takes; the others drive the re-fit
-ENCODE_FIELDS = ("bits", "quant", "per_channel", "index", "values", "nonweight_dtype")
+ENCODE_FIELDS = ("bits", "quant", "per_channel", "index", "values", "nonweight_dtype",
+                 "rate_lambda")
+#: ``nonweight_dtype`` value that picks int8 when it keeps float16's validation accuracy
+AUTO_DTYPE = "auto"
 
 
 @dataclass(frozen=True)
@@ -39,15 +45,26 @@ class BitsConfig:
 
     bits: int = option(4, "bits per nonzero weight: a codebook of at most 2**bits values",
                        minimum=1, maximum=16)
-    quant: str = option("kmeans", "weight quantizer: k-means codebook or symmetric uniform",
+    quant: str = option("kmeans", "weight quantizer: k-means codebook, symmetric uniform, or "
+                        "ecsq (entropy-constrained: fewer coded bits for the same error)",
                         choices=QUANT_CODES)
     per_channel: bool = option(False, "uniform only: one scale per output channel, not per layer")
+    rate_lambda: float | None = option(
+        None, "ecsq only: relative squared error one coded bit is worth; larger gives fewer "
+        f"bits (default {DEFAULT_RATE_LAMBDA})", minimum=0.0)
     index: str = option("coded", "how positions of nonzero weights are stored (auto: the "
                         "smallest per layer)", choices=INDEX_CHOICES)
     values: str = option("entropy", "value codes: range-coded with a stored frequency table, "
                          "or fixed width", choices=("entropy", "fixed"))
     nonweight_dtype: str = option("float16", "storage precision of biases and other "
-                                  "non-weight tensors", choices=DTYPES)
+                                  "non-weight tensors (int8: a float32 scale per tensor and a "
+                                  "byte each; auto: int8 when it keeps float16's validation "
+                                  "accuracy)", choices=(*DTYPES, AUTO_DTYPE))
+    codebook_epochs: int = option(0, "kmeans / ecsq: after quantizing, train the codebook "
+                                  "entries (codes fixed: same bits) and the non-weights for "
+                                  "this many epochs; 0 = off", minimum=0)
+    codebook_lr: float = option(1e-4, "Adam step size of the codebook fine-tuning",
+                                minimum=0.0)
     refit: int = option(0, "after quantizing, re-fit the non-weight parameters (weights "
                         "frozen) for this many epochs with Adam; 0 = off", minimum=0)
     refit_lr: float = option(1e-3, "Adam learning rate of the re-fit", minimum=0.0)
@@ -55,8 +72,16 @@ class BitsConfig:
     seed: int = option(0, "seed of the re-fit's minibatch order", minimum=0, maximum=MAX_SEED)
 
     def encode_settings(self) -> dict[str, Any]:
-        """The keyword arguments of :func:`leanbits.bits.pack` / ``count_bits``."""
-        return {k: getattr(self, k) for k in ENCODE_FIELDS}
+        """The keyword arguments of :func:`leanbits.bits.pack` / ``count_bits`` (``auto``
+        non-weights are encoded as float16 first; :func:`quantize_snapshot` chooses)."""
+        out = {k: getattr(self, k) for k in ENCODE_FIELDS}
+        if out["nonweight_dtype"] == AUTO_DTYPE:
+            out["nonweight_dtype"] = "float16"
+        return out
+
+    def needs_data(self) -> bool:
+        """Whether :func:`quantize_snapshot` trains or validates (and so needs the data)."""
+        return self.refit > 0 or self.codebook_epochs > 0 or self.nonweight_dtype == AUTO_DTYPE
 
 
 def _snapshot_splits(snap: Any) -> Any:
@@ -93,32 +118,77 @@ def _refit_nonweights(
 
 
 def quantize_snapshot(snap: Any, cfg: BitsConfig, splits: Any = None) -> tuple[Encoded, dict]:
-    """Encode a snapshot as ``cfg`` says, re-fitting its non-weights first if asked.
+    """Encode a snapshot as ``cfg`` says: quantize; then, if asked, fine-tune the codebooks
+    (codes fixed), re-fit the non-weights (weights fixed), and keep int8 non-weights only
+    when they keep the validation accuracy of float16.
 
     Args:
         snap: a :class:`leanbits.snapshot.Snapshot` (model, plan, head, masks, config).
         cfg: the settings.
-        splits: train/val/test data for the re-fit (loaded from the snapshot's data set when
-            needed and not given).
+        splits: train/val/test data for the training and the int8 check (loaded from the
+            snapshot's data set when needed and not given).
 
     Returns:
-        ``(encoded, report)``: the encoded file (bytes, account, state) and re-fit figures.
+        ``(encoded, report)``: the encoded file (bytes, account, state) and what was done:
+        ``codebook_epochs``, ``refit_epochs``/``refit_loss``, and with ``nonweight_dtype
+        auto`` the ``nonweight_dtype`` chosen and ``val_acc_float16``/``val_acc_int8``.
+
+    Raises:
+        ConfigError: codebook fine-tuning of a uniform quantizer, or ``auto`` without a
+            validation split.
     """
+    if cfg.codebook_epochs > 0 and cfg.quant == "uniform":
+        raise ConfigError("codebook_epochs needs a free codebook (quant kmeans or ecsq); "
+                          "uniform levels are fixed multiples of one scale")
     settings = cfg.encode_settings()
     encoded = encode(snap.model, snap.plan, snap.head, masks=snap.masks, **settings)
-    if cfg.refit <= 0:
+    if not cfg.needs_data():
         return encoded, {}
-    model = copy.deepcopy(snap.model)
-    model.load_state_dict(encoded.state)  # quantized weights, non-weights as stored
     splits = splits if splits is not None else _snapshot_splits(snap)
-    train = _part(splits, "train")
-    report = _refit_nonweights(model, snap.head, train.x, train.y, cfg.refit, cfg.refit_lr,
-                               cfg.refit_batch_size, cfg.seed)
-    refitted = encode(model, snap.plan, snap.head, masks=snap.masks, **settings)
-    for name in weight_names(model):  # re-quantizing quantized weights must be exact
-        if not torch.equal(refitted.state[name], encoded.state[name]):
-            raise RuntimeError(f"re-quantizing {name} after the re-fit changed it")
-    return refitted, report
+    report: dict[str, Any] = {}
+    source = snap.model
+    if cfg.codebook_epochs > 0 or cfg.refit > 0:
+        model = copy.deepcopy(snap.model)
+        model.load_state_dict(encoded.state)  # quantized weights, non-weights as stored
+        train = _part(splits, "train")
+        names = weight_names(model)
+        if cfg.codebook_epochs > 0:
+            finetune_codebook(model, codebooks_of(model, names, cfg.bits), (train.x, train.y),
+                              snap.head.loss, epochs=cfg.codebook_epochs, lr=cfg.codebook_lr,
+                              batch_size=cfg.refit_batch_size, seed=cfg.seed)
+            report["codebook_epochs"] = cfg.codebook_epochs
+        if cfg.refit > 0:
+            report.update(_refit_nonweights(model, snap.head, train.x, train.y, cfg.refit,
+                                            cfg.refit_lr, cfg.refit_batch_size, cfg.seed))
+        tuned = encode(model, snap.plan, snap.head, masks=snap.masks, **settings)
+        for name in names:  # re-quantizing quantized (or fine-tuned) weights must be exact
+            if not torch.equal(tuned.state[name], model.get_parameter(name).detach()):
+                raise RuntimeError(f"re-quantizing {name} after training changed it")
+        encoded, source = tuned, model
+    if cfg.nonweight_dtype == AUTO_DTYPE:
+        encoded, choice = _choose_nonweight_dtype(snap, source, settings, encoded, splits)
+        report.update(choice)
+    return encoded, report
+
+
+def _choose_nonweight_dtype(snap: Any, source: nn.Module, settings: dict[str, Any],
+                            half: Encoded, splits: Any) -> tuple[Encoded, dict[str, Any]]:
+    """int8 non-weights when their validation accuracy is at least float16's (``half``)."""
+    val = _part(splits, "val")
+    if val is None:
+        raise ConfigError("nonweight_dtype auto chooses on the validation split, and the "
+                          "data has none")
+    ints = encode(source, snap.plan, snap.head, masks=snap.masks,
+                  **{**settings, "nonweight_dtype": "int8"})
+    acc = {}
+    for dtype, enc in (("float16", half), ("int8", ints)):
+        model = copy.deepcopy(snap.model)
+        model.load_state_dict(enc.state)
+        acc[dtype] = evaluate(model, snap.head, val.x, val.y)["acc"]
+    chosen = "int8" if acc["int8"] >= acc["float16"] else "float16"
+    return (ints if chosen == "int8" else half), {
+        "nonweight_dtype": chosen, "val_acc_float16": acc["float16"],
+        "val_acc_int8": acc["int8"]}
 
 
 def snapshot_bits(snapshot_dir: str | Path, cfg: BitsConfig,
@@ -135,7 +205,7 @@ def snapshot_bits(snapshot_dir: str | Path, cfg: BitsConfig,
         ``accuracy``, ``val_acc``/``val_loss``/``test_acc``/``test_loss``.
     """
     snap = snapshot.load(snapshot_dir)
-    splits = _snapshot_splits(snap) if cfg.refit > 0 or accuracy else None
+    splits = _snapshot_splits(snap) if cfg.needs_data() or accuracy else None
     encoded, extra = quantize_snapshot(snap, cfg, splits)
     if accuracy:
         model = copy.deepcopy(snap.model)
