@@ -4,6 +4,7 @@ import copy
 from pathlib import Path
 
 import pytest
+import torch
 
 from leanbits.errors import ConfigError
 from leanbits.sweep.experiment import (
@@ -218,3 +219,47 @@ def test_profile_and_pick_tables_are_checked():
             parse_experiment({**raw, **table})
     over = parse_experiment(raw, overrides=["profile.sparsities=[0.9]", "pick.max_drop=0.1"])
     assert over.profiles[0].config.sparsities == (0.9,) and over.pick.max_drop == 0.1
+
+
+def test_stage_seeds_follow_the_train_seed_unless_the_table_sets_one():
+    raw = copy.deepcopy(TINY)
+    raw["train"]["vary"] = {"seed": [1, 2]}
+    raw["profile"] = {"methods": ["refit"], "sparsities": [0.5]}
+    exp = parse_experiment(raw)
+    for p in exp.points:  # prune and bits stages take their point's train seed
+        assert {s.config.seed for s in p.stages} == {p.stages[0].config.seed}
+    assert sorted((s.input.config.seed, s.config.seed) for s in exp.profiles) == [(1, 1), (2, 2)]
+    # a seed set in the table, as a value or in an axis entry, is used as given
+    fixed = _exp(train__vary={"seed": [1, 2]}, prune__seed=7)
+    assert {s.config.seed for s in fixed.stages("prune")} == {7}
+    assert {s.config.seed for s in fixed.stages("bits")} == {1, 2}
+    entry = _exp(train__vary={"seed": [1, 2]},
+                 prune__vary={"sparsity": [{"sparsity": 0.5, "seed": 3}]})
+    assert {s.config.seed for s in entry.stages("prune")} == {3}
+
+
+@pytest.mark.parametrize("method", ["none", "refit", "finetune"])
+def test_the_seed_a_prune_stage_takes_from_its_point_drives_its_randomness(method):
+    """Two seeds of a sweep give two minibatch orders to re-fit and fine-tuning (the same
+    trained net pruned with each point's prune config); one seed reproduces exactly; pruning
+    alone has no randomness and gives the same model."""
+    from leanbits.heads import Head
+    from leanbits.models import Plan, build
+    from leanbits.prune import run_method
+
+    exp = _exp(train__vary={"seed": [1, 2]}, prune__batch_size=16, prune__finetune_epochs=1,
+               prune__vary={"sparsity": [0.5]}, bits={})
+    cfgs = {p.stages[0].config.seed: p.stages[1].config for p in exp.points}
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(64, 1, 4, 4, generator=g), torch.randint(0, 10, (64,), generator=g)
+    torch.manual_seed(0)
+    net = build(Plan("mlp", (1, 4, 4), (), (12,), 10))
+    loss = Head("softmax", 10).loss
+
+    def pruned(seed):
+        res = run_method(net, method, 0.5, (x, y), loss, cfgs[seed])
+        return torch.cat([v.flatten() for v in res.model.state_dict().values()])
+
+    one, again, two = pruned(1), pruned(1), pruned(2)
+    assert torch.equal(one, again)
+    assert torch.equal(one, two) == (method == "none")

@@ -49,6 +49,12 @@ Schema (every key is optional; missing values are the config defaults)::
     [quick]                             # merged over the file by --quick (tables merge
     train = { epochs = 1 }              # key by key; lists and values replace)
 
+Seeds follow the point: a prune, bits, profile or compress stage whose table does not set
+``seed`` (as a value, an axis or in an axis entry) takes its train stage's seed, so the
+minibatch order of re-fit, fine-tuning and the other pruning methods varies with the seed
+as training and the split do, and one seed reproduces the whole chain. A ``seed`` set in
+the table is used as given.
+
 The grid's size - the product of every axis' length - is computed before anything is
 expanded, and a grid of more than :data:`MAX_POINTS` points is refused unless asked for
 (``--allow-large``, ``max_points=None``). ``name`` becomes a directory name, so it must be
@@ -472,6 +478,24 @@ def _combos(kind: str, base: dict[str, Any], axes: list[Any], cls: type,
     return out
 
 
+def _sets_seed(section: Any) -> bool:
+    """Whether a stage table sets ``seed`` itself: as a value, an axis, or in an axis entry."""
+    if not isinstance(section, dict):
+        return False
+    vary = section.get("vary", {})
+    vary = vary if isinstance(vary, dict) else {}
+    return "seed" in section or "seed" in vary or any(
+        isinstance(v, dict) and "seed" in v
+        for values in vary.values() if isinstance(values, list) for v in values)
+
+
+def _seeded(cfg: Any, train: StageSpec, follows: bool) -> Any:
+    """``cfg`` with its train stage's seed when the stage's seed follows the point's."""
+    if not follows or cfg is None or cfg.seed == train.config.seed:
+        return cfg
+    return dataclasses.replace(cfg, seed=train.config.seed)
+
+
 def _stage(kind: str, cfg: Any, parent: StageSpec | None, data: dict[str, Any]) -> StageSpec:
     label = stages.label(kind, cfg)
     if kind == "train":
@@ -510,6 +534,7 @@ def _expand(settings: dict[str, Any], max_points: int | None = MAX_POINTS,
     if "train" not in combos:
         combos["train"] = _combos("train", {}, [], stages.config_class("train"))
 
+    follows = {kind: not _sets_seed(settings.get(kind)) for kind in STAGE_KINDS}
     points = []
     shared: dict[tuple[str, str], StageSpec] = {}
     made: dict[tuple[str, int, str | None], StageSpec] = {}
@@ -528,8 +553,9 @@ def _expand(settings: dict[str, Any], max_points: int | None = MAX_POINTS,
             memo = (kind, id(cfg), parent.key if parent else None)
             spec = made.get(memo)
             if spec is None:
-                # A stage evaluates on its train stage's splits.
-                spec = _stage(kind, cfg, parent,
+                # A stage evaluates on its train stage's splits, with its seed.
+                spec = _stage(kind, cfg if parent is None else
+                              _seeded(cfg, chain[0], follows[kind]), parent,
                               parent.data if parent else _point_data(data, cfg))
                 # One object per distinct stage, so identity and key agree.
                 spec = made[memo] = shared.setdefault((kind, spec.key), spec)
@@ -544,12 +570,14 @@ def _expand(settings: dict[str, Any], max_points: int | None = MAX_POINTS,
     profiles = ()
     if "profile" in settings:
         cfg = _table_config("profile", settings["profile"])
-        profiles = tuple(_stage("profile", cfg, t, t.data) for t in trained)
+        profiles = tuple(_stage("profile", _seeded(cfg, t, follows["profile"]), t, t.data)
+                         for t in trained)
     compressions = ()
     if "compress" in settings:
         cfg = _table_config("compress", settings["compress"])
         # side stages evaluate on their train stage's split
-        compressions = tuple(_stage("compress", cfg, t, t.data) for t in trained)
+        compressions = tuple(_stage("compress", _seeded(cfg, t, follows["compress"]), t,
+                                    t.data) for t in trained)
     pick = _table_config("pick", settings["pick"]) if "pick" in settings else None
     return Experiment(name, description, settings, data, tuple(points), profiles, pick,
                       compressions)
