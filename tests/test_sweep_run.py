@@ -62,6 +62,11 @@ def test_each_stage_runs_once_and_rows_are_complete(reference):
         assert r.settings["prune"]["sparsity"] == r.axes["sparsity"]
         assert abs(r.sparsity - r.axes["sparsity"]) < 0.01
         assert r.compression == r.dense_bits / r.total_bits
+        # one compression definition: the bits stage packed the compact rebuild (fewer
+        # parameters), and what `leanbits bits` prints for it is the row's ratio
+        account = json.loads(paths.account(out / "stages" / r.stages["bits"]).read_text())
+        assert account["params"] <= r.dense_bits // 32 == account["dense_params"]
+        assert account["compression"] == pytest.approx(r.compression, rel=1e-12)
         assert set(r.metrics) == {"train", "prune", "bits"}
         assert set(r.layer_sparsity) == set(r.layer_bits)
     lines = (out / "results.jsonl").read_text().splitlines()
@@ -73,6 +78,21 @@ def test_each_stage_runs_once_and_rows_are_complete(reference):
 
     again = load_experiment(out / "experiment.toml")
     assert [p.last.key for p in again.points] == [p.last.key for p in _exp().points]
+
+
+def test_leanbits_bits_prints_the_rows_compression(reference, capsys):
+    """`leanbits bits` on a pruned model's compact rebuild divides 32 x the parameters of
+    the dense model it came from (not of the rebuild) by the total bits, as the report."""
+    out, summary = reference
+    r = summary.rows[-1]
+    compact = paths.compact(out / "stages" / r.stages["prune"])
+    assert main(["bits", str(compact), "--bits", str(r.axes["bits"]), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["dense_params"] == r.dense_bits // 32
+    assert doc["compression"] == pytest.approx(32 * doc["dense_params"] / doc["total_bits"])
+    assert main(["bits", str(compact), "--bits", str(r.axes["bits"])]) == 0
+    assert f"compression {doc['compression']:.1f}x = 32 x {doc['dense_params']} " in (
+        capsys.readouterr().out)
 
 
 def test_profile_stage_and_pick(tmp_path):

@@ -31,6 +31,23 @@ BIT_PARTS = ("values", "position", "codebook", "nonweight", "header", "padding")
 LAYER_BIT_PARTS = ("values", "position", "codebook", "nonweight")
 
 
+#: the ``metrics.json`` key of a pruned model's compact rebuild that holds the parameters
+#: of the model it was rebuilt from (the numerator of :func:`compression` when it is packed)
+DENSE_PARAMS = "dense_params"
+
+
+def dense_params_of(metrics: Mapping[str, Any]) -> int | None:
+    """The dense model's parameters a snapshot's metrics record (:data:`DENSE_PARAMS`);
+    None when they record none (the snapshot is its own dense model).
+
+    Example:
+        >>> dense_params_of({"dense_params": 266610}), dense_params_of({})
+        (266610, None)
+    """
+    v = metrics.get(DENSE_PARAMS)
+    return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else None
+
+
 def compression(dense_params: int | None, total_bits: int | None) -> float | None:
     """32 x parameters of the dense float32 model over the packed model's total bits.
 

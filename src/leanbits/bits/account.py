@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from leanbits.bits.stream import HEADER, Key
+from leanbits.results import compression
 
 
 @dataclass
@@ -64,15 +65,9 @@ class LayerAccount:
     def total_bits(self) -> int:
         return self.values_bits + self.position_bits + self.codebook_bits + self.nonweight_bits
 
-    @property
-    def compression(self) -> float:
-        """Dense float32 size of the layer over its stored size."""
-        return 32 * self.params / self.total_bits if self.total_bits else math.inf
-
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["total_bits"] = self.total_bits
-        d["compression"] = self.compression
         return d
 
 
@@ -85,6 +80,9 @@ class Account:
         header_bits: magic, version, plan, head, per-tensor tags, checksum (see module doc).
         dense_float32_bits: ``32 *`` elements of all float tensors (the uncompressed model).
         settings: how the model was encoded (bits, quant, index, values, nonweight_dtype, ...).
+        dense_params: parameters of the original dense model when the packed model has
+            fewer (a pruned model's compact rebuild, dead units removed); None: the packed
+            model's own parameters are the dense model's. :attr:`compression` divides by it.
 
     Example:
         >>> acc = count_bits(model, bits=4)  # doctest: +SKIP
@@ -96,6 +94,7 @@ class Account:
     header_bits: int
     dense_float32_bits: int
     settings: dict[str, Any] = field(default_factory=dict)
+    dense_params: int | None = None
 
     @classmethod
     def from_tally(
@@ -163,8 +162,17 @@ class Account:
 
     @property
     def compression(self) -> float:
-        """Dense float32 bits over the total bits."""
-        return self.dense_float32_bits / self.total_bits if self.total_bits else math.inf
+        """32 x parameters of the original dense model over the total bits: the one
+        definition (:func:`leanbits.results.compression`) every report uses; inf for no
+        bits."""
+        ratio = compression(self.dense_model_params, self.total_bits)
+        return math.inf if ratio is None else ratio
+
+    @property
+    def dense_model_params(self) -> int:
+        """Parameters of the original dense model (:attr:`dense_params`, else the packed
+        model's own)."""
+        return self.dense_params if self.dense_params is not None else self.params
 
     @property
     def position_bound_bits(self) -> float:
@@ -204,6 +212,7 @@ class Account:
             "weights": self.weights,
             "nonzero": self.nonzero,
             "dense_float32_bits": self.dense_float32_bits,
+            "dense_params": self.dense_model_params,
             "compression": self.compression,
             "position_bound_bits": self.position_bound_bits,
             "value_entropy_bits": self.value_entropy_bits,
@@ -214,14 +223,14 @@ class Account:
         """Human-readable per-layer table with totals (what ``leanbits bits`` prints)."""
         head = (
             f"{'layer':<10} {'params':>9} {'nonzero':>9} {'values':>9} {'positions':>10} "
-            f"{'(bound)':>10} {'codebook':>9} {'nonweight':>10} {'total':>10} {'x f32':>7}"
+            f"{'(bound)':>10} {'codebook':>9} {'nonweight':>10} {'total':>10}"
         )
         lines = [head, "-" * len(head)]
         for r in self.layers:
             lines.append(
                 f"{r.name:<10} {r.params:>9} {r.nonzero:>9} {r.values_bits:>9} "
                 f"{r.position_bits:>10} {r.position_bound_bits:>10.0f} {r.codebook_bits:>9} "
-                f"{r.nonweight_bits:>10} {r.total_bits:>10} {r.compression:>7.1f}"
+                f"{r.nonweight_bits:>10} {r.total_bits:>10}"
             )
         lines.append(f"{'header':<10} {'':>9} {'':>9} {'':>9} {'':>10} {'':>10} {'':>9} "
                      f"{'':>10} {self.header_bits:>10}")
@@ -229,15 +238,14 @@ class Account:
         lines.append(
             f"{'total':<10} {self.params:>9} {self.nonzero:>9} {self.values_bits:>9} "
             f"{self.position_bits:>10} {self.position_bound_bits:>10.0f} "
-            f"{self.codebook_bits:>9} {self.nonweight_bits:>10} {self.total_bits:>10} "
-            f"{self.compression:>7.1f}"
+            f"{self.codebook_bits:>9} {self.nonweight_bits:>10} {self.total_bits:>10}"
         )
         s = self.settings
         lines.append("")
         lines.append(
-            f"total {self.total_bits} bits = {self.total_bytes} bytes; "
-            f"{self.compression:.1f}x smaller than dense float32 "
-            f"({self.dense_float32_bits // 8} bytes)"
+            f"total {self.total_bits} bits = {self.total_bytes} bytes; compression "
+            f"{self.compression:.1f}x = 32 x {self.dense_model_params} parameters of the "
+            f"dense model / total bits ({4 * self.dense_model_params} bytes as float32)"
         )
         lines.append(
             f"positions {self.position_bits} bits vs information bound log2 C(n,k) = "

@@ -30,6 +30,7 @@ from leanbits.errors import ConfigError, FormatError
 from leanbits.heads import Head
 from leanbits.models import build
 from leanbits.prune import refit_nonweights
+from leanbits.results import dense_params_of
 from leanbits.train import evaluate, evaluate_splits
 
 #: BitsConfig fields that :func:`leanbits.bits.pack` takes; the others drive the re-fit
@@ -142,6 +143,9 @@ def quantize_snapshot(snap: Any, cfg: BitsConfig, splits: Any = None) -> tuple[E
                           "uniform levels are fixed multiples of one scale")
     settings = cfg.encode_settings()
     encoded = encode(snap.model, snap.plan, snap.head, masks=snap.masks, **settings)
+    # A compact rebuild's compression counts the parameters of the model it came from.
+    dense = dense_params_of(snap.metrics)
+    encoded.account.dense_params = dense
     if not cfg.needs_data():
         return encoded, {}
     splits = splits if splits is not None else _snapshot_splits(snap)
@@ -168,6 +172,7 @@ def quantize_snapshot(snap: Any, cfg: BitsConfig, splits: Any = None) -> tuple[E
     if cfg.nonweight_dtype == AUTO_DTYPE:
         encoded, choice = _choose_nonweight_dtype(snap, source, settings, encoded, splits)
         report.update(choice)
+    encoded.account.dense_params = dense
     return encoded, report
 
 

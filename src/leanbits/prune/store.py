@@ -20,7 +20,7 @@ from leanbits.models.layers import weight_layers
 from leanbits.prune.baselines import PruneConfig
 from leanbits.prune.masks import weight_key
 from leanbits.prune.search import PruneResult
-from leanbits.results import Row, profile_document
+from leanbits.results import DENSE_PARAMS, Row, profile_document
 
 
 def save_result(out: Path, result: PruneResult, report: dict[str, Any],
@@ -39,6 +39,9 @@ def save_result(out: Path, result: PruneResult, report: dict[str, Any],
     small_masks = {weight_key(n): m.weight.detach() != 0 for n, m in weight_layers(small)}
     compact_metrics = {k: report[k] for k in ("val_acc", "test_acc") if k in report}
     compact_metrics.update(report.get("compact", {}))
+    # The rebuild has fewer parameters than the model it came from: keep that model's count,
+    # the numerator of compression (leanbits.results.compression) when the rebuild is packed.
+    compact_metrics[DENSE_PARAMS] = sum(p.numel() for p in result.model.parameters())
     with snapshot.SnapshotWriter(out, config=result.config, force=force) as w:
         snapshot.write(w.path, result.model, result.plan, result.head, result.config, report,
                        result.masks)
