@@ -9,7 +9,10 @@ Two sources, one computation (``leanbits.report.claims``):
   per seed and grid point, no paths) and writes the study's report (Markdown, figures,
   HTML) into ``docs/results/<name>/``.
 * ``python benchmarks/paper_studies.py --from-csv [--write]``: no runs, no training: the
-  same verdicts from the committed ``docs/results/<name>/results.csv``.
+  same verdicts from the committed ``docs/results/<name>/results.csv``, for every study
+  that has one (the reports beside them are left as they are; ``leanbits report
+  docs/results/<name> --out DIR`` rebuilds one from its CSV: the same results-over-seeds
+  section, tables and figures, without the per-epoch curves a run directory adds).
 
 With ``--write`` the tables and verdicts go to ``docs/results/README.md`` and BENCHMARKS.md.
 Every verdict's criterion is a constant in ``leanbits/report/claims.py`` fixed before the
@@ -46,6 +49,25 @@ from leanbits.report.seeds import CSV_NAME, read_csv, records_of_run, write_csv 
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "docs" / "results"
+_FRONTIER = ("leanbits study frontier --out runs/studies/{name} --jobs 2 "
+             "--set 'train.vary.model=[\"lenet-300-100\",\"lenet5\"]'")
+#: study name -> the command that runs it from scratch (into runs/studies/<name>)
+STUDY_COMMANDS = {
+    "explosion": "leanbits study explosion --out runs/studies/explosion --jobs 2",
+    "regularization": "leanbits study regularization --out runs/studies/regularization "
+                      "--jobs 2",
+    "snapshot": "leanbits study snapshot --out runs/studies/snapshot --jobs 2",
+    "frontier-mnist": _FRONTIER.format(name="frontier-mnist"),
+    "frontier-fashion": _FRONTIER.format(name="frontier-fashion")
+    + " --set data.dataset=fashion-mnist --set train.epochs=12 --set train.lr=0.02",
+}
+
+
+def regenerate(name: str) -> str:
+    """How a study's section is made again: from scratch, and from its committed CSV."""
+    return (f"Regenerate: `{STUDY_COMMANDS[name]}`, then `python benchmarks/paper_studies.py "
+            "runs/studies --write` (every study found there); from the committed CSV, "
+            f"without training: `python benchmarks/paper_studies.py --from-csv --only {name}`.")
 
 
 def main() -> None:
@@ -57,6 +79,9 @@ def main() -> None:
     ap.add_argument("--write", action="store_true",
                     help="write docs/results/ and update BENCHMARKS.md")
     ap.add_argument("--only", help="comma-separated study names")
+    ap.add_argument("--results", type=Path, default=RESULTS,
+                    help="where the studies' <name>/results.csv are read and written "
+                    "(default: docs/results)")
     args = ap.parse_args()
     if (args.runs is None) == (not args.from_csv):
         ap.error("give RUNS or --from-csv (one of them)")
@@ -65,7 +90,7 @@ def main() -> None:
     for name, (title, fn) in STUDIES.items():
         if only and name not in only:
             continue
-        csv_path = RESULTS / name / CSV_NAME
+        csv_path = args.results / name / CSV_NAME
         try:
             if args.from_csv:
                 if not csv_path.is_file():
@@ -77,7 +102,7 @@ def main() -> None:
                     continue
                 records = records_of_run(run)
                 if args.write:
-                    build_report(run, out_dir=RESULTS / name)
+                    build_report(run, out_dir=args.results / name, study=name)
                     write_csv(csv_path, records)
         except LeanbitsError as exc:
             sys.exit(f"paper_studies: {exc}")
@@ -85,7 +110,8 @@ def main() -> None:
         seeds = len({r.seed for r in records})
         body = (f"{result.verdict}\n\n{result.text}\n\nPer-seed results ({seeds} seeds): "
                 f"[docs/results/{name}/{CSV_NAME}](docs/results/{name}/{CSV_NAME}); report "
-                f"with plots: [docs/results/{name}/report.md](docs/results/{name}/report.md)")
+                f"with plots: [docs/results/{name}/report.md](docs/results/{name}/report.md)"
+                f"\n\n{regenerate(name)}")
         sections.append((title, body))
         print(f"## {title}\n\n{body}\n")
     source = "--from-csv" if args.from_csv else str(args.runs)
@@ -94,7 +120,8 @@ def main() -> None:
               f"Date: {dt.date.today().isoformat()}\n")
     if args.write and sections:
         for title, body in sections:
-            update_section(ROOT / "BENCHMARKS.md", title, header + "\n" + body)
+            if args.results.resolve() == RESULTS.resolve():  # BENCHMARKS.md: committed ones
+                update_section(ROOT / "BENCHMARKS.md", title, header + "\n" + body)
         summary = ["# What our measurements say about the paper's claims", "",
                    "Each section is written by `benchmarks/paper_studies.py` from the study's "
                    f"per-seed results (`<study>/{CSV_NAME}`; `--from-csv` recomputes every "
@@ -106,7 +133,7 @@ def main() -> None:
                    "inconclusive otherwise.", "", criteria_text(), ""]
         for title, body in sections:
             summary += [f"## {title}", "", body.replace("docs/results/", ""), ""]
-        write_text_atomic(RESULTS / "README.md", "\n".join(summary))
+        write_text_atomic(args.results / "README.md", "\n".join(summary))
 
 
 if __name__ == "__main__":

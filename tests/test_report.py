@@ -112,7 +112,7 @@ def sweep_row(point: int, head: str, sparsity: float | None, qbits: int) -> dict
         stages["prune"] = f"prune/refit-{sparsity}-{head}"
     return Row(
         point=point, axes={"head": head, "level": level, "bits": qbits}, stages=stages,
-        settings={"data": {"dataset": "mnist"}, "train": {"head": head, "epochs": 8},
+        settings={"data": {"dataset": "mnist"}, "train": {"head": head, "epochs": 8, "seed": 1},
                   **({"prune": {"method": "refit", "sparsity": sparsity}}
                      if sparsity is not None else {}),
                   "bits": {"bits": qbits, "quant": "kmeans", "index": "auto"}},
@@ -234,7 +234,8 @@ def test_sweep_report_files_and_figures(built: build.ReportFiles, sweep_dir: Pat
 
 def test_sweep_report_sections_tables_and_config(built: build.ReportFiles, sweep_dir: Path):
     md, page = built.markdown.read_text(), built.html.read_text()
-    assert built.sections == ("Training", "Pruning profile", "Accuracy against total bits",
+    assert built.sections == ("Results over seeds", "Training", "Pruning profile",
+                              "Accuracy against total bits",
                               "Configuration")
     assert built.notes == ()
     rows = json.loads((sweep_dir / "results.json").read_text())["rows"]

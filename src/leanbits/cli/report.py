@@ -1,4 +1,5 @@
-"""``leanbits report RUN_DIR``: write report.md (+ figures/) and a self-contained report.html.
+"""``leanbits report RUN_DIR``: write report.md (+ figures/) and a self-contained report.html,
+from a run, snapshot or profile directory or a study's committed ``results.csv``.
 
 The work is done by :func:`leanbits.report.build_report`; this module parses and prints.
 """
@@ -14,7 +15,7 @@ from leanbits.report import build_report
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Build the report of ``args.run_dir``; print where it is (or JSON with ``--json``)."""
-    files = build_report(args.run_dir, args.out)
+    files = build_report(args.run_dir, args.out, args.study)
     if args.json:
         emit_json(files.to_dict())
         return 0
@@ -34,10 +35,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Write report.md (PNG figures in figures/) and a self-contained "
         "report.html: weight size, output magnitude and losses per epoch, accuracy against "
         "nonzero weights and against total bits (Pareto frontier), per-layer sparsity, bit "
-        "breakdowns, the numbers behind every plot and the configs that produced them.",
+        "breakdowns, the numbers behind every plot and the configs that produced them. A "
+        "sweep, or a directory holding a study's results.csv (docs/results/<study>), also "
+        "gets results over seeds: mean ± std per configuration, test error against total "
+        "bits with seed spread, and the study's verdicts.",
     )
     p.add_argument("run_dir", metavar="RUN_DIR",
-                   help="sweep run directory, snapshot directory or `leanbits profile` output")
+                   help="sweep run directory, snapshot directory, `leanbits profile` output "
+                   "or a directory holding a study's results.csv")
+    p.add_argument("--study", default=None, metavar="NAME",
+                   help="state this study's verdicts (default: RUN_DIR's name when it names "
+                   "one: explosion, regularization, snapshot, frontier-mnist, "
+                   "frontier-fashion)")
     p.add_argument("--out", metavar="DIR", default=None,
                    help="where to write the report (default: RUN_DIR)")
     p.add_argument("--json", action="store_true",

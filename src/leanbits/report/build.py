@@ -21,31 +21,56 @@ from typing import Any
 from leanbits import paths
 from leanbits.errors import LeanbitsError
 from leanbits.fileio import write_bytes_atomic, write_text_atomic
+from leanbits.report.claims import STUDIES
 from leanbits.report.collect import MAX_DEPTH, RESULTS_FILES, RunData, collect
 from leanbits.report.document import Block, Code, Heading, Note, Report, Text
 from leanbits.report.frontier import frontier_section
 from leanbits.report.html import to_html
 from leanbits.report.markdown import FIGURES_DIR, to_markdown
+from leanbits.report.overseeds import seeds_section
 from leanbits.report.profile import drawable, profile_points, prune_section, pruned_models
+from leanbits.report.seeds import CSV_NAME
 from leanbits.report.training import name_runs, training_section
 
 REPORT_MD = paths.report_markdown(Path()).name
 REPORT_HTML = paths.report_html(Path()).name
 #: figure file stems a report writes; stale ones from an earlier report are removed
-FIGURE_NAMES = ("weights", "outputs", "loss", "prune_profile", "frontier", "sparsity", "bits")
+FIGURE_NAMES = ("weights", "outputs", "loss", "prune_profile", "frontier", "error_weights",
+                "sparsity", "bits")
 
 
-def make_report(data: RunData) -> Report:
-    """Assemble the report's blocks from collected data (renders figures, writes nothing).
+def study_of(data: RunData, study: str | None = None) -> str | None:
+    """The study whose verdicts the report states: ``study`` when given, else the root
+    directory's name when it names one (``docs/results/snapshot``, ``runs/studies/snapshot``).
 
     Raises:
-        LeanbitsError: ``data`` holds nothing reportable.
+        LeanbitsError: ``study`` names no study.
+    """
+    if study is not None:
+        if study not in STUDIES:
+            raise LeanbitsError(f"--study {study}: unknown; valid: {', '.join(STUDIES)}")
+        return study
+    name = data.root.resolve().name
+    return name if name in STUDIES else None
+
+
+def make_report(data: RunData, study: str | None = None) -> Report:
+    """Assemble the report's blocks from collected data (renders figures, writes nothing).
+
+    Args:
+        data: what :func:`.collect.collect` read.
+        study: the study whose verdicts the results-over-seeds section states
+            (:func:`study_of`).
+
+    Raises:
+        LeanbitsError: ``data`` holds nothing reportable, or ``study`` names no study.
     """
     if data.empty:
         raise LeanbitsError(
             f"{data.root}: nothing to report - no {paths.metrics_log(Path()).name} (snapshot), "
             f"{paths.profile(Path()).name} "
-            f"(leanbits profile) or {' / '.join(RESULTS_FILES)} (sweep) found within "
+            f"(leanbits profile), {' / '.join(RESULTS_FILES)} (sweep) or {CSV_NAME} (a "
+            "study's per-seed results) found within "
             f"{MAX_DEPTH} directory levels" + (f" ({'; '.join(data.notes)})"
                                                if data.notes else "")
         )
@@ -59,28 +84,43 @@ def make_report(data: RunData) -> Report:
         what.append(f"{len(data.profile)} profile row(s)")
     if data.results:
         what.append(f"{len(data.results)} result row(s)")
+    if data.records and not data.results:
+        what.append(f"{len(data.records)} per-seed record(s)")
     # the path as given (relative stays relative: committed reports name no machine)
     report.blocks.append(Text(f"Source: {data.root} - " + ", ".join(what) + "."))
     body: list[Block] = []
-    body += training_section(data.runs, notes)
-    # Profile rows describe pruning best; else a sweep's rows reduced to one per pruned
-    # model (its bit widths collapse); raw result rows only when neither has points.
-    points = profile_points(data.profile) if data.profile else pruned_models(data.results)
-    if not data.profile and not drawable(points):
-        points = [(r.method, r) for r in data.results]
-    body += prune_section(points, bool(data.profile), notes)
-    body += frontier_section(data.results or data.profile, notes, data.runs)
-    if data.configs:
-        body.append(Heading("Configuration"))
-        body += [Code(text, lang, title) for title, lang, text in data.configs]
-    else:
-        notes.append("Configuration: no config.toml or experiment file found.")
+    name = study_of(data, study)
+    body += seeds_section(data.records, data.records_source or "", *(
+        STUDIES[name][::-1] if name else ()))
+    if data.runs or data.results or data.profile:  # a results.csv alone has none of these
+        body += _run_sections(data, notes)
     if notes:
         report.blocks.append(Heading("Notes"))
         report.blocks += [Note(n) for n in notes]
     report.blocks += body
     report.notes = notes
     return report
+
+
+def _run_sections(data: RunData, notes: list[str]) -> list[Block]:
+    """Training, pruning profile, frontier and configuration blocks of a run directory."""
+    body = training_section(data.runs, notes)
+    # Profile rows describe pruning best; else a sweep's rows reduced to one per pruned
+    # model (its bit widths collapse); raw result rows only when neither has points.
+    points = profile_points(data.profile) if data.profile else pruned_models(data.results)
+    if not data.profile and not drawable(points):
+        points = [(r.method, r) for r in data.results]
+    body += prune_section(points, bool(data.profile), notes)
+    # with per-seed records, the over-seeds section draws the frontier (seeds aggregated)
+    seeds_frontier = any(r.get("total_bits") is not None for r in data.records)
+    body += frontier_section(data.results or data.profile, notes, data.runs,
+                             figure=not seeds_frontier)
+    if data.configs:
+        body.append(Heading("Configuration"))
+        body += [Code(text, lang, title) for title, lang, text in data.configs]
+    else:
+        notes.append("Configuration: no config.toml or experiment file found.")
+    return body
 
 
 @dataclass(frozen=True)
@@ -123,12 +163,16 @@ def write_report(report: Report, out_dir: str | os.PathLike[str]) -> ReportFiles
 
 
 def build_report(run_dir: str | os.PathLike[str],
-                 out_dir: str | os.PathLike[str] | None = None) -> ReportFiles:
+                 out_dir: str | os.PathLike[str] | None = None,
+                 study: str | None = None) -> ReportFiles:
     """Collect ``run_dir``, render every figure and write the report into ``out_dir``.
 
     Args:
-        run_dir: a sweep run directory, a snapshot directory or a profile output directory.
+        run_dir: a sweep run directory, a snapshot directory, a profile output directory or
+            a directory holding a study's ``results.csv``.
         out_dir: where report.md, report.html and figures/ go (default: ``run_dir``).
+        study: the study whose verdicts to state (default: the directory's name, when it
+            is one of :data:`leanbits.report.claims.STUDIES`).
 
     Returns:
         The paths written.
@@ -140,5 +184,5 @@ def build_report(run_dir: str | os.PathLike[str],
     if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise LeanbitsError(f"--out {out_dir}: is an existing file, not a directory; give a "
                             "directory for report.md, report.html and figures/")
-    report = make_report(collect(run_dir))
+    report = make_report(collect(run_dir), study)
     return write_report(report, run_dir if out_dir is None else out_dir)

@@ -6,7 +6,12 @@ Three kinds of directory are understood, alone or mixed:
 * a **pruning profile** (``profile.json`` of ``leanbits profile`` or of a sweep's profile
   stage) - :class:`leanbits.results.Row` objects, one per method and level;
 * a **sweep** run directory (``results.json``, else ``results.jsonl``: one row per grid
-  point, plus stage directories holding snapshots and profiles).
+  point, plus stage directories holding snapshots and profiles);
+* a study's committed **per-seed results** (``results.csv``, e.g. ``docs/results/<study>``:
+  one compact row per seed and grid point, :mod:`leanbits.report.seeds`).
+
+A finished sweep's rows are also read as per-seed records (the same records its
+``results.csv`` holds), so both give the same results-over-seeds section.
 
 Snapshots and profiles are found anywhere up to :data:`MAX_DEPTH` directories below the
 root. A file that cannot be read is skipped with a note, so one bad file never hides the
@@ -27,6 +32,7 @@ from typing import Any
 from leanbits import paths
 from leanbits.errors import LeanbitsError
 from leanbits.report.markdown import FIGURES_DIR
+from leanbits.report.seeds import CSV_NAME, SeedRecord, read_csv, records_of_run
 from leanbits.results import Row, profile_rows
 
 RESULTS_FILES = (paths.results(Path()).name,  # the first present is read
@@ -60,6 +66,9 @@ class RunData:
             ``stages["profile"]`` (relative to the root for a ``leanbits profile`` output).
         configs: ``(title, language, text)`` of every config and experiment file.
         notes: what could not be read.
+        records: per-seed records: of the finished sweep (``results.json``), else of a
+            ``results.csv``.
+        records_source: where the records were read (relative to the root's parent).
     """
 
     root: Path
@@ -68,10 +77,12 @@ class RunData:
     profile: list[Row] = field(default_factory=list)
     configs: list[tuple[str, str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    records: list[SeedRecord] = field(default_factory=list)
+    records_source: str | None = None
 
     @property
     def empty(self) -> bool:
-        return not (self.runs or self.results or self.profile)
+        return not (self.runs or self.results or self.profile or self.records)
 
 
 def _walk(root: Path, max_depth: int) -> list[Path]:
@@ -250,7 +261,24 @@ def collect(root: str | os.PathLike[str]) -> RunData:
                     rows = doc.get("rows") if isinstance(doc, Mapping) else None
                     data.results = _rows(rows, name, data.notes)
             break
+    _add_records(root, data)
     return data
+
+
+def _add_records(root: Path, data: RunData) -> None:
+    """The per-seed records of a finished sweep, else of ``root/results.csv``."""
+    name = root.resolve().name
+    try:
+        if paths.results(root).is_file() and data.results:
+            data.records = records_of_run(root)
+            data.records_source = f"{name}/{paths.results(root).name}"
+        elif (root / CSV_NAME).is_file():
+            data.records = read_csv(root / CSV_NAME)
+            data.records_source = f"{name}/{CSV_NAME}"
+    except (LeanbitsError, OSError, UnicodeDecodeError, ValueError, KeyError,
+            TypeError) as exc:
+        # A hand-made or older results.json without train seeds still has its rows.
+        data.notes.append(f"Results over seeds: skipped - {exc}")
 
 
 def _add_profile(d: Path, rel: str, root: Path, data: RunData, add_run: Any) -> None:

@@ -19,6 +19,7 @@ from leanbits.report.grouping import (
     point_labels,
     spread,
 )
+from leanbits.report.overseeds import Sample, frontier_figure
 from leanbits.report.training import layers_of, num, run_name
 from leanbits.results import Row
 from leanbits.sweep.frontier import bits_for_accuracy, pareto_front
@@ -30,17 +31,26 @@ ACCURACY_LEVELS = (0.9, 0.95, 0.97, 0.98, 0.985, 0.99, 0.995)
 
 
 def frontier_section(rows: Sequence[Row], notes: list[str],
-                     runs: Sequence[TrainingRun]) -> list[Block]:
+                     runs: Sequence[TrainingRun], figure: bool = True) -> list[Block]:
     """Accuracy against total bits with the Pareto frontier, bit breakdowns and per-layer
-    sparsity of chosen frontier points."""
+    sparsity of chosen frontier points.
+
+    Args:
+        rows: the run's result (or profile) rows.
+        notes: where skipped parts are noted.
+        runs: the training runs (their exactly-zero weights when no row has sparsity).
+        figure: draw test error against total bits here (False: the results-over-seeds
+            section draws it, seeds aggregated).
+    """
     acc = accuracy_key(rows)
     usable = [r for r in rows if r.total_bits is not None and acc
               and r.accuracy(acc) is not None]
     blocks: list[Block] = []
     chosen: list[tuple[str, Row]] = []
     if not usable:
-        notes.append("Accuracy-vs-bits frontier: skipped - no row with total_bits and "
-                     "test_acc / val_acc.")
+        if figure:  # else the results-over-seeds section drew it
+            notes.append("Accuracy-vs-bits frontier: skipped - no row with total_bits and "
+                         "test_acc / val_acc.")
     else:
         pts = [(r.total_bits, r.accuracy(acc)) for r in usable]
         front = pareto_front(pts)
@@ -48,23 +58,12 @@ def frontier_section(rows: Sequence[Row], notes: list[str],
         labels = point_labels(usable)
         groups_of = group_names(usable)
         groups = group(range(len(usable)), lambda i: groups_of[i])
-        pgroups = []
-        for gi, (g, idx) in enumerate(groups.items()):
-            heads = {usable[i].head for i in idx}
-            head = heads.pop() if len(heads) == 1 else None
-            gpts = [(pts[i][0], 100 * pts[i][1]) for i in idx]
-            gfront = [gpts[j] for j in pareto_front(gpts)]
-            pgroups.append(plots.PointGroup(g, gpts, gfront, plots.color_for(head, gi),
-                                            plots.marker_for(gi)))
-        acc_name = "test" if acc == "test_acc" else "validation"
-        blocks += [Heading("Accuracy against total bits"), Figure(
-            "frontier",
-            plots.frontier_figure(pgroups, [(pts[i][0], 100 * pts[i][1]) for i in front],
-                                  "total bits (log scale)", f"{acc_name} accuracy (%)",
-                                  "Accuracy against total representation bits"),
-            "Every evaluated point; lines are each group's Pareto frontier (step: no "
-            "interpolation between measured points), circles the overall frontier. "
-            "Claim 5 compares models by this trade-off.")]
+        blocks.append(Heading("Accuracy against total bits"))
+        if figure:
+            samples = [Sample(groups_of[i], labels[i], 0, float(r.total_bits), r.val_acc,
+                              r.test_acc) for i, r in enumerate(usable)]
+            blocks.append(frontier_figure(samples, "frontier", "total bits (log scale)",
+                                          "Test error against total bits"))
         order = sorted(range(len(usable)), key=lambda i: (pts[i][0], -pts[i][1]))
         blocks.append(Table(
             ["point", "group", "total bits", "bits/weight", "nonzero weights", "val acc",

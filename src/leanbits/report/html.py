@@ -76,6 +76,11 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], title: str | N
     return "\n".join(out)
 
 
+def _inline(text: str) -> str:
+    """Escaped text with Markdown's ``**bold**`` as ``<strong>`` (verdicts are written so)."""
+    return re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", html.escape(text))
+
+
 def to_html(report: Report) -> str:
     """The report as a complete HTML5 document with no external references.
 
@@ -97,7 +102,7 @@ def to_html(report: Report) -> str:
             if b.level == 2:
                 toc.append(f'<li><a href="#{anchor}">{e(b.text)}</a></li>')
         elif isinstance(b, Text):
-            body.append(f"<p>{e(b.text)}</p>")
+            body.append(f"<p>{_inline(b.text)}</p>")
         elif isinstance(b, Note):
             body.append(f'<p class="note">{e(b.text)}</p>')
         elif isinstance(b, Figure):

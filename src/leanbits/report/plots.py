@@ -210,59 +210,85 @@ def line_figure(panels: Sequence[Panel], title: str | None = None) -> bytes:
 
 
 @dataclass(frozen=True)
-class PointGroup:
-    """The points of one group (e.g. one head) and that group's own Pareto frontier."""
+class ErrorPoint:
+    """One configuration of a line: ``x`` (e.g. mean total bits over seeds), the mean
+    ``y`` (e.g. test error in %) and its spread ``spread`` (std over seeds; 0 or None for
+    one seed); ``joined``: on the line (Pareto-optimal on validation), else a marker only."""
+
+    x: float
+    y: float
+    spread: float | None = None
+    joined: bool = True
+
+
+@dataclass(frozen=True)
+class ErrorLine:
+    """The configurations of one method / architecture, drawn in one colour and marker."""
 
     label: str
-    points: Sequence[tuple[float, float]]
-    front: Sequence[tuple[float, float]] = ()
+    points: Sequence[ErrorPoint]
     color: str | None = None
     marker: str = "o"
 
 
-def frontier_figure(groups: Sequence[PointGroup], front: Sequence[tuple[float, float]],
-                    xlabel: str, ylabel: str, title: str) -> bytes:
-    """Accuracy against bits (log x): every point, each group's frontier as a step line, and
-    the overall frontier circled.
+def error_figure(lines: Sequence[ErrorLine], xlabel: str, ylabel: str, title: str,
+                 xcounts: bool = True) -> bytes:
+    """Error against size, both on log axes, as compression papers draw it: every point
+    with its spread as a vertical error bar, one line per :class:`ErrorLine` through its
+    ``joined`` points (fewest ``x`` first); the other points are faint markers.
 
-    A frontier is drawn as a step function (``where="post"``): between two measured points
-    the best known accuracy stays that of the cheaper one - nothing is interpolated.
+    An axis holding a zero or negative value stays linear (a log axis would hide it); an
+    error bar is cut short of zero on a log y-axis.
 
     Args:
-        groups: the point groups.
-        front: the overall Pareto-optimal ``(bits, accuracy)`` points.
-        xlabel: label of the bits axis (with its unit).
-        ylabel: label of the accuracy axis (with its unit).
+        lines: what to draw.
+        xlabel: label of the size axis (with its unit).
+        ylabel: label of the error axis (with its unit).
         title: axes title.
+        xcounts: x values are counts (bits, weights): ticks read 10k, 1.5M.
 
     Returns:
         PNG bytes.
+
+    Example:
+        >>> png = error_figure([ErrorLine("refit", [ErrorPoint(1e4, 2.0, 0.1),
+        ...                                         ErrorPoint(1e5, 1.5, 0.2)])],
+        ...                    "total bits", "test error (%)", "t")
+        >>> png[:4] == b"\\x89PNG"
+        True
     """
     import matplotlib
 
     with matplotlib.rc_context(STYLE):
         fig, (ax,) = _figure(1, width_per_panel=6.4, height=4.2)
-        for g in groups:
-            if not g.points:
-                continue
-            xs, ys = zip(*g.points, strict=True)
-            ax.scatter(xs, ys, s=16, alpha=0.55, color=g.color, marker=g.marker,
-                       label=g.label)
-            if len(g.front) > 1:
-                fx, fy = zip(*g.front, strict=True)
-                ax.step(fx, fy, where="post", color=g.color, alpha=0.8, linewidth=1.2)
-        if front:
-            fx, fy = zip(*front, strict=True)
-            ax.scatter(fx, fy, s=70, facecolors="none", edgecolors="black", linewidths=1.2,
-                       label="Pareto frontier (all)", zorder=3)
-        all_x = [p[0] for g in groups for p in g.points]
-        if all_x and _positive(all_x):
+        xs = [p.x for line in lines for p in line.points]
+        ys = [p.y for line in lines for p in line.points]
+        logy = bool(ys) and _positive(ys)
+        for line in lines:
+            for joined in (True, False):
+                pts = sorted((p for p in line.points if p.joined == joined),
+                             key=lambda p: p.x)
+                if not pts:
+                    continue
+                lo = [min(p.spread or 0.0, 0.95 * p.y) if logy else (p.spread or 0.0)
+                      for p in pts]
+                hi = [p.spread or 0.0 for p in pts]
+                ax.errorbar([p.x for p in pts], [p.y for p in pts], yerr=[lo, hi],
+                            color=line.color, marker=line.marker,
+                            linestyle="-" if joined else "none",
+                            alpha=1.0 if joined else 0.35, capsize=2, elinewidth=0.8,
+                            markersize=4 if joined else 3,
+                            label=line.label if joined else None)
+        if xs and _positive(xs):
             ax.set_xscale("log")
-            _plain_log_axis(ax.xaxis, True)
+            _plain_log_axis(ax.xaxis, xcounts)
+        if logy:
+            ax.set_yscale("log")
+            _plain_log_axis(ax.yaxis, False)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.set_title(title)
-        _legend(ax, sum(1 for g in groups if g.points) + bool(front))
+        _legend(ax, sum(1 for line in lines if any(p.joined for p in line.points)))
         return _render(fig)
 
 

@@ -171,8 +171,8 @@ def training_section(runs: Sequence[TrainingRun], notes: list[str]) -> list[Bloc
         ]
         blocks.append(Figure("weights", plots.line_figure(panels, "Weight size per epoch"),
                              "Weight L2 norm (all layers and output layer), largest |w| and "
-                             "fraction of exactly-zero weights per epoch. Claim 1: softmax "
-                             "keeps growing its weights after the data are fit."))
+                             "fraction of exactly-zero weights per epoch (log scale "
+                             "except the last panel), one line per training run."))
     else:
         notes.append("Weight-size plot: skipped - epoch records have no 'layers' "
                      "(l2_norm, max_abs, zero_frac, numel).")
@@ -196,10 +196,11 @@ def training_section(runs: Sequence[TrainingRun], notes: list[str]) -> list[Bloc
                     series(lambda r: pct(num(r, "val_acc")))),
     ]
     if any(p.series for p in loss_panels):
-        blocks.append(Figure("loss", plots.line_figure(loss_panels, "Overfitting"),
+        blocks.append(Figure("loss", plots.line_figure(loss_panels,
+                                                       "Losses and accuracy per epoch"),
                              "Training loss (eval mode on a training subset where recorded) "
                              "and validation loss, the train - validation accuracy gap, and "
-                             "validation accuracy. Claims 2 and 3 are about this gap."))
+                             "validation accuracy per epoch (losses on a log scale)."))
     else:
         notes.append("Loss plot: skipped - no train_loss / val_loss in epoch records.")
 

@@ -1,0 +1,167 @@
+"""The report over seeds: the same section from a run directory and from its committed
+results.csv, frontiers of test error on log axes with seed spread chosen on validation, and
+paper_studies.py recomputing every verdict from CSVs alone."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_claims import frontier_records, regularization_records, snapshot_records
+
+from leanbits.report import build, claims, overseeds, plots
+from leanbits.report.document import Table, Text
+from leanbits.report.seeds import SeedRecord, read_csv, records_of_run, write_csv
+from leanbits.report.tables import markdown_blocks, markdown_table
+from leanbits.results import Row, compression
+
+ROOT = Path(__file__).resolve().parents[1]
+SEEDS = (1, 2, 3)
+
+
+def frontier_run(root: Path) -> Path:
+    """A finished sweep of 2 models x 2 levels x 2 bit widths x 3 seeds (results.json)."""
+    rng = random.Random(0)
+    rows = []
+    for seed in SEEDS:
+        for model, size in (("lenet-300-100", 266610), ("lenet5", 431080)):
+            for level in (0.9, 0.98):
+                for qbits in (2, 4):
+                    acc = 0.99 - level / 20 - (0.01 if qbits == 2 else 0) + rng.uniform(
+                        -0.002, 0.002)
+                    total = round(size * (1 - level) * (qbits + 4)) + rng.randint(0, 99)
+                    rows.append(Row(
+                        point=len(rows), axes={"model": model, "head": "llr",
+                                               "method": "refit", "level": level,
+                                               "bits": qbits, "seed": seed},
+                        stages={"train": f"train/{model}-{seed}"},
+                        settings={"train": {"seed": seed, "head": "llr"}},
+                        val_acc=acc + rng.uniform(-0.001, 0.001), test_acc=acc,
+                        nonzero_weights=round(size * (1 - level)), total_bits=total,
+                        dense_bits=32 * size, compression=compression(size, total),
+                        metrics={"train": {"val_acc": 0.99, "test_acc": 0.99}},
+                    ).to_dict())
+    root.mkdir(parents=True)
+    (root / "results.json").write_text(json.dumps({"rows": rows}))
+    return root
+
+
+def section(md: str) -> list[str]:
+    """The results-over-seeds section's lines without its first (source) line."""
+    body = md.split(f"## {overseeds.HEADING}\n")[1].split("\n## ")[0]
+    lines = body.strip("\n").splitlines()
+    return lines[1:]
+
+
+def test_run_directory_and_its_csv_give_the_same_section_and_figures(tmp_path):
+    run = frontier_run(tmp_path / "runs" / "frontier-mnist")
+    from_run = build.build_report(run, tmp_path / "out-run")
+    csv_dir = tmp_path / "docs" / "frontier-mnist"
+    write_csv(csv_dir / "results.csv", records_of_run(run))
+    from_csv = build.build_report(csv_dir, tmp_path / "out-csv")
+    a, b = from_run.markdown.read_text(), from_csv.markdown.read_text()
+    assert section(a) == section(b)
+    assert "Claim 5" in section(a)[1]  # the study's verdict, from the directory's name
+    assert "records from frontier-mnist/results.csv" in b
+    for name in ("frontier", "error_weights"):  # same numbers, byte-identical figures
+        assert ((tmp_path / "out-run" / "figures" / f"{name}.png").read_bytes()
+                == (tmp_path / "out-csv" / "figures" / f"{name}.png").read_bytes())
+    # the HTML shows the verdict's tables as tables
+    assert b.count("| line | point | seeds |") == 1
+    assert "<strong>Claim 5" in from_csv.html.read_text()
+
+
+def test_a_csv_directory_without_a_known_study_and_an_unknown_study(tmp_path):
+    write_csv(tmp_path / "mine" / "results.csv", snapshot_records(random.Random(1)))
+    files = build.build_report(tmp_path / "mine")
+    md = files.markdown.read_text()
+    assert files.sections == (overseeds.HEADING,) and files.notes == ()
+    assert "Claim 4" not in md and "error_weights" not in md  # no weights, no bits: table
+    files = build.build_report(tmp_path / "mine", study="snapshot")
+    assert "Claim 4" in files.markdown.read_text()
+    with pytest.raises(build.LeanbitsError, match="--study nope: unknown; valid: explosion"):
+        build.build_report(tmp_path / "mine", study="nope")
+
+
+def test_frontier_points_are_seed_means_and_the_line_is_chosen_on_validation():
+    rs = frontier_records(random.Random(3))
+    samples = overseeds.samples_of(rs, "total_bits")
+    points = overseeds.aggregate(samples)
+    assert {p.line for p in points} == {"lenet-300-100", "lenet5"}  # llr / refit constant
+    p = next(p for p in points if p.line == "lenet5" and p.point == "bits=4, level=0.9")
+    tests = [100 * (1 - r.values["test_acc"]) for r in rs
+             if r.axes["model"] == "lenet5" and r.axes["level"] == 0.9 and r.axes["bits"] == 4]
+    assert p.test_error.n == len(tests) == 5
+    assert p.test_error.mean == pytest.approx(sum(tests) / 5)
+    # shuffle test accuracies: the joined points (Pareto on validation) do not move
+    shuffled = [SeedRecord(r.seed, r.axes, {**r.values, "test_acc": 1 - r.values["test_acc"]})
+                for r in rs]
+    again = overseeds.aggregate(overseeds.samples_of(shuffled, "total_bits"))
+    assert [q.on_front for q in again] == [q.on_front for q in points]
+    assert any(q.on_front for q in points) and not all(q.on_front for q in points)
+
+
+def test_error_figure_is_log_log_with_seed_spread(monkeypatch):
+    rs = frontier_records(random.Random(4))
+    drawn = []
+    monkeypatch.setattr(plots, "_render", lambda fig: drawn.append(fig) or b"png")
+    fig = overseeds.frontier_figure(overseeds.samples_of(rs, "total_bits"), "frontier",
+                                    "total bits (log scale)", "t")
+    ax = drawn[0].axes[0]
+    assert (ax.get_xscale(), ax.get_yscale()) == ("log", "log")
+    assert ax.get_ylabel() == "test error (%)" and "bits" in ax.get_xlabel()
+    assert sorted(t.get_text() for t in ax.get_legend().get_texts()) == [
+        "lenet-300-100", "lenet5"]
+    # every configuration carries an error bar (5 seeds): 2 lines x 6 configurations
+    bars = [c for c in ax.containers if c.has_yerr]
+    assert sum(len(c.lines[0].get_xdata()) for c in bars) == 12
+    assert "5 seeds with ± 1 std error bars" in fig.caption
+    assert "claim" not in fig.caption.lower() and "Pareto-optimal on mean validation" in (
+        fig.caption)
+
+
+def test_claims_markdown_reads_back_as_blocks():
+    table = markdown_table(["a", "b | c"], [["x", "1.5 ± 0.2"], ["y|z", "-"]])
+    (t,) = markdown_blocks(table)
+    assert isinstance(t, Table) and t.headers == ["a", "b | c"]
+    assert t.rows == [["x", "1.5 ± 0.2"], ["y|z", "-"]]
+    result = claims.snapshot(snapshot_records(random.Random(2)))
+    blocks = markdown_blocks(result.verdict + "\n\n" + result.text)
+    assert isinstance(blocks[0], Text) and blocks[0].text.startswith("**Claim 4")
+    tables = [b for b in blocks if isinstance(b, Table)]
+    assert len(tables) == result.text.count("\n|---") and tables[0].headers[0] == "method"
+
+
+def _explosion_records() -> list[SeedRecord]:
+    rng = random.Random(5)
+    return [SeedRecord(seed, {"head": head, "weight_decay": wd, "bits": b},
+                       {"last_growth": 1.5 + (0.3 if head == "softmax" else 0) + rng.random()
+                        / 20, "growth": 1.2, "train_test_acc": 0.98 + rng.random() / 500,
+                        "test_acc": 0.97})
+            for seed in (1, 2, 3, 4, 5) for head in ("softmax", "llr") for wd in ("off", "on")
+            for b in (4, 8)]
+
+
+def test_paper_studies_recomputes_every_verdict_from_csvs_alone(tmp_path):
+    makers = {"explosion": lambda: _explosion_records(),
+              "regularization": lambda: regularization_records(random.Random(6)),
+              "snapshot": lambda: snapshot_records(random.Random(7)),
+              "frontier-mnist": lambda: frontier_records(random.Random(8)),
+              "frontier-fashion": lambda: frontier_records(random.Random(9))}
+    assert set(makers) == set(claims.STUDIES)
+    for name, make in makers.items():
+        write_csv(tmp_path / name / "results.csv", make())
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "paper_studies.py"),
+                          "--from-csv", "--results", str(tmp_path), "--write"],
+                         capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    readme = (tmp_path / "README.md").read_text()
+    for name, (title, fn) in claims.STUDIES.items():
+        result = fn(read_csv(tmp_path / name / "results.csv"))
+        assert f"## {title}" in out.stdout and result.verdict in readme
+        assert f"leanbits study {name.split('-')[0]} --out runs/studies/{name}" in readme
+    assert "supported" in readme
