@@ -23,7 +23,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from leanbits.data import VAL_SIZE, DataConfig, idx, load_data, snapshot_data, sources
+from leanbits.data import (
+    VAL_SIZE,
+    DataConfig,
+    idx,
+    load_data,
+    snapshot_data,
+    sources,
+    symmetric_label_noise,
+)
 from leanbits.data.datasets import dataset_meta, load_splits
 from leanbits.data.sources import (
     DatasetSpec,
@@ -618,3 +626,61 @@ def test_synthetic_data_is_seeded_and_sized_by_the_settings():
     assert torch.equal(a.train.x, b.train.x) and torch.equal(a.test.y, b.test.y)
     c = load_data({"dataset": "synthetic", "limit_train": 64, "split_seed": 4})
     assert not torch.equal(a.train.x, c.train.x)
+
+
+# --------------------------------------------------------------------------- label noise
+def test_symmetric_label_noise_flips_exactly_the_rate_to_other_classes():
+    y = torch.arange(1000) % 10
+    for rate in (0.0, 0.2, 0.5, 0.9):
+        noisy = symmetric_label_noise(y, rate, 10, seed=4)
+        changed = noisy != y
+        assert int(changed.sum()) == round(rate * 1000)
+        assert noisy.min() >= 0 and noisy.max() <= 9
+    assert torch.equal(y, torch.arange(1000) % 10)  # the input is not modified
+    # the new class is any other class, each about equally often
+    noisy = symmetric_label_noise(torch.zeros(20000, dtype=torch.int64), 0.9, 10, seed=1)
+    counts = torch.bincount(noisy, minlength=10)
+    assert counts[0] == 2000 and all(abs(int(c) - 2000) < 200 for c in counts[1:])
+
+
+def test_symmetric_label_noise_is_seeded():
+    y = torch.arange(500) % 10
+    a, b = (symmetric_label_noise(y, 0.2, 10, seed=7) for _ in range(2))
+    assert torch.equal(a, b)
+    assert not torch.equal(a, symmetric_label_noise(y, 0.2, 10, seed=8))
+
+
+@pytest.mark.parametrize("rate", [-0.1, 0.95, 1.0, "0.2", True])
+def test_bad_label_noise_is_refused(rate):
+    with pytest.raises(ConfigError, match="label_noise"):
+        symmetric_label_noise(torch.zeros(10, dtype=torch.int64), rate, 10, seed=0)
+    if not isinstance(rate, str | bool):
+        from leanbits.config import make
+        with pytest.raises(ConfigError, match="label_noise"):
+            make(DataConfig, {"label_noise": rate})
+
+
+def test_label_noise_touches_training_labels_only(fake_cache: Path):
+    clean = load_splits("mnist", 40, 5, fake_cache)
+    noisy = load_splits("mnist", 40, 5, fake_cache, label_noise=0.25)
+    assert int((noisy.train.y != clean.train.y).sum()) == 40  # 25 % of 160
+    assert torch.equal(noisy.train.x, clean.train.x)
+    assert torch.equal(noisy.val.y, clean.val.y) and torch.equal(noisy.test.y, clean.test.y)
+    # drawn before limit_train cuts the split: an example's label does not depend on it
+    few = load_splits("mnist", 40, 5, fake_cache, limit_train=30, label_noise=0.25)
+    assert torch.equal(few.train.y, noisy.train.y[:30])
+    other = load_splits("mnist", 40, 6, fake_cache, label_noise=0.25)
+    assert int((other.train.y != load_splits("mnist", 40, 6, fake_cache).train.y).sum()) == 40
+
+
+def test_label_noise_through_load_data_and_snapshot_data(fake_cache: Path, monkeypatch):
+    monkeypatch.setenv("LEANBITS_DATA", str(fake_cache))
+    by_config = load_data(DataConfig(val_size=40, split_seed=2, label_noise=0.5))
+    direct = load_splits("mnist", 40, 2, fake_cache, label_noise=0.5)
+    assert torch.equal(by_config.train.y, direct.train.y)
+    table = {"data": {"dataset": "mnist", "val_size": 40, "split_seed": 2, "label_noise": 0.5}}
+    assert torch.equal(snapshot_data(table).train.y, direct.train.y)
+    syn = {"dataset": "synthetic", "limit_train": 200, "split_seed": 3}
+    clean, noisy = load_data(syn), load_data({**syn, "label_noise": 0.2})
+    assert int((clean.train.y != noisy.train.y).sum()) == 40
+    assert torch.equal(clean.val.y, noisy.val.y) and torch.equal(clean.test.y, noisy.test.y)

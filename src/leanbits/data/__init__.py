@@ -12,8 +12,9 @@ from leanbits.data.datasets import (
     load_data,
     load_splits,
     snapshot_data,
+    symmetric_label_noise,
     synthetic_splits,
 )
 
 __all__ = ["DATASETS", "VAL_SIZE", "DataConfig", "Split", "Splits", "load_data", "load_splits",
-           "snapshot_data", "synthetic_splits"]
+           "snapshot_data", "symmetric_label_noise", "synthetic_splits"]

@@ -2,6 +2,9 @@
 them: :func:`load_data` turns data settings (a :class:`DataConfig`, a snapshot's ``[data]``
 table or a sweep's data settings) into :class:`Splits` - the IDX image data sets through
 :func:`load_splits`, or tiny generated data (``"synthetic"``) for tests and smoke runs.
+The regimes where overfitting shows are data settings too: a training subset
+(``limit_train``) and symmetric label noise on the training split (``label_noise``,
+:func:`symmetric_label_noise`); validation and test labels are never changed.
 """
 
 from __future__ import annotations
@@ -18,11 +21,17 @@ from leanbits.config import MAX_SEED, make, option
 from leanbits.data import idx, sources
 from leanbits.errors import ConfigError, DataError, FormatError
 
-__all__ = ["DATASETS", "VAL_SIZE", "DataConfig", "Split", "Splits", "dataset_meta",
-           "load_data", "load_splits", "snapshot_data", "synthetic_splits"]
+__all__ = ["DATASETS", "MAX_LABEL_NOISE", "VAL_SIZE", "DataConfig", "Split", "Splits",
+           "dataset_meta", "load_data", "load_splits", "snapshot_data",
+           "symmetric_label_noise", "synthetic_splits"]
 
 #: validation examples carved from the official training set unless said otherwise
 VAL_SIZE = 5000
+#: the largest label noise rate: at 0.9 a noisy label of 10 classes is uniform, so no rate
+#: beyond it means anything
+MAX_LABEL_NOISE = 0.9
+#: second word of the label noise RNG's seed, so its stream differs from the split's
+_NOISE_STREAM = 0x6E6F697365  # "noise"
 #: the real data sets (``"synthetic"`` is generated, for tests and smoke runs)
 DATASETS = ("mnist", "fashion-mnist")
 
@@ -54,6 +63,10 @@ class DataConfig:
     split_seed: int = option(0, "seed of the train/validation split", minimum=0,
                              maximum=MAX_SEED)
     limit_train: int | None = option(None, "use only this many training examples", minimum=1)
+    label_noise: float = option(
+        0.0, "fraction of training labels replaced by a different class drawn uniformly "
+        "(symmetric noise, seeded by split_seed); validation and test labels untouched",
+        minimum=0.0, maximum=MAX_LABEL_NOISE)
 
 
 # eq=False: tensors have no single truth value, so a generated __eq__ would raise.
@@ -117,6 +130,45 @@ def _check_int(what: str, value: object, low: int) -> int:
     return int(value)
 
 
+def symmetric_label_noise(y: torch.Tensor, rate: float, num_classes: int, seed: int,
+                          ) -> torch.Tensor:
+    """Labels with symmetric noise: exactly ``round(rate * N)`` of them, chosen at random,
+    are replaced by one of the other ``num_classes - 1`` classes drawn uniformly.
+
+    Args:
+        y: int64 labels ``[N]`` in ``0 .. num_classes - 1`` (not modified).
+        rate: fraction of labels to change, from 0 to :data:`MAX_LABEL_NOISE`.
+        num_classes: K (at least 2).
+        seed: fixes which labels change and to what.
+
+    Returns:
+        A new label tensor; ``(result != y).float().mean()`` is ``round(rate * N) / N``.
+
+    Raises:
+        ConfigError: a rate outside ``[0, MAX_LABEL_NOISE]``.
+
+    Example:
+        >>> y = torch.zeros(10, dtype=torch.int64)
+        >>> int((symmetric_label_noise(y, 0.3, 10, seed=1) != y).sum())
+        3
+    """
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or not (
+            0 <= rate <= MAX_LABEL_NOISE):
+        raise ConfigError(f"label_noise must be a number from 0 to {MAX_LABEL_NOISE}, got "
+                          f"{rate!r}")
+    n = int(y.shape[0])
+    flips = round(rate * n)
+    if flips == 0:
+        return y.clone()
+    rng = np.random.default_rng([_check_int("seed", seed, 0), _NOISE_STREAM])
+    idx_ = torch.from_numpy(rng.permutation(n)[:flips])
+    # An offset of 1 .. K-1 classes, modulo K: a different class, each equally likely.
+    offset = torch.from_numpy(rng.integers(1, num_classes, size=flips))
+    out = y.clone()
+    out[idx_] = (y[idx_] + offset) % num_classes
+    return out
+
+
 def _read_pair(name: str, ddir: Path, images: str, labels: str) -> tuple[np.ndarray, np.ndarray]:
     hint = f"delete it and run `leanbits data fetch {name}` again"
     x = idx.read_idx(ddir / images, hint=hint)
@@ -161,6 +213,7 @@ def load_splits(
     seed: int = 0,
     cache_dir: Path | str | None = None,
     limit_train: int | None = None,
+    label_noise: float = 0.0,
 ) -> Splits:
     """Load dataset ``name`` (fetching it if needed) as train / val / test tensors.
 
@@ -174,7 +227,12 @@ def load_splits(
         val_size: examples held out for validation (0 for none).
         seed: seed of the split permutation; same seed, same split.
         cache_dir: data cache root; default ``$LEANBITS_DATA`` or ``~/.cache/leanbits``.
-        limit_train: keep only the first N training examples (fast tests).
+        limit_train: keep only the first N training examples (fast tests, small-data
+            regimes).
+        label_noise: symmetric label noise on the training split
+            (:func:`symmetric_label_noise`, seeded by ``seed``). It is drawn over the
+            whole training split before ``limit_train`` cuts it, so an example's label
+            does not depend on the limit (on a subset the rate holds on average).
 
     Returns:
         A frozen :class:`Splits`; e.g. for MNIST 55000 / 5000 / 10000 examples.
@@ -204,13 +262,21 @@ def load_splits(
     gen = torch.Generator().manual_seed(seed)
     perm = torch.randperm(n, generator=gen)
     val_idx, train_idx = perm[:val_size], perm[val_size:]
+    # Noise is drawn over the whole training split, then cut: an example's label does not
+    # depend on limit_train.
+    y_noisy = None
+    if label_noise:
+        y_noisy = symmetric_label_noise(torch.from_numpy(y_tr.astype(np.int64))[train_idx],
+                                        label_noise, NUM_CLASSES, seed)
     if limit_train is not None:
         train_idx = train_idx[:limit_train]
+        y_noisy = None if y_noisy is None else y_noisy[:limit_train].contiguous()
 
     mean, std = meta["mean"], meta["std"]
+    train = _to_split(x_tr, y_tr, train_idx, mean, std)
     return Splits(
         name=name,
-        train=_to_split(x_tr, y_tr, train_idx, mean, std),
+        train=train if y_noisy is None else Split(train.x, y_noisy),
         val=_to_split(x_tr, y_tr, val_idx, mean, std),
         test=_to_split(x_te, y_te, None, mean, std),
         seed=seed,
@@ -256,17 +322,22 @@ def load_data(data: DataConfig | Mapping[str, Any]) -> Splits:
     """
     d = {f.name: getattr(data, f.name) for f in fields(DataConfig)} \
         if isinstance(data, DataConfig) else dict(data)
+    noise = d.get("label_noise") or 0.0
     if d.get("dataset") == "synthetic":
         n_val = min(int(d.get("val_size") or 128), 512)
-        return synthetic_splits(d.get("limit_train") or 512, n_val, n_val,
-                                int(d.get("split_seed") or 0))
+        seed = int(d.get("split_seed") or 0)
+        s = synthetic_splits(d.get("limit_train") or 512, n_val, n_val, seed)
+        if not noise:
+            return s
+        noisy = symmetric_label_noise(s.train.y, noise, NUM_CLASSES, seed)
+        return Splits(s.name, Split(s.train.x, noisy), s.val, s.test, s.seed)
     default = DataConfig()
     val_size = d.get("val_size")
     split_seed = d.get("split_seed")
     return load_splits(str(d.get("dataset") or default.dataset),
                        val_size=default.val_size if val_size is None else int(val_size),
                        seed=default.split_seed if split_seed is None else int(split_seed),
-                       limit_train=d.get("limit_train"))
+                       limit_train=d.get("limit_train"), label_noise=noise)
 
 
 def snapshot_data(config: Mapping[str, Any], limit_train: int | None = None,
