@@ -98,3 +98,26 @@ def test_head_dict_round_trip():
     h = Head("llr-code", 3, llr_target=2.0, code=torch.tensor([[0, 0], [0, 1], [1, 1]]))
     h2 = Head.from_dict(h.to_dict())
     assert torch.equal(h.code, h2.code) and h2.llr_target == 2.0
+
+
+def test_label_smoothing_is_softmax_cross_entropy_with_smoothed_targets():
+    out, y = torch.randn(6, 4), torch.tensor([0, 1, 2, 3, 0, 1])
+    head = Head("softmax", 4, label_smoothing=0.2)
+    target = torch.full((6, 4), 0.2 / 4)
+    target[torch.arange(6), y] += 0.8
+    by_hand = -(target * torch.log_softmax(out, 1)).sum(1).mean()
+    assert head.loss(out, y).item() == pytest.approx(by_hand.item(), rel=1e-6)
+    # predictions and probabilities are softmax's own
+    assert torch.equal(head.probs(out), Head("softmax", 4).probs(out))
+    assert Head.from_dict(head.to_dict()).label_smoothing == 0.2
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"kind": "llr", "label_smoothing": 0.1},
+    {"kind": "softmax", "label_smoothing": 0.0},
+    {"kind": "softmax", "label_smoothing": 1.0},
+    {"kind": "softmax", "label_smoothing": True},
+])
+def test_bad_label_smoothing_is_refused(kwargs):
+    with pytest.raises(ConfigError, match="label_smoothing"):
+        Head(num_classes=4, **kwargs)

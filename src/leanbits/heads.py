@@ -22,6 +22,13 @@ is **more likely** than its complement.
 
 ``llr_target`` (``A`` > 0) bounds the LLR targets: instead of driving ``L`` to +-inf, the
 binary targets become ``sigmoid(+-A)``, i.e. smoothed labels whose LLR is exactly +-A.
+``label_smoothing`` (``eps`` in (0, 1)) is softmax's counterpart: the cross-entropy target
+puts ``1 - eps + eps / K`` on the class and ``eps / K`` on every other one, so the optimal
+logit differences are bounded too. It changes the training loss only - not scores or
+probabilities - so a packed ``.lbits`` file does not record it.
+
+Every head's *probabilities* (:meth:`Head.probs`) are what calibration and likelihood are
+measured on, the same way for every head (:mod:`leanbits.calibration`).
 """
 
 from __future__ import annotations
@@ -73,6 +80,7 @@ class Head:
         kind: ``softmax``, ``llr`` or ``llr-code``.
         num_classes: K.
         llr_target: optional bound A on the LLR targets (LLR heads only).
+        label_smoothing: optional label smoothing eps of the cross-entropy (softmax only).
         code: K x M 0/1 code matrix for ``llr-code`` (default :func:`binary_code`).
 
     Example:
@@ -85,6 +93,7 @@ class Head:
     num_classes: int
     llr_target: float | None = None
     code: Tensor | None = None
+    label_smoothing: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.kind, str) or self.kind not in HEADS:
@@ -105,6 +114,14 @@ class Head:
                     t > 0 and math.isfinite(t)):
                 raise ConfigError(f"llr_target must be a positive number, got {t!r}")
             self.llr_target = float(t)
+        if self.label_smoothing is not None:
+            if self.kind != "softmax":
+                raise ConfigError("label_smoothing applies to the softmax head only (the LLR "
+                                  "heads bound their targets with llr_target)")
+            e = self.label_smoothing
+            if isinstance(e, bool) or not isinstance(e, numbers.Real) or not 0 < e < 1:
+                raise ConfigError(f"label_smoothing must be a number in (0, 1), got {e!r}")
+            self.label_smoothing = float(e)
         if self.kind == "llr-code":
             self.code = _check_code(
                 binary_code(self.num_classes) if self.code is None else self.code,
@@ -131,7 +148,7 @@ class Head:
     def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
         """Mean over the batch of the head's loss (summed over binary events for LLR heads)."""
         if self.kind == "softmax":
-            return F.cross_entropy(outputs, targets)
+            return F.cross_entropy(outputs, targets, label_smoothing=self.label_smoothing or 0.0)
         t = self._binary_targets(targets)
         per = F.binary_cross_entropy_with_logits(outputs, t, reduction="none")
         return per.sum(dim=1).mean()
@@ -144,16 +161,24 @@ class Head:
         return F.logsigmoid(outputs.unsqueeze(1) * signs.unsqueeze(0)).sum(dim=2)
 
     def probs(self, outputs: Tensor) -> Tensor:
-        """Class probabilities (rows sum to 1).
+        """Class probabilities (rows sum to 1): ``exp(log_probs(outputs))``."""
+        return self.log_probs(outputs).exp()
 
-        softmax: the softmax. llr: the one-vs-rest probabilities ``sigmoid(L_k)``
-        renormalised. llr-code: the softmax of the soft-decoding scores, i.e. the
-        posterior under independent bits and a uniform prior over codewords.
+    def log_probs(self, outputs: Tensor) -> Tensor:
+        """Log of the class probabilities, the one probability output every head is
+        measured on (NLL, calibration).
+
+        softmax: the log-softmax of the logits. llr: the one-vs-rest probabilities
+        ``sigmoid(L_k)`` renormalised to sum to 1, i.e. ``log sigmoid(L_k) - logsumexp_j
+        log sigmoid(L_j)`` (the argmax is the argmax of the LLRs). llr-code: the
+        log-softmax of the soft-decoding scores, i.e. the posterior under independent
+        bits and a uniform prior over codewords. Computed in log space, so no probability
+        underflows to 0.
         """
         if self.kind == "llr":
-            p = torch.sigmoid(outputs)
-            return p / p.sum(dim=1, keepdim=True).clamp_min(1e-30)
-        return torch.softmax(self.scores(outputs), dim=1)
+            ls = F.logsigmoid(outputs)
+            return ls - torch.logsumexp(ls, dim=1, keepdim=True)
+        return torch.log_softmax(self.scores(outputs), dim=1)
 
     def predict(self, outputs: Tensor) -> Tensor:
         return self.scores(outputs).argmax(dim=1)
@@ -162,6 +187,8 @@ class Head:
         d: dict[str, Any] = {"kind": self.kind, "num_classes": self.num_classes}
         if self.llr_target is not None:
             d["llr_target"] = self.llr_target
+        if self.label_smoothing is not None:
+            d["label_smoothing"] = self.label_smoothing
         if self.kind == "llr-code":
             d["code"] = self.code.to(torch.int64).tolist()
         return d
@@ -176,11 +203,11 @@ class Head:
         """
         if not isinstance(d, dict):
             raise ConfigError(f"a head must be a JSON object, got {type(d).__name__}")
-        allowed = {"kind", "num_classes", "llr_target", "code"}
+        allowed = {"kind", "num_classes", "llr_target", "code", "label_smoothing"}
         if set(d) - allowed or {"kind", "num_classes"} - set(d):
             raise ConfigError(
-                f"a head has the keys kind, num_classes and optionally llr_target, code; got "
-                f"{sorted(d)}"
+                f"a head has the keys kind, num_classes and optionally llr_target, code, "
+                f"label_smoothing; got {sorted(d)}"
             )
         code = d.get("code")
         if code is not None:
@@ -192,4 +219,5 @@ class Head:
             except (TypeError, ValueError, RuntimeError):
                 raise ConfigError("head code must be a K x M list of 0/1 rows") from None
         return cls(kind=d["kind"], num_classes=d["num_classes"],
-                   llr_target=d.get("llr_target"), code=code)
+                   llr_target=d.get("llr_target"), code=code,
+                   label_smoothing=d.get("label_smoothing"))

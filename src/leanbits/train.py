@@ -2,9 +2,10 @@
 
 Per epoch, :func:`train` appends one JSON object to ``metrics.jsonl``: train loss and
 accuracy (running over the epoch, and in eval mode on a fixed training subset), validation
-loss and accuracy, and per-layer diagnostics - weight L2 norm, max |w|, fraction of weights
-that are exactly zero, units that never fire on the validation set - plus the mean |output|
-(logit or LLR magnitude), which claim 1 of the paper is about.
+loss, accuracy, NLL and ECE (on the head's probabilities, :mod:`leanbits.calibration`), and
+per-layer diagnostics - weight L2 norm, max |w|, fraction of weights that are exactly zero,
+units that never fire on the validation set - plus the mean |output| (logit or LLR
+magnitude), which claim 1 of the paper is about, on validation and on the training subset.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from leanbits import paths, snapshot
+from leanbits.calibration import Calibration
 from leanbits.config import MAX_SEED, option, stage_hash, to_dict
 from leanbits.data import DataConfig
 from leanbits.errors import ConfigError, TrainingError
@@ -56,6 +58,9 @@ class TrainConfig:
     llr_target: float | None = option(
         None, "bound A on LLR targets (+-A instead of +-inf); LLR heads only", minimum=1e-6
     )
+    label_smoothing: float | None = option(
+        None, "softmax head: label smoothing eps of the cross-entropy (target 1 - eps + eps/K "
+        "on the class, eps/K elsewhere); softmax only", minimum=1e-6, maximum=0.999)
     code: str | None = option(
         None, "llr-code: JSON file with a K x M 0/1 code matrix (default: binary code)"
     )
@@ -122,7 +127,7 @@ def make_head(cfg: TrainConfig, num_classes: int) -> Head:
             raise ConfigError(f"{p}: not a JSON K x M list of 0/1 rows ({exc})") from None
     if cfg.head != "llr-code" and code is not None:
         raise ConfigError("--code applies to the llr-code head only")
-    return Head(cfg.head, num_classes, cfg.llr_target, code)
+    return Head(cfg.head, num_classes, cfg.llr_target, code, cfg.label_smoothing)
 
 
 def run_name(data: DataConfig, cfg: TrainConfig) -> str:
@@ -135,14 +140,17 @@ def evaluate(
     model: nn.Module, head: Head, x: Tensor, y: Tensor, batch_size: int = 1000,
     track_dead: bool = False,
 ) -> dict[str, Any]:
-    """Loss (the head's), accuracy and mean |output| of ``model`` on ``(x, y)``.
+    """Loss (the head's), accuracy, NLL, ECE and mean |output| of ``model`` on ``(x, y)``.
 
     Args:
         track_dead: also count, per ReLU module, the units (conv channels) that never fire
             on ``x`` (key ``dead_units``), in the same pass.
 
     Returns:
-        ``{"loss": float, "acc": float, "mean_abs_output": float, "n": int}``.
+        ``{"loss", "acc", "nll", "ece", "mean_abs_output": float, "n": int}``: ``loss`` is
+        the head's training loss (label smoothing and bounded targets included), ``nll``
+        and ``ece`` are measured on the head's probabilities (:meth:`Head.log_probs`,
+        :mod:`leanbits.calibration`), the same way for every head.
 
     Example:
         >>> evaluate(model, head, splits.val.x, splits.val.y)  # doctest: +SKIP
@@ -163,10 +171,12 @@ def evaluate(
                     fired[name] = f if name not in fired else fired[name] | f
                 hooks.append(m.register_forward_hook(hook))
     total_loss, correct, abs_out, n = 0.0, 0, 0.0, 0
+    calib = Calibration()
     try:
         for xb, yb in iterate_batches(x, y, batch_size):
             out = model(xb)
             total_loss += float(head.loss(out, yb)) * len(yb)
+            calib.update(head.log_probs(out), yb)
             correct += int((head.predict(out) == yb).sum())
             abs_out += float(out.abs().mean(dim=1).sum())
             n += len(yb)
@@ -175,9 +185,10 @@ def evaluate(
             h.remove()
         model.train(was_training)
     if n == 0:
-        return {"loss": math.nan, "acc": math.nan, "mean_abs_output": math.nan, "n": 0}
-    result: dict[str, Any] = {"loss": total_loss / n, "acc": correct / n,
-                              "mean_abs_output": abs_out / n, "n": n}
+        return {"loss": math.nan, "acc": math.nan, "nll": math.nan, "ece": math.nan,
+                "mean_abs_output": math.nan, "n": 0}
+    result: dict[str, Any] = {"loss": total_loss / n, "acc": correct / n, "nll": calib.nll(),
+                              "ece": calib.ece(), "mean_abs_output": abs_out / n, "n": n}
     if track_dead:
         result["dead_units"] = {k: int((~v).sum()) for k, v in fired.items()}
     return result
@@ -186,7 +197,8 @@ def evaluate(
 def evaluate_splits(
     model: nn.Module, head: Head, splits: Any, names: tuple[str, ...] = ("val", "test")
 ) -> dict[str, float]:
-    """``{"<split>_acc", "<split>_loss"}`` for each named split that ``splits`` has.
+    """``{"<split>_acc", "<split>_loss", "<split>_nll", "<split>_ece"}`` for each named
+    split that ``splits`` has.
 
     Args:
         splits: an object with ``val`` / ``test`` attributes (each with ``x`` and ``y``) or a
@@ -198,7 +210,8 @@ def evaluate_splits(
         if part is None:
             continue
         r = evaluate(model, head, part.x, part.y)
-        out[f"{name}_acc"], out[f"{name}_loss"] = r["acc"], r["loss"]
+        for k in ("acc", "loss", "nll", "ece"):
+            out[f"{name}_{k}"] = r[k]
     return out
 
 
@@ -322,7 +335,10 @@ class _EpochReport(Hook):
             "val_loss": val["loss"],
             "val_acc": val["acc"],
             "gap_acc": (tr_eval["acc"] - val["acc"]) if tr_eval else None,
+            "val_nll": val["nll"],
+            "val_ece": val["ece"],
             "mean_abs_output": val["mean_abs_output"],
+            "train_eval_mean_abs_output": tr_eval.get("mean_abs_output"),
             "layers": weight_diagnostics(model),
             "dead_units": val["dead_units"],
         }
@@ -442,6 +458,7 @@ def train(
         # The last epoch already evaluated this very model on validation: reuse it.
         val = evaluate(model, head, splits.val.x, splits.val.y) if not history else {
             "acc": history[-1]["val_acc"], "loss": history[-1]["val_loss"],
+            "nll": history[-1]["val_nll"], "ece": history[-1]["val_ece"],
             "mean_abs_output": history[-1]["mean_abs_output"]}
         final = {
             "status": "complete",
@@ -450,6 +467,10 @@ def train(
             "val_loss": val["loss"],
             "test_acc": test["acc"],
             "test_loss": test["loss"],
+            "val_nll": val["nll"],
+            "val_ece": val["ece"],
+            "test_nll": test["nll"],
+            "test_ece": test["ece"],
             "mean_abs_output": val["mean_abs_output"],
             "params": sum(p.numel() for p in model.parameters()),
             "weights": sum(m.weight.numel() for _, m in weight_layers(model)),

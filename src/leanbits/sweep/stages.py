@@ -359,24 +359,29 @@ def _maybe_fail(task: StageTask) -> None:
         raise RuntimeError(f"injected failure in {task.kind} stage {task.key} ({FAIL_ENV})")
 
 
+#: what every stage measures on validation and test (:func:`leanbits.train.evaluate`)
+_MEASURES = ("acc", "loss", "nll", "ece")
+
+
 def _evaluate(model: Any, head: Any, splits: Any,
               measured: dict[str, Any] | None = None) -> dict[str, Any]:
     """A stage's metrics: val/test figures and weight statistics of ``model``.
 
-    ``measured``: val/test figures (``val_acc``, ``val_loss``, ``test_acc``, ``test_loss``,
-    ``mean_abs_output``) already computed on this very model - train() reports them - which
-    are reused instead of evaluating it again.
+    ``measured``: val/test figures (``val_acc``, ``val_loss``, ``val_nll``, ``val_ece``, the
+    same of test, ``mean_abs_output``) already computed on this very model - train()
+    reports them - which are reused instead of evaluating it again.
     """
     if measured is None:
         val = evaluate(model, head, splits.val.x, splits.val.y)
         test = evaluate(model, head, splits.test.x, splits.test.y)
-        measured = {"val_acc": val["acc"], "val_loss": val["loss"],
-                    "test_acc": test["acc"], "test_loss": test["loss"],
+        measured = {**{f"val_{k}": val[k] for k in _MEASURES},
+                    **{f"test_{k}": test[k] for k in _MEASURES},
                     "mean_abs_output": val["mean_abs_output"]}
     layers = [(n, m.weight.detach()) for n, m in weight_layers(model)]
     return {
-        **{k: measured[k] for k in ("val_acc", "val_loss", "test_acc", "test_loss",
-                                    "mean_abs_output")},
+        **{f"{split}_{k}": measured[f"{split}_{k}"] for split in ("val", "test")
+           for k in _MEASURES},
+        "mean_abs_output": measured["mean_abs_output"],
         "params": sum(p.numel() for p in model.parameters()),
         "weights": sum(w.numel() for _, w in layers),
         "nonzero_weights": sum(int((w != 0).sum()) for _, w in layers),
