@@ -121,8 +121,10 @@ def test_shipped_studies_validate_full_and_quick(name):
     quick = load_experiment(study_path(name), quick=True, overrides=["data.dataset=synthetic"])
     assert 0 < len(quick.points) <= len(full.points)
     assert quick.data["dataset"] == "synthetic"
-    for p in quick.points:
-        assert p.stages[0].config.epochs == 1
+    for p in quick.points:  # seconds on tiny data (claim 1 needs a few epochs for growth)
+        assert p.stages[0].config.epochs <= 6
+    if name in ("explosion", "regularization"):  # synthetic without being told
+        assert load_experiment(study_path(name), quick=True).data["dataset"] == "synthetic"
 
 
 def test_split_seed_can_follow_the_train_seed():
@@ -158,6 +160,39 @@ def test_shipped_studies_run_enough_seeds_and_vary_the_split(name):
 def test_example_experiment_files_validate(path):
     for quick in (False, True):
         assert load_experiment(path, quick=quick).points
+
+
+def test_data_axes_vary_the_train_stages_data():
+    exp = _exp(data__vary={"regime": [{"name": "full"}, {"name": "small", "limit_train": 32},
+                                      {"name": "noisy", "label_noise": 0.2}]},
+               data__split_seed="seed", train__vary={"seed": [1, 2]}, prune={}, bits={})
+    assert len(exp.points) == 3 * 2
+    assert [p.axes for p in exp.points[:3]] == [
+        {"regime": "full", "seed": 1}, {"regime": "full", "seed": 2},
+        {"regime": "small", "seed": 1}]
+    data = {(p.axes["regime"], p.axes["seed"]): p.stages[0].data for p in exp.points}
+    assert data[("small", 2)]["limit_train"] == 32 and data[("small", 2)]["split_seed"] == 2
+    assert data[("noisy", 1)]["label_noise"] == 0.2 and data[("noisy", 1)]["limit_train"] == 128
+    assert data[("full", 1)] == {**exp.data, "split_seed": 1}
+    assert len(_keys(exp, "train")) == 6  # each regime trains its own models
+    # a plain field name takes plain values
+    plain = _exp(data__vary={"label_noise": [0.0, 0.1]}, prune={}, bits={})
+    assert [p.axes["label_noise"] for p in plain.points] == [0.0, 0.0, 0.1, 0.1]
+
+
+@pytest.mark.parametrize("vary, words", [
+    ({"dataset": ["mnist"]}, ["dataset", "one per experiment"]),
+    ({"regime": [{"label_nois": 0.2}]}, ["label_nois", "valid:", "label_noise"]),
+    ({"regime": [{"label_noise": 1.5}]}, ["label_noise", "1.5", "regime=1.5"]),
+    ({"regime": ["small"]}, ["regime", "tables of field values"]),
+    ({"regime": []}, ["regime", "non-empty list"]),
+    ({"head": [{"limit_train": 3}]}, ["head", "[data.vary]", "rename"]),
+])
+def test_bad_data_axes_name_the_key(vary, words):
+    with pytest.raises(ConfigError) as exc:
+        _exp(data__vary=vary)
+    for w in words:
+        assert w in str(exc.value), (w, str(exc.value))
 
 
 # ----------------------------------------------------------------------------- bad files

@@ -5,13 +5,19 @@ Schema (every key is optional; missing values are the config defaults)::
     name = "heads"                      # default run directory: runs/<name>
     description = "softmax vs LLR"      # free text
 
-    [data]                              # one value per key (DataConfig)
+    [data]                              # DataConfig values shared by every point
     dataset = "mnist"                   # mnist | fashion-mnist | synthetic (generated,
                                         #   tiny, no download: for tests and smoke runs)
     limit_train = 10000
     split_seed = "seed"                 # an int, or "seed": each point's train/validation
                                         #   split is seeded by its train seed, so seeds
                                         #   vary the split too
+    [data.vary]                         # data axes (any DataConfig field but dataset),
+    regime = [                          #   e.g. the regimes where overfitting shows
+        { name = "full" },
+        { name = "1k", limit_train = 1000 },
+        { name = "noise20", label_noise = 0.2 },
+    ]
 
     [train]                             # TrainConfig values shared by every point
     epochs = 20
@@ -97,12 +103,15 @@ SECTIONS = ("data", "train", "profile", "compress", "prune", "bits", "pick")
 TOP_KEYS = ("name", "description", *SECTIONS, "quick")
 #: the stages of a grid point, first to last
 POINT_KINDS = ("train", "prune", "bits")
+#: the sections that may have axes (``vary``): the data, then each point stage
+AXIS_SECTIONS = ("data", *POINT_KINDS)
 #: every stage kind, in the order a run executes them (each reads only earlier kinds)
 STAGE_KINDS = ("train", "profile", "compress", "prune", "bits")
 #: side stages: one per trained model, configured by a table without axes
 SIDE_KINDS = ("profile", "compress")
 #: keys of a table-valued axis entry that are not config fields
-_META_KEYS = {"train": ("name",), "prune": ("name", "skip"), "bits": ("name",)}
+_META_KEYS = {"data": ("name",), "train": ("name",), "prune": ("name", "skip"),
+              "bits": ("name",)}
 #: the most grid points an experiment may have unless asked for (``--allow-large``): the
 #: grid is expanded in memory and checked point by point before anything runs
 MAX_POINTS = 10_000
@@ -310,7 +319,7 @@ def grid_axes(settings: dict[str, Any]) -> list[tuple[str, int]]:
     Malformed sections are passed over here; :func:`parse_experiment` reports them.
     """
     axes = []
-    for kind in POINT_KINDS:
+    for kind in AXIS_SECTIONS:
         section = settings.get(kind)
         vary = section.get("vary") if isinstance(section, dict) else None
         if isinstance(vary, dict):
@@ -363,9 +372,10 @@ def check_name(name: Any) -> str:
 
 
 def _check_data(data: Any) -> dict[str, Any]:
+    """The data settings of a ``[data]`` table without its axes, checked and completed."""
     if not isinstance(data, dict):
         raise ConfigError("[data] must be a table")
-    values = dict(data)
+    values = {k: v for k, v in data.items() if k != "vary"}
     dataset = values.pop("dataset", DataConfig().dataset)
     if dataset not in stages.DATASETS:
         raise ConfigError(f"[data] dataset: {dataset!r} is not allowed; valid: "
@@ -377,6 +387,67 @@ def _check_data(data: Any) -> dict[str, Any]:
     out = {"dataset": dataset, **{k: v for k, v in to_dict(cfg).items() if k != "dataset"}}
     if follow:
         out["split_seed"] = SPLIT_FOLLOWS_SEED
+    return out
+
+
+def _data_combos(data: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Every combination of the ``[data.vary]`` axes: (axis labels, checked data settings).
+
+    Without axes, the one combination is the ``[data]`` table itself. The data set is one
+    per experiment (it is fetched once, before anything runs), so it cannot be an axis.
+    """
+    base = _check_data(data)
+    vary = data.get("vary", {})
+    if not isinstance(vary, dict):
+        raise ConfigError("[data.vary] must be a table of axes")
+    if "dataset" in vary:
+        raise ConfigError("[data.vary] dataset: the data set is one per experiment; run one "
+                          "experiment per data set")
+    fields = {f.name for f in dataclasses.fields(DataConfig)} - {"dataset"}
+    axes = []
+    for name, values in vary.items():
+        where = f"[data.vary] {name}"
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"{where}: an axis must be a non-empty list of values")
+        entries = []
+        for i, v in enumerate(values):
+            if isinstance(v, dict):
+                bad = [k for k in v if k not in fields | {"name"}]
+                if bad:
+                    raise ConfigError(f"{where}[{i}]: unknown key(s) {', '.join(bad)}; valid: "
+                                      + ", ".join(sorted(fields) + ["name"]))
+                over = {k: x for k, x in v.items() if k != "name"}
+                if "name" in v and (not isinstance(v["name"], str) or not v["name"]):
+                    raise ConfigError(f"{where}[{i}].name: {v['name']!r} must be a non-empty "
+                                      "string (it labels the value in results)")
+                label = v.get("name") or (
+                    _label(next(iter(over.values()))) if len(over) == 1 else
+                    ",".join(f"{k}={_label(x)}" for k, x in over.items()) or "-")
+            elif name in fields:
+                over, label = {name: v}, _label(v)
+            else:
+                raise ConfigError(f"{where}: not a DataConfig field, so its values must be "
+                                  f"tables of field values; valid fields: "
+                                  f"{', '.join(sorted(fields))}")
+            entries.append((label, over))
+        axes.append((name, entries))
+    out = []
+    for choice in itertools.product(*(entries for _, entries in axes)):
+        values, owner, labels = {k: v for k, v in data.items() if k != "vary"}, {}, {}
+        for (axis, _), (label, over) in zip(axes, choice, strict=True):
+            labels[axis] = label
+            for k, v in over.items():
+                if k in owner:
+                    raise ConfigError(f"[data.vary] axes {owner[k]} and {axis} both set {k}; "
+                                      "set each field in one axis only")
+                owner[k] = axis
+                values[k] = v
+        try:
+            checked = _check_data(values) if axes else base
+        except ConfigError as exc:
+            where = ", ".join(f"{a}={lab}" for a, lab in labels.items())
+            raise ConfigError(f"{exc} (at {where})") from None
+        out.append((labels, checked))
     return out
 
 
@@ -513,9 +584,11 @@ def _expand(settings: dict[str, Any], max_points: int | None = MAX_POINTS,
     description = settings.get("description", "")
     if not isinstance(description, str):
         raise ConfigError("description: must be a string")
-    data = _check_data(settings.get("data", {}))
+    raw_data = settings.get("data", {})
+    data = _check_data(raw_data)
+    data_combos = _data_combos(raw_data)
     combos: dict[str, list[Any]] = {}
-    axis_owner: dict[str, str] = {}
+    axis_owner: dict[str, str] = {a: "data" for a in data_combos[0][0]}
     for kind in POINT_KINDS:
         if kind not in settings:
             continue
@@ -537,11 +610,12 @@ def _expand(settings: dict[str, Any], max_points: int | None = MAX_POINTS,
     follows = {kind: not _sets_seed(settings.get(kind)) for kind in STAGE_KINDS}
     points = []
     shared: dict[tuple[str, str], StageSpec] = {}
-    made: dict[tuple[str, int, str | None], StageSpec] = {}
+    made: dict[tuple[str, int, str | int], StageSpec] = {}
     seen: set[tuple[Any, ...]] = set()
     grid = [combos[k] for k in POINT_KINDS if k in combos]
-    for choice in itertools.product(*grid):
-        axes: dict[str, Any] = {}
+    for (d, (data_labels, point_data)), *choice in itertools.product(enumerate(data_combos),
+                                                                     *grid):
+        axes: dict[str, Any] = dict(data_labels)
         chain: list[StageSpec] = []
         parent = None
         for kind, (labels, cfg, skip) in zip([k for k in POINT_KINDS if k in combos], choice,
@@ -549,14 +623,15 @@ def _expand(settings: dict[str, Any], max_points: int | None = MAX_POINTS,
             axes.update(labels)
             if skip:
                 continue
-            # Hash each (config, input) pair once, not once per point that uses it.
-            memo = (kind, id(cfg), parent.key if parent else None)
+            # Hash each (config, input) pair once, not once per point that uses it; a
+            # train stage's input is its data.
+            memo = (kind, id(cfg), parent.key if parent else d)
             spec = made.get(memo)
             if spec is None:
                 # A stage evaluates on its train stage's splits, with its seed.
                 spec = _stage(kind, cfg if parent is None else
                               _seeded(cfg, chain[0], follows[kind]), parent,
-                              parent.data if parent else _point_data(data, cfg))
+                              parent.data if parent else _point_data(point_data, cfg))
                 # One object per distinct stage, so identity and key agree.
                 spec = made[memo] = shared.setdefault((kind, spec.key), spec)
             chain.append(spec)
