@@ -64,17 +64,25 @@ def frontier_records(rng: random.Random) -> list[SeedRecord]:
 
 
 def regularization_records(rng: random.Random) -> list[SeedRecord]:
+    """none / l2 / group in every regime: the regularized arms are better trained models
+    and keep more accuracy when pruned; the baseline starts losing > 1 point at 0.95."""
     out = []
     for seed in SEEDS:
-        for reg, gain, keeps in (("none", 0, 0.90), ("l2", 0.004, 0.95), ("group", 0.003, 0.99)):
-            dense = 0.978 + gain + noise(rng)
-            for level in ("dense", 0.8, 0.95):
-                pruned = None if level == "dense" else dense - (1 - keeps) * level / 10
-                vals = {"train_val_acc": dense + noise(rng), "train_test_acc": dense,
-                        "gap_acc": 0.02}
-                if pruned is not None:
-                    vals |= {"prune_val_acc": pruned + noise(rng), "prune_test_acc": pruned}
-                out.append(SeedRecord(seed, {"regularizer": reg, "level": level}, vals))
+        for regime in claims.REGIMES:
+            for reg, gain, keeps in (("none", 0, 0.80), ("l2", 0.004, 0.95),
+                                     ("group", 0.003, 0.99)):
+                dense = 0.978 + gain + noise(rng)
+                net = {"train_val_acc": dense + noise(rng), "train_test_acc": dense,
+                       "train_test_nll": 0.1 - gain + noise(rng) / 10,
+                       "train_test_ece": 0.02 - gain + noise(rng) / 10, "gap_acc": 0.02}
+                for level in ("dense", 0.8, 0.95):
+                    pruned = None if level == "dense" else dense - (1 - keeps) * level / 10
+                    vals = dict(net)
+                    if pruned is not None:
+                        vals |= {"prune_val_acc": pruned + noise(rng),
+                                 "prune_test_acc": pruned}
+                    out.append(SeedRecord(seed, {"regime": regime, "regularizer": reg,
+                                                 "level": level}, vals))
     return out
 
 
@@ -141,9 +149,11 @@ def test_frontier_choice_is_the_fewest_mean_bits_reaching_the_validation_level()
 
 def test_regularization_verdicts_per_named_arm():
     r = claims.regularization(regularization_records(random.Random(0)))
-    assert r.verdicts["claim 3, less overfitting"] == SUPPORTED
+    for name in claims.OVERFIT_METRICS:
+        assert r.verdicts[f"claim 3, less overfitting, {name}"] == SUPPORTED
     assert r.verdicts["claim 3, more prunable"] == SUPPORTED
-    assert r.choices == {"most prunable": "group"}
+    # none loses (1 - 0.8) * 0.8 / 10 = 1.6 points at 0.8 already: the lowest level hurting
+    assert r.choices == {f"level, {g}": 0.8 for g in claims.REGIMES}
 
 
 def test_per_seed_refuses_an_ambiguous_selection():
@@ -232,3 +242,148 @@ def test_records_of_run_reads_rows_histories_and_seconds(tmp_path):
     assert parse_csv(format_csv(recs)) == recs
     with pytest.raises(LeanbitsError, match="not finished"):
         records_of_run(tmp_path)
+
+
+# ----------------------------------------------------------------------------- criteria
+#: per-seed differences (in the claimed direction) of the three outcomes
+OUTCOMES = {SUPPORTED: [0.50, 0.60, 0.55, 0.45, 0.52],
+            NOT_SUPPORTED: [-0.50, -0.60, -0.55, -0.45, -0.52],
+            INCONCLUSIVE: [0.50, -0.50, 0.40, -0.40, 0.05]}
+
+
+def paired_arms(c, diffs, scale=0.01, base=0.5):
+    """{seed: value} of c's treatment and baseline whose differences are ``diffs`` (times
+    ``scale``) in c's claimed direction, the baseline varying from seed to seed."""
+    sign = 1 if c.direction == "greater" else -1
+    baseline = {s: base + 0.1 * s for s in SEEDS}
+    treatment = {s: baseline[s] + sign * (scale * d - c.margin * (0 if d else 1))
+                 for s, d in zip(SEEDS, diffs, strict=True)}
+    return treatment, baseline
+
+
+@pytest.mark.parametrize("outcome", list(OUTCOMES))
+@pytest.mark.parametrize("name", [n for n, c in claims.CRITERIA.items() if c.margin == 0])
+def test_every_criterion_gives_each_outcome_on_synthetic_paired_data(name, outcome):
+    from leanbits.stats import paired
+    c = claims.CRITERIA[name]
+    t, b = paired_arms(c, OUTCOMES[outcome])
+    assert c.verdict(paired(t, b)) == outcome
+
+
+def explosion_records(outcome1: str, outcome2: str) -> list[SeedRecord]:
+    """The four heads in every regime: softmax - llr growth differences (claim 1) and
+    llr - softmax improvements of accuracy, NLL and ECE (claim 2) set by the outcomes."""
+    out = []
+    for i, seed in enumerate(SEEDS):
+        d1 = OUTCOMES[outcome1][i] / 10
+        d2 = OUTCOMES[outcome2][i] / 100
+        for regime in claims.REGIMES:
+            for head in ("softmax", "llr", "llr-bounded", "softmax-ls"):
+                llr = head.startswith("llr")
+                base = 1.2 + 0.05 * seed  # seeds differ more than the arms do
+                vals = {"late_last_growth": base + (0 if llr else d1),
+                        "late_output_growth": base + 0.1 + (0 if llr else d1),
+                        "zero_error_epoch": 20, "late_epoch": 50, "last_l2_end": 9.0,
+                        "mean_abs_output": 7.0,
+                        "train_test_acc": 0.97 + 0.002 * seed + (d2 if llr else 0),
+                        "train_test_nll": 0.1 + 0.01 * seed - (d2 if llr else 0),
+                        "train_test_ece": 0.02 + 0.001 * seed - (d2 / 10 if llr else 0)}
+                out.append(SeedRecord(seed, {"regime": regime, "head": head, "bits": 4},
+                                      {**vals, "test_acc": vals["train_test_acc"] - 0.01}))
+    return out
+
+
+@pytest.mark.parametrize("outcome", list(OUTCOMES))
+def test_explosion_verdicts_follow_the_paired_differences(outcome):
+    r = claims.explosion(explosion_records(outcome, outcome))
+    assert r.verdicts["claim 1, output-layer weights"] == outcome
+    assert r.verdicts["claim 1, output magnitude"] == outcome
+    assert r.verdicts["claim 1"] == outcome
+    for name in claims.OVERFIT_METRICS:
+        for regime in claims.REGIMES:
+            assert r.verdicts[f"claim 2, {name}, {regime}"] == outcome
+        assert r.verdicts[f"claim 2, {name}"] == outcome
+    assert f"**Claim 1 ({claims.CLAIM1.claim}): {outcome}**" in r.verdict
+
+
+def test_claim1_needs_both_parts_and_claim2_every_regime():
+    rs = explosion_records(SUPPORTED, SUPPORTED)
+    # outputs grow alike with both heads; llr loses its edge in one regime
+    rs = [SeedRecord(x.seed, x.axes, {**x.values, "late_output_growth": 1.3 + 0.05 * x.seed
+                                      + (0.01 if x.seed % 2 else -0.01)}
+                     if x.axes["head"] == "softmax" else {**x.values, "late_output_growth":
+                                                         1.3 + 0.05 * x.seed})
+          for x in rs]
+    rs = [SeedRecord(x.seed, x.axes, {**x.values, "train_test_acc": 0.97 + 0.002 * x.seed})
+          if x.axes["regime"] == "1k" else x for x in rs]
+    r = claims.explosion(rs)
+    assert r.verdicts["claim 1, output-layer weights"] == SUPPORTED
+    assert r.verdicts["claim 1, output magnitude"] == INCONCLUSIVE
+    assert r.verdicts["claim 1"] == INCONCLUSIVE
+    assert r.verdicts["claim 2, test accuracy, 1k"] == INCONCLUSIVE
+    assert r.verdicts["claim 2, test accuracy, full"] == SUPPORTED
+    assert r.verdicts["claim 2, test accuracy"] == INCONCLUSIVE
+    assert r.verdicts["claim 2, test NLL"] == SUPPORTED
+
+
+@pytest.mark.parametrize("outcome", list(OUTCOMES))
+def test_regularization_verdicts_follow_the_paired_differences(outcome):
+    out = []
+    for i, seed in enumerate(SEEDS):
+        d = OUTCOMES[outcome][i] / 100
+        for regime in claims.REGIMES:
+            for reg in ("none", "l2", "group"):
+                gain = 0 if reg == "none" else d
+                dense = 0.97 + 0.003 * seed
+                for level in ("dense", 0.9, 0.95):
+                    vals = {"train_val_acc": dense, "train_test_acc": dense + gain,
+                            "train_test_nll": 0.1 - gain, "train_test_ece": 0.03 - gain / 10}
+                    if level != "dense":
+                        # the baseline loses 2 points at 0.9 on validation: level 0.9
+                        vals |= {"prune_val_acc": dense - 0.02 - (level - 0.9),
+                                 "prune_test_acc": dense - 0.03 + gain}
+                    out.append(SeedRecord(seed, {"regime": regime, "regularizer": reg,
+                                                 "level": level}, vals))
+    r = claims.regularization(out)
+    assert r.choices["level, full"] == 0.9
+    for name in claims.OVERFIT_METRICS:
+        assert r.verdicts[f"claim 3, less overfitting, {name}"] == outcome
+    assert r.verdicts["claim 3, more prunable"] == outcome
+    assert r.verdicts["claim 3, more prunable, group, noise20"] == outcome
+
+
+def test_prune_level_reads_the_baseline_on_validation_only():
+    rs = regularization_records(random.Random(1))
+    full = claims.select(rs, regime="full")
+    assert claims.prune_level(full) == 0.8
+    # the regularized arms collapsing on validation does not move the level
+    worse = [SeedRecord(x.seed, x.axes, {**x.values, "prune_val_acc": 0.1})
+             if x.axes["regularizer"] != "none" and "prune_val_acc" in x.values else x
+             for x in full]
+    assert claims.prune_level(worse) == 0.8
+    # a baseline that never loses more than the margin: the highest level
+    flat = [SeedRecord(x.seed, x.axes, {**x.values, "prune_val_acc": x.values["train_val_acc"]})
+            if "prune_val_acc" in x.values else x for x in full]
+    assert claims.prune_level(flat) == 0.95
+
+
+def test_history_values_late_growth_after_zero_training_error():
+    hist = []
+    for n in range(1, 11):
+        e = epoch(n, [1.0, 2.0 + n])
+        e["train_eval_acc"] = 1.0 if n >= 4 else 0.99
+        e["mean_abs_output"] = float(n)
+        hist.append(e)
+    h = history_values(hist)
+    # window: epoch 5 (ceil(10 / 2)) to 10; output layer 7 -> 12, |output| 5 -> 10
+    assert h["zero_error_epoch"] == 4 and h["late_epoch"] == 5
+    assert h["late_last_growth"] == pytest.approx(12 / 7)
+    assert h["late_output_growth"] == pytest.approx(2.0)
+    # training error reaching zero only after the window starts: no growth measured
+    for e in hist:
+        e["train_eval_acc"] = 1.0 if e["epoch"] >= 6 else 0.99
+    h = history_values(hist)
+    assert h["zero_error_epoch"] == 6 and "late_last_growth" not in h
+    for e in hist:
+        e["train_eval_acc"] = 0.99
+    assert "zero_error_epoch" not in history_values(hist)

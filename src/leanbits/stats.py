@@ -215,7 +215,8 @@ class Criterion:
     def rule(self) -> str:
         """The criterion in words, e.g. ``llr - softmax of test_acc: CI above 0``."""
         side = "above" if self.direction == "greater" else "below"
-        bound = self.margin if self.direction == "greater" else -self.margin
+        # + 0.0: a zero margin reads "0", not "-0"
+        bound = (self.margin if self.direction == "greater" else -self.margin) + 0.0
         return (f"{self.treatment} - {self.baseline} of {self.metric}, paired by seed: "
                 f"{100 * CONFIDENCE:g} % CI {side} {bound:g}")
 

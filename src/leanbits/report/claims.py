@@ -30,45 +30,86 @@ from leanbits.stats import (
 from leanbits.sweep.frontier import bits_for_accuracy
 
 # ----------------------------------------------------------------------------- criteria
+REGIMES = ("full", "1k", "5k", "noise20")
+"""The data regimes of claims 2 and 3 (the ``regime`` axis of the explosion and
+regularization studies), named before the run: the full training split; its first 1,000
+and 5,000 examples (small sets, where overfitting shows); the full split with 20 %
+symmetric label noise (``label_noise = 0.2``). Validation and test are never changed."""
+
+CLAIM1_REGIME = "full"
+"""The regime claim 1 is measured in: the full training split."""
+
 CLAIM1 = Criterion(
     "softmax normalization in the output layer causes parameter explosion",
-    metric="last_growth", treatment="softmax", baseline="llr", direction="greater")
-"""Claim 1, explosion study, weight decay off: the output layer's weight L2 norm grows more
-from epoch 5 to the end of training with a softmax head than with an llr head
-(``last_growth``, softmax - llr, paired by seed: CI above 0)."""
+    metric="late_last_growth", treatment="softmax", baseline="llr", direction="greater")
+"""Claim 1 (output-layer weights), explosion study, :data:`CLAIM1_REGIME`: after training
+error reaches zero, the output layer's weight L2 norm grows more with a softmax head than
+with an llr head. ``late_last_growth`` is the norm at the end of training over the norm at
+the middle epoch, for runs whose eval-mode training error reached zero by that epoch
+(:func:`leanbits.report.seeds.history_values`; one window for every arm, so an arm that
+fits sooner gains no longer window); softmax - llr, paired by seed: CI above 0."""
 
-CLAIM2 = Criterion(
-    "an LLR output layer reduces overfitting",
-    metric="train_test_acc", treatment="llr", baseline="softmax", direction="greater")
-"""Claim 2, explosion study, weight decay off: at an equal training budget the llr head's
-trained model has higher test accuracy than softmax's (``train_test_acc``, llr - softmax:
-CI above 0). One metric: the train-validation gap at 100 % training accuracy is just
-validation error, and the heads' losses are on different scales."""
+CLAIM1_OUTPUT = Criterion(
+    CLAIM1.claim, metric="late_output_growth", treatment="softmax", baseline="llr",
+    direction="greater")
+"""Claim 1 (output magnitude): the same for the mean |output| on validation (logit
+magnitude of softmax, LLR magnitude of llr) over the same window."""
+
+CLAIM1_PARTS = {"claim 1, output-layer weights": CLAIM1,
+                "claim 1, output magnitude": CLAIM1_OUTPUT}
+"""Claim 1 is supported only when both parts are (:func:`leanbits.stats.all_of`)."""
+
+CLAIM1_CONTROLS = ("llr-bounded", "softmax-ls")
+"""Arms reported beside claim 1 against softmax (paired CIs), deciding nothing: the llr head
+with bounded targets (``llr_target``) and softmax with label smoothing. They tell a bounded
+target apart from the normalization itself."""
+
+OVERFIT_METRICS = {"test accuracy": ("train_test_acc", "greater"),
+                   "test NLL": ("train_test_nll", "less"),
+                   "test ECE": ("train_test_ece", "less")}
+"""The three measures of "less overfitting" of claims 2 and 3, each its own criterion (no OR):
+test accuracy, test negative log-likelihood and test expected calibration error (15
+equal-width bins) of the trained model, on the common probability output of every head
+(:meth:`leanbits.heads.Head.log_probs`: softmax's softmax; llr's ``sigmoid(L_k)``
+renormalised to sum to 1), at an equal training budget (same epochs, optimizer, learning
+rate and schedule for every arm)."""
+
+CLAIM2 = {name: Criterion("an LLR output layer reduces overfitting", metric=metric,
+                          treatment="llr", baseline="softmax", direction=direction)
+          for name, (metric, direction) in OVERFIT_METRICS.items()}
+"""Claim 2, explosion study, in each regime of :data:`REGIMES`: llr - softmax of each
+measure of :data:`OVERFIT_METRICS`, paired by seed: accuracy CI above 0, NLL and ECE CIs
+below 0. A measure's verdict over the claim is :func:`leanbits.stats.all_of` its regimes
+(supported only when it holds in every regime)."""
 
 CLAIM3_ARMS = ("l2", "group")
 """The regularization arms claim 3 is decided on (weight decay, group lasso), named before
-the run; the other arms of the study are reported but decide nothing."""
+the run; other arms of the study are reported but decide nothing."""
 
-CLAIM3_OVERFIT = {arm: Criterion(
+CLAIM3_OVERFIT = {(arm, name): Criterion(
     "weight decay and structural regularization reduce overfitting with ReLU networks",
-    metric="train_test_acc", treatment=arm, baseline="none", direction="greater")
-    for arm in CLAIM3_ARMS}
-"""Claim 3 (less overfitting), regularization study: each arm of :data:`CLAIM3_ARMS` has
-higher test accuracy of its trained model than no regularization (arm - none: CI above 0).
-Supported when every arm is (:func:`leanbits.stats.all_of`)."""
+    metric=metric, treatment=arm, baseline="none", direction=direction)
+    for arm in CLAIM3_ARMS for name, (metric, direction) in OVERFIT_METRICS.items()}
+"""Claim 3 (less overfitting), regularization study, in each regime of :data:`REGIMES`:
+arm - none of each measure of :data:`OVERFIT_METRICS` of the trained (unpruned) model,
+paired by seed. A measure's verdict is :func:`leanbits.stats.all_of` every arm of
+:data:`CLAIM3_ARMS` in every regime."""
 
-CLAIM3_LEVEL = 0.95
-"""The sparsity at which "more prunable" is measured (a ``level`` of the study)."""
+CLAIM3_LEVEL_DROP = 0.01
+"""How the sparsity of claim 3's "more prunable" is chosen, per regime and on validation
+only: the lowest pruning level of the study at which the *baseline* (no regularization)
+loses more than this much seed-mean validation accuracy from pruning once and re-fitting -
+where pruning starts to hurt the unregularized net (the highest level when none does).
+Chosen from the baseline alone, it favours no arm; test accuracy is read at it once."""
 
 CLAIM3_PRUNABLE = {arm: Criterion(
-    "a well-regularized snapshot prunes better",
-    metric="prune_drop", treatment=arm, baseline="none", direction="less")
-    for arm in CLAIM3_ARMS}
-"""Claim 3 (more prunable), regularization study: pruning once to :data:`CLAIM3_LEVEL` and
-re-fitting biases loses less test accuracy (``prune_drop`` = trained minus pruned test
-accuracy) from each arm of :data:`CLAIM3_ARMS` than from no regularization (arm - none:
-CI below 0). Kept apart from "less overfitting": a better dense model is not by itself a
-more prunable one."""
+    "a well-regularized snapshot prunes better", metric="prune_test_acc", treatment=arm,
+    baseline="none", direction="greater") for arm in CLAIM3_ARMS}
+"""Claim 3 (more prunable), regularization study, in each regime: test accuracy after
+pruning once to the level :data:`CLAIM3_LEVEL_DROP` chooses and re-fitting the
+non-weights, arm - none, paired by seed: CI above 0. Supported when every arm of
+:data:`CLAIM3_ARMS` is in every regime. Kept apart from "less overfitting": two criteria,
+never one OR the other."""
 
 CLAIM4_MARGIN = -0.005
 """Non-inferiority margin of claim 4: re-fit may be at most half a point of accuracy below
@@ -95,8 +136,10 @@ CLAIM4_NONE = Criterion(
 
 #: every criterion, by the name the summary uses
 CRITERIA: dict[str, Criterion] = {
-    "claim 1": CLAIM1, "claim 2": CLAIM2,
-    **{f"claim 3, less overfitting, {a}": c for a, c in CLAIM3_OVERFIT.items()},
+    **CLAIM1_PARTS,
+    **{f"claim 2, {name}": c for name, c in CLAIM2.items()},
+    **{f"claim 3, less overfitting, {arm}, {name}": c
+       for (arm, name), c in CLAIM3_OVERFIT.items()},
     **{f"claim 3, more prunable, {a}": c for a, c in CLAIM3_PRUNABLE.items()},
     "claim 4": CLAIM4, "claim 4 cutoff (validation)": CLAIM4_CUTOFF,
     "claim 4 against no re-fit": CLAIM4_NONE,
@@ -206,110 +249,228 @@ def _rule(c: Criterion) -> str:
 
 
 # ----------------------------------------------------------------------------- claims 1, 2
+def regimes(records: Iterable[SeedRecord]) -> list[Any]:
+    """The ``regime`` axis' values in :data:`REGIMES` order, then any others; ``[None]`` for
+    records without the axis (a study of one regime)."""
+    got = axis_values(records, "regime")
+    if not got:
+        return [None]
+    return [r for r in REGIMES if r in got] + [r for r in got if r not in REGIMES]
+
+
+def fmt_diff(d: Estimate, scale: float = 100.0, digits: int = 2) -> str:
+    """A paired difference with its CI, values times ``scale``, e.g. ``+0.12 [-0.05,
+    +0.29]``."""
+    if d.n < 2:
+        return "-" if d.n == 0 else f"{scale * d.mean:+.{digits}f} (1 seed)"
+    return (f"{scale * d.mean:+.{digits}f} [{scale * d.lo:+.{digits}f}, "
+            f"{scale * d.hi:+.{digits}f}]")
+
+
+#: how each overfitting measure is shown: (column title, scale, digits)
+_SHOW = {"test accuracy": ("test acc (%)", 100.0, 2), "test NLL": ("test NLL (nats)", 1.0, 4),
+         "test ECE": ("test ECE (%)", 100.0, 2)}
+
+
+def _overfit_cells(rs: Sequence[SeedRecord]) -> list[str]:
+    return [est(rs, metric).format(scale, digits)
+            for name, (metric, _d) in OVERFIT_METRICS.items()
+            for _t, scale, digits in [_SHOW[name]]]
+
+
+def _regime_label(regime: Any) -> str:
+    return "-" if regime is None else str(regime)
+
+
 def explosion(records: Sequence[SeedRecord]) -> StudyResult:
-    """Claims 1 and 2 from the explosion study (axes ``head``, ``weight_decay``,
-    ``bits``)."""
+    """Claims 1 and 2 from the explosion study (axes ``regime``, ``head`` and ``bits``)."""
     bits = axis_values(records, "bits")
     nets = select(records, bits=bits[0]) if bits else list(records)
+    regs = regimes(records)
+    heads = axis_values(records, "head")
+    # Claim 1: growth after zero training error, full training split.
+    c1_regime = CLAIM1_REGIME if CLAIM1_REGIME in regs else regs[0]
+    c1 = select(nets, regime=c1_regime)
     rows = []
-    for head in axis_values(records, "head"):
-        for wd in axis_values(records, "weight_decay"):
-            rs = select(nets, head=head, weight_decay=wd)
-            rows.append([head, wd, est(rs, "growth").format(), est(rs, "last_growth").format(),
-                         est(rs, "max_abs_end").format(),
-                         est(rs, "mean_abs_output").format(),
-                         pts(est(rs, "gap_acc")), pts(est(rs, "train_val_acc")),
-                         pts(est(rs, "train_test_acc"))]
-                        + [pts(est(select(records, head=head, weight_decay=wd, bits=b),
+    for head in heads:
+        rs = select(c1, head=head)
+        rows.append([head, est(rs, "zero_error_epoch").format(digits=1),
+                     est(rs, "late_epoch").format(digits=0),
+                     est(rs, "last_l2_end").format(), est(rs, "late_last_growth").format(3),
+                     est(rs, "mean_abs_output").format(), est(rs, "late_output_growth").format(3),
+                     pts(est(rs, "train_test_acc"))]
+                    + [pts(est(select(records, regime=c1_regime, head=head, bits=b),
                                    "test_acc")) for b in bits])
-    text = md_table(["head", "weight decay", "weight L2 growth", "output-layer L2 growth",
-                     "max abs w", "mean abs output", "train-val acc gap (pt)",
-                     "val acc (%)", "test acc (%)"]
-                    + [f"test acc, {b}-bit uniform (%)" for b in bits], rows)
-    text += ("\n\nMean ± std over seeds. Growth: L2 norm at the end of training over the "
-             "norm at epoch 5.")
-    d1, v1 = compare(CLAIM1, nets, "head", weight_decay="off")
-    d2, v2 = compare(CLAIM2, nets, "head", weight_decay="off")
-    off = {h: select(nets, head=h, weight_decay="off") for h in ("softmax", "llr")}
+    text = (f"Claim 1, regime {_regime_label(c1_regime)}:\n\n" + md_table(
+        ["head", "zero train error at epoch", "window from epoch", "output-layer L2 at end",
+         "output-layer L2 growth in window", "mean abs output at end",
+         "mean abs output growth in window", "test acc (%)"]
+        + [f"test acc, {b}-bit uniform (%)" for b in bits], rows))
+    text += ("\n\nMean ± std over seeds. Zero train error: first epoch at which eval-mode "
+             "accuracy on the training subset is 100 %. The window runs from the middle "
+             "epoch to the end; growth is the value at the end over the value at its start, "
+             "for runs whose training error reached zero by its start.")
+    verdicts: dict[str, str] = {}
+    parts = []
+    for name, c in CLAIM1_PARTS.items():
+        d, v = compare(c, c1, "head")
+        verdicts[name] = v
+        parts.append(f"{name.split(', ', 1)[1]}: {v}, softmax - llr {fmt_diff(d, 1, 3)} "
+                     f"({d.n} seeds)")
+    verdicts["claim 1"] = all_of(verdicts[n] for n in CLAIM1_PARTS)
+    controls = []
+    for arm in CLAIM1_CONTROLS:
+        if arm in heads:
+            for c in CLAIM1_PARTS.values():
+                d, _v = compare(Criterion("", c.metric, arm, c.treatment, c.direction), c1,
+                                "head")
+                controls.append(f"{arm} - softmax, {c.metric}: {fmt_diff(d, 1, 3)}")
+    # Claim 2: llr against softmax, per regime and measure.
+    rows, cmp_rows = [], []
+    for regime in regs:
+        for head in heads:
+            rows.append([_regime_label(regime), head]
+                        + _overfit_cells(select(nets, regime=regime, head=head)))
+        cells = []
+        for name, c in CLAIM2.items():
+            d, v = compare(c, nets, "head", regime=regime)
+            verdicts[f"claim 2, {name}, {_regime_label(regime)}"] = v
+            _t, scale, digits = _SHOW[name]
+            cells += [fmt_diff(d, scale, digits), v]
+        cmp_rows.append([_regime_label(regime), *cells])
+    for name in CLAIM2:
+        verdicts[f"claim 2, {name}"] = all_of(
+            verdicts[f"claim 2, {name}, {_regime_label(r)}"] for r in regs)
+    text += "\n\nClaim 2, trained models:\n\n" + md_table(
+        ["regime", "head"] + [_SHOW[n][0] for n in OVERFIT_METRICS], rows)
+    text += "\n\nllr - softmax, paired by seed [95 % CI]:\n\n" + md_table(
+        ["regime"] + [h for n in OVERFIT_METRICS
+                      for h in (f"{_SHOW[n][0]}", "verdict")], cmp_rows)
+    text += ("\n\nMean ± std over seeds. NLL and ECE (15 equal-width confidence bins) are "
+             "measured on each head's class probabilities (llr: sigmoid of each LLR, "
+             "renormalised to sum to 1).")
     verdict = (
-        f"**Claim 1 ({CLAIM1.claim}): {v1}.** Without weight decay the output layer's "
-        f"L2 norm grows by a factor {est(off['softmax'], 'last_growth').format()} with "
-        f"softmax and {est(off['llr'], 'last_growth').format()} with llr; paired "
-        f"difference {d1.format(ci=True)} ({d1.n} seeds; {_rule(CLAIM1)})."
-        f"\n\n**Claim 2 ({CLAIM2.claim}): {v2}.** Test accuracy without weight decay: "
-        f"llr {pts(est(off['llr'], 'train_test_acc'))} %, softmax "
-        f"{pts(est(off['softmax'], 'train_test_acc'))} %; llr - softmax {diff_text(d2)} "
-        f"points ({d2.n} seeds; {_rule(CLAIM2)}).")
-    return StudyResult(text, verdict, {"claim 1": v1, "claim 2": v2})
+        f"**Claim 1 ({CLAIM1.claim}): {verdicts['claim 1']}** (both parts needed): "
+        + "; ".join(parts) + f". Criteria: {CLAIM1.rule()}; {CLAIM1_OUTPUT.rule()}."
+        + (f" Controls (decide nothing): {'; '.join(controls)}." if controls else "")
+        + f"\n\n**Claim 2 ({next(iter(CLAIM2.values())).claim})**, each measure in every "
+        "regime: " + "; ".join(
+            f"{name} {verdicts[f'claim 2, {name}']} ("
+            + ", ".join(f"{_regime_label(r)} {verdicts[f'claim 2, {name}, {_regime_label(r)}']}"
+                        for r in regs) + ")" for name in CLAIM2)
+        + ". Criteria: " + "; ".join(c.rule() for c in CLAIM2.values()) + ".")
+    return StudyResult(text, verdict, verdicts)
 
 
 # ----------------------------------------------------------------------------- claim 3
+def prune_level(records: Sequence[SeedRecord], baseline: str = "none",
+                drop: float = CLAIM3_LEVEL_DROP) -> Any:
+    """The pruning level at which claim 3's "more prunable" is read (see
+    :data:`CLAIM3_LEVEL_DROP`), from the baseline's validation accuracies only.
+
+    Args:
+        records: one regime's records of the regularization study.
+        baseline: the regularizer whose drop decides.
+        drop: the seed-mean validation accuracy loss that counts as "hurts".
+
+    Returns:
+        A value of the ``level`` axis (None: no pruned level has validation accuracies).
+    """
+    base = select(records, regularizer=baseline)
+    dense = est(base, "train_val_acc").mean
+    chosen = None
+    for level in sorted(lv for lv in axis_values(records, "level") if lv != "dense"):
+        pruned = est(select(base, level=level), "prune_val_acc").mean
+        if math.isnan(pruned):
+            continue
+        chosen = level
+        if dense - pruned > drop:
+            break
+    return chosen
+
+
 def regularization(records: Sequence[SeedRecord]) -> StudyResult:
-    """Claim 3 from the regularization study (axes ``regularizer``, ``level``)."""
-    levels = [lv for lv in axis_values(records, "level") if lv != "dense"]
-    nets = select(records, level=axis_values(records, "level")[0]) if levels else records
-    drops = with_value(records, "prune_drop", lambda r: None if (
-        r.get("train_test_acc") is None or r.get("prune_test_acc") is None)
-        else r.get("train_test_acc") - r.get("prune_test_acc"))
-    at_level = select(drops, level=CLAIM3_LEVEL)
-    rows = []
+    """Claim 3 from the regularization study (axes ``regime``, ``regularizer``, ``level``)."""
+    all_levels = axis_values(records, "level")
+    levels = sorted(lv for lv in all_levels if lv != "dense")
+    nets = select(records, level=all_levels[0]) if all_levels else list(records)
+    regs = regimes(records)
+    regularizers = axis_values(records, "regularizer")
     verdicts: dict[str, str] = {}
-    for reg in axis_values(records, "regularizer"):
-        rs = select(nets, regularizer=reg)
-        overfit = compare(CLAIM3_OVERFIT.get(reg) or Criterion(
-            "", "train_test_acc", reg, "none", "greater"), nets, "regularizer")
-        prunable = compare(CLAIM3_PRUNABLE.get(reg) or Criterion(
-            "", "prune_drop", reg, "none", "less"), at_level, "regularizer")
-        if reg in CLAIM3_ARMS:
-            verdicts[f"claim 3, less overfitting, {reg}"] = overfit[1]
-            verdicts[f"claim 3, more prunable, {reg}"] = prunable[1]
-        rows.append([reg, pts(est(rs, "gap_acc")), pts(est(rs, "train_val_acc")),
-                     pts(est(rs, "train_test_acc")),
-                     "" if reg == "none" else diff_text(overfit[0]),
-                     pts(est(select(at_level, regularizer=reg), "prune_drop")),
-                     "" if reg == "none" else diff_text(prunable[0])]
-                    + [pts(est(select(records, regularizer=reg, level=lv), "prune_test_acc"))
-                       for lv in levels])
-    text = md_table(["regularizer", "train-val acc gap (pt)", "val acc (%)", "test acc (%)",
-                     "test acc - none, pt [95 % CI]", f"drop at {CLAIM3_LEVEL} (pt)",
-                     "drop - none, pt [95 % CI]"]
-                    + [f"test acc, refit @ {lv} (%)" for lv in levels], rows)
-    text += ("\n\nMean ± std over seeds; differences paired by seed. Drop: test accuracy "
-             "of the trained model minus after pruning once and re-fitting biases.")
-    # The most prunable regularizer is named on validation: the smallest seed-mean loss of
-    # validation accuracy from pruning at the claim's level.
-    val_drop = {reg: est(with_value(select(records, regularizer=reg, level=CLAIM3_LEVEL),
-                                    "val_drop", _val_drop), "val_drop").mean
-                for reg in axis_values(records, "regularizer")}
-    val_drop = {k: v for k, v in val_drop.items() if not math.isnan(v)}
-    best = min(val_drop, key=val_drop.get) if val_drop else None
-    v_over = all_of(verdicts.get(f"claim 3, less overfitting, {a}", INCONCLUSIVE)
-                    for a in CLAIM3_ARMS)
-    v_prune = all_of(verdicts.get(f"claim 3, more prunable, {a}", INCONCLUSIVE)
-                     for a in CLAIM3_ARMS)
-    verdicts["claim 3, less overfitting"] = v_over
-    verdicts["claim 3, more prunable"] = v_prune
+    choices: dict[str, Any] = {}
+    rows, prune_rows = [], []
+    for regime in regs:
+        rn = select(nets, regime=regime)
+        rr = select(records, regime=regime)
+        level = prune_level(rr)
+        choices[f"level, {_regime_label(regime)}"] = level
+        at = select(rr, level=level)
+        for reg in regularizers:
+            cells = _overfit_cells(select(rn, regularizer=reg))
+            diffs, pdiff = [], ""
+            for name, (metric, direction) in OVERFIT_METRICS.items():
+                c = CLAIM3_OVERFIT.get((reg, name)) or Criterion(
+                    "", metric, reg, "none", direction)
+                d, v = compare(c, rn, "regularizer")
+                if (reg, name) in CLAIM3_OVERFIT:
+                    verdicts[f"claim 3, less overfitting, {reg}, {name}, "
+                             f"{_regime_label(regime)}"] = v
+                _t, scale, digits = _SHOW[name]
+                diffs.append("" if reg == "none" else
+                             fmt_diff(d, scale, digits) + (f" {v}" if (reg, name) in
+                                                           CLAIM3_OVERFIT else ""))
+            rows.append([_regime_label(regime), reg, *cells, *diffs])
+            c = CLAIM3_PRUNABLE.get(reg) or Criterion("", "prune_test_acc", reg, "none",
+                                                      "greater")
+            d, v = compare(c, at, "regularizer")
+            if reg in CLAIM3_PRUNABLE:
+                verdicts[f"claim 3, more prunable, {reg}, {_regime_label(regime)}"] = v
+            if reg != "none":
+                pdiff = fmt_diff(d) + (f" {v}" if reg in CLAIM3_PRUNABLE else "")
+            prune_rows.append(
+                [_regime_label(regime), reg, level, pts(est(select(at, regularizer=reg),
+                                                            "prune_test_acc")), pdiff]
+                + [pts(est(select(rr, regularizer=reg, level=lv), "prune_test_acc"))
+                   for lv in levels])
+    for name in OVERFIT_METRICS:
+        verdicts[f"claim 3, less overfitting, {name}"] = all_of(
+            verdicts[f"claim 3, less overfitting, {a}, {name}, {_regime_label(r)}"]
+            for a in CLAIM3_ARMS for r in regs
+            if f"claim 3, less overfitting, {a}, {name}, {_regime_label(r)}" in verdicts)
+    verdicts["claim 3, more prunable"] = all_of(
+        verdicts[f"claim 3, more prunable, {a}, {_regime_label(r)}"]
+        for a in CLAIM3_ARMS for r in regs
+        if f"claim 3, more prunable, {a}, {_regime_label(r)}" in verdicts)
+    text = "Less overfitting: the trained models.\n\n" + md_table(
+        ["regime", "regularizer"] + [_SHOW[n][0] for n in OVERFIT_METRICS]
+        + [f"{_SHOW[n][0].split(' (')[0]} - none [95 % CI]" for n in OVERFIT_METRICS], rows)
+    text += ("\n\nMore prunable: pruned once and re-fitted, at the level chosen per regime on "
+             "the baseline's validation accuracy.\n\n" + md_table(
+                 ["regime", "regularizer", "chosen level", "test acc at it (%)",
+                  "- none, pt [95 % CI]"]
+                 + [f"test acc @ {lv} (%)" for lv in levels], prune_rows))
+    text += ("\n\nMean ± std over seeds; differences paired by seed. NLL in nats, ECE over 15 "
+             "equal-width confidence bins.")
     arms = " and ".join(CLAIM3_ARMS)
     verdict = (
-        f"**Claim 3 ({next(iter(CLAIM3_OVERFIT.values())).claim}): {v_over}** on the arms "
-        f"named before the run ({arms}): "
-        + "; ".join(f"{a} {verdicts.get(f'claim 3, less overfitting, {a}', INCONCLUSIVE)}"
-                    for a in CLAIM3_ARMS)
-        + f" (test accuracy of the trained model against none, paired by seed, 95 % CI "
-        f"above 0; table).\n\n**Claim 3, more prunable "
-        f"({next(iter(CLAIM3_PRUNABLE.values())).claim}): {v_prune}**: "
-        + "; ".join(f"{a} {verdicts.get(f'claim 3, more prunable, {a}', INCONCLUSIVE)}"
-                    for a in CLAIM3_ARMS)
-        + f" (accuracy lost by pruning to {CLAIM3_LEVEL} against none, CI below 0). "
-        + (f"Smallest loss from pruning to {CLAIM3_LEVEL} on validation: {best} (on test "
-           f"{pts(est(select(at_level, regularizer=best), 'prune_drop'))} points)."
-           if best is not None else ""))
-    return StudyResult(text, verdict, verdicts, {"most prunable": best})
+        f"**Claim 3, less overfitting ({next(iter(CLAIM3_OVERFIT.values())).claim})**, on "
+        f"the arms named before the run ({arms}) in every regime, one criterion per "
+        "measure: " + "; ".join(f"{n} {verdicts[f'claim 3, less overfitting, {n}']}"
+                                for n in OVERFIT_METRICS)
+        + " (arm - none, paired by seed: accuracy CI above 0, NLL and ECE CIs below 0; "
+        "per arm and regime in the table).\n\n"
+        f"**Claim 3, more prunable ({next(iter(CLAIM3_PRUNABLE.values())).claim}): "
+        f"{verdicts['claim 3, more prunable']}** (test accuracy after pruning to the level "
+        f"chosen on validation, arm - none, CI above 0, every arm in every regime): "
+        + "; ".join(f"{_regime_label(r)} at {choices[f'level, {_regime_label(r)}']}: "
+                    + ", ".join(f"{a} {_prunable(verdicts, a, r)}" for a in CLAIM3_ARMS)
+                    for r in regs) + ".")
+    return StudyResult(text, verdict, verdicts, choices)
 
 
-def _val_drop(r: SeedRecord) -> float | None:
-    a, b = r.get("train_val_acc"), r.get("prune_val_acc")
-    return None if a is None or b is None else a - b
+def _prunable(verdicts: Mapping[str, str], arm: str, regime: Any) -> str:
+    return verdicts.get(f"claim 3, more prunable, {arm}, {_regime_label(regime)}",
+                        INCONCLUSIVE)
 
 
 # ----------------------------------------------------------------------------- claim 4

@@ -39,6 +39,9 @@ CSV_NAME = paths.seed_records(Path()).name
 AXIS_PREFIX = "axis."
 #: the epoch (1-based) whose weight norms are the reference of "growth" in training
 REFERENCE_EPOCH = 5
+#: per stage, what is copied from its metrics into a record as ``<stage>_<key>``
+STAGE_MEASURES = ("val_acc", "test_acc", "val_loss", "test_loss", "val_nll", "test_nll",
+                  "val_ece", "test_ece")
 #: Row fields copied into a record
 ROW_FIELDS = ("val_acc", "test_acc", "val_loss", "test_loss", "total_bits", "dense_bits",
               "compression", "nonzero_weights", "sparsity", "weight_l2", "max_abs_weight")
@@ -88,6 +91,15 @@ def history_values(epochs: Sequence[Mapping[str, Any]]) -> dict[str, float | int
     (train-eval minus validation accuracy), ``loss_gap`` (validation minus train-eval loss)
     and ``epochs`` at the end.
 
+    Growth after zero training error (claim 1): ``zero_error_epoch`` is the first epoch
+    whose eval-mode accuracy on the training subset (``train_eval_acc``) is 1. The late
+    window runs from ``late_epoch`` = ceil(epochs / 2) to the end, the same window for
+    every run of one length; when training error reached zero by ``late_epoch``,
+    ``late_last_growth`` is the output layer's weight L2 norm at the end over the norm at
+    ``late_epoch``, and ``late_output_growth`` the same of the mean |output| (logit or
+    LLR magnitude) on validation. A run whose training error never reached zero by then
+    has neither: the claim is about what happens after it does.
+
     Args:
         epochs: the records of ``metrics.jsonl``, first epoch first.
     """
@@ -118,11 +130,42 @@ def history_values(epochs: Sequence[Mapping[str, Any]]) -> dict[str, float | int
         maxes = [_num(v.get("max_abs")) for v in layers.values() if isinstance(v, Mapping)]
         if maxes and all(m is not None for m in maxes):
             out["max_abs_end"] = max(maxes)
+    out.update(_late_growth(epochs))
     for key in ("mean_abs_output", "gap_acc"):
         if _num(last.get(key)) is not None:
             out[key] = last[key]
     if _num(last.get("val_loss")) is not None and _num(last.get("train_eval_loss")) is not None:
         out["loss_gap"] = last["val_loss"] - last["train_eval_loss"]
+    return out
+
+
+def _late_growth(epochs: Sequence[Mapping[str, Any]]) -> dict[str, float | int]:
+    """The zero-training-error epoch and the late-window growth (:func:`history_values`)."""
+    out: dict[str, float | int] = {}
+    zero = next((i + 1 for i, e in enumerate(epochs) if _num(e.get("train_eval_acc")) == 1),
+                None)
+    late = math.ceil(len(epochs) / 2)
+    out["late_epoch"] = late
+    if zero is None:
+        return out
+    out["zero_error_epoch"] = zero
+    if zero > late:
+        return out
+    start, end = epochs[late - 1], epochs[-1]
+
+    def last_norm(rec: Mapping[str, Any]) -> float | None:
+        layers = rec.get("layers")
+        if not isinstance(layers, Mapping) or not layers:
+            return None
+        last = list(layers.values())[-1]
+        return _num(last.get("l2_norm")) if isinstance(last, Mapping) else None
+
+    a, b = last_norm(start), last_norm(end)
+    if a and b is not None:
+        out["late_last_growth"] = b / a
+    a, b = _num(start.get("mean_abs_output")), _num(end.get("mean_abs_output"))
+    if a and b is not None:
+        out["late_output_growth"] = b / a
     return out
 
 
@@ -142,7 +185,7 @@ def record_of_row(row: Row, history: Mapping[str, float | int] | None = None,
             values[k] = v
     for stage in ("train", "prune"):
         m = row.metrics.get(stage, {})
-        for k in ("val_acc", "test_acc", "val_loss", "test_loss"):
+        for k in STAGE_MEASURES:
             if _num(m.get(k)) is not None:
                 values[f"{stage}_{k}"] = m[k]
     if _num(row.metrics.get("prune", {}).get("backprop_epochs")) is not None:
