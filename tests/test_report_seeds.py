@@ -11,13 +11,19 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_claims import frontier_records, regularization_records, snapshot_records
+from test_claims import (
+    explosion_records,
+    frontier_records,
+    regularization_records,
+    snapshot_records,
+)
 
 from leanbits.report import build, claims, overseeds, plots
 from leanbits.report.document import Table, Text
 from leanbits.report.seeds import SeedRecord, read_csv, records_of_run, write_csv
 from leanbits.report.tables import markdown_blocks, markdown_table
 from leanbits.results import Row, compression
+from leanbits.stats import INCONCLUSIVE, SUPPORTED
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = (1, 2, 3)
@@ -137,13 +143,8 @@ def test_claims_markdown_reads_back_as_blocks():
 
 
 def _explosion_records() -> list[SeedRecord]:
-    rng = random.Random(5)
-    return [SeedRecord(seed, {"head": head, "weight_decay": wd, "bits": b},
-                       {"last_growth": 1.5 + (0.3 if head == "softmax" else 0) + rng.random()
-                        / 20, "growth": 1.2, "train_test_acc": 0.98 + rng.random() / 500,
-                        "test_acc": 0.97})
-            for seed in (1, 2, 3, 4, 5) for head in ("softmax", "llr") for wd in ("off", "on")
-            for b in (4, 8)]
+    """The explosion study's records: heads x regimes x seeds at one bit width."""
+    return explosion_records(SUPPORTED, INCONCLUSIVE)
 
 
 def test_paper_studies_recomputes_every_verdict_from_csvs_alone(tmp_path):
