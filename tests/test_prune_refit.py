@@ -12,6 +12,7 @@ from torch import nn
 
 from leanbits.errors import PruneError, TrainingError
 from leanbits.heads import Head
+from leanbits.loop import epoch_batches, fit, make_optimizer
 from leanbits.models import Plan, build
 from leanbits.prune import (
     PruneConfig,
@@ -22,6 +23,9 @@ from leanbits.prune import (
     run_method,
     train_masked,
 )
+from leanbits.prune.baselines import RewindPoint, rewind_retrain
+from leanbits.prune.masks import MaskHook
+from leanbits.train import TrainConfig, make_scheduler
 
 MLP = Plan("mlp", (1, 8, 8), (), (16, 12), 10)
 HEAD = Head("softmax", 10)
@@ -220,7 +224,10 @@ def test_every_method_prunes_exactly_and_records_its_cost(method):
     # untrained: fc1's weights are all smaller than the others', so prune per layer
     cfg = PruneConfig(refit_epochs=1, finetune_epochs=1, rounds=2, round_epochs=1,
                       batch_size=64, scope="layer")
-    res = run_method(model, method, 0.8, (x, y), HEAD.loss, cfg, early_state=early)
+    # trained for 3 epochs, early weights after the 2nd: rewinding retrains 1 epoch
+    train = TrainConfig(epochs=3, rewind_epoch=2, batch_size=64, lr=0.05)
+    res = run_method(model, method, 0.8, (x, y), HEAD.loss, cfg, early_state=early,
+                     train_config=train)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # untouched
     for k, m in res.masks.items():
         assert int((~m).sum()) == round(0.8 * m.numel())
@@ -239,5 +246,56 @@ def test_rewind_without_early_weights_and_unknown_method_are_refused():
     x, y = tiny_data(32)
     with pytest.raises(PruneError, match="early in training"):
         run_method(seeded(), "rewind", 0.5, (x, y), HEAD.loss)
+    early = seeded(seed=9).state_dict()
+    with pytest.raises(PruneError, match="training settings"):  # no schedule to finish
+        run_method(seeded(), "rewind", 0.5, (x, y), HEAD.loss, early_state=early)
+    with pytest.raises(PruneError, match="no schedule left"):
+        run_method(seeded(), "rewind", 0.5, (x, y), HEAD.loss, early_state=early,
+                   train_config=TrainConfig(epochs=2, rewind_epoch=3))
     with pytest.raises(PruneError, match="valid: none, refit"):
         run_method(seeded(), "magic", 0.5, (x, y), HEAD.loss)
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "step"])
+def test_a_resumed_schedule_gives_the_rates_the_full_run_had(schedule):
+    cfg = TrainConfig(epochs=6, schedule=schedule, step_size=2, gamma=0.5, lr=0.1)
+    rates = []
+    for start in (0, 4):
+        opt = make_optimizer("sgd", [nn.Parameter(torch.zeros(1))], cfg.lr)
+        sched = make_scheduler(cfg, opt, steps_per_epoch=3, start_epoch=start)
+        seen = []
+        for _ in range(3 * (cfg.epochs - start)):
+            seen.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+        rates.append(seen)
+    assert rates[1] == rates[0][12:]  # epochs 5-6 of the full run, step for step
+    assert rates[1][0] < cfg.lr
+
+
+def test_rewinding_finishes_the_original_schedule_with_its_optimizer_and_decay():
+    """rewind_retrain is the original run's remaining epochs: same optimizer, momentum,
+    batch size, L2 and resumed cosine schedule as training those epochs by hand."""
+    x, y = tiny_data(96)
+    train = TrainConfig(epochs=4, rewind_epoch=1, optimizer="sgd", lr=0.05, momentum=0.9,
+                        batch_size=32, schedule="cosine", l2=1e-3)
+    early = seeded(seed=4)
+    masks = prune(early, sparsity=0.6)
+    got = copy.deepcopy(early)
+    rec = rewind_retrain(got, masks, (x, y), HEAD.loss, RewindPoint(early.state_dict(), train),
+                         seed=5)
+    assert rec["backprop_epochs"] == 3 and rec["lr"] == 0.05 and rec["steps"] == 9
+    want = copy.deepcopy(early)
+    opt = make_optimizer("sgd", want.parameters(), 0.05, 0.9)
+    sched = make_scheduler(train, opt, 3, start_epoch=1)
+
+    def loss(out, target):
+        l2 = sum(m.weight.pow(2).sum() for m in want if isinstance(m, nn.Linear))
+        return HEAD.loss(out, target) + 0.5 * 1e-3 * l2
+
+    fit(want, want.parameters(), epoch_batches((x, y), 32, 5), loss, opt, [MaskHook(masks)],
+        epochs=3, scheduler=sched, seed=5)
+    for k, v in want.state_dict().items():
+        assert torch.allclose(got.state_dict()[k], v, atol=1e-6), k
+    for k, m in masks.items():
+        assert torch.all(got.state_dict()[k][~m] == 0)

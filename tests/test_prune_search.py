@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from leanbits import paths, snapshot
+from leanbits.config import to_dict
 from leanbits.cli import prune as prune_cli
 from leanbits.errors import PruneError
 from leanbits.heads import Head
@@ -23,6 +24,7 @@ from leanbits.prune import (
     train_masked,
 )
 from leanbits.results import Row, profile_rows
+from leanbits.train import TrainConfig
 
 PLAN = Plan("mlp", (1, 8, 8), (), (16, 12), 10)
 HEAD = Head("softmax", 10)
@@ -62,7 +64,11 @@ def trained(tmp_path_factory):
     train_masked(model, None, (splits.train.x, splits.train.y), HEAD.loss, epochs=3, lr=1e-2,
                  batch_size=32)
     d = tmp_path_factory.mktemp("snap")
-    snapshot.save(d, model, PLAN, HEAD, {"data": {"dataset": "tiny"}}, {"val_acc": 0.0})
+    # what it was trained with: rewinding finishes this schedule (3 epochs from epoch 0)
+    train = to_dict(TrainConfig(epochs=3, rewind_epoch=0, optimizer="adam", lr=1e-2,
+                                batch_size=32, schedule="none"))
+    snapshot.save(d, model, PLAN, HEAD, {"data": {"dataset": "tiny"}, "train": train},
+                  {"val_acc": 0.0})
     snapshot.save_tensors(paths.early_weights(d), early)
     return snapshot.load(d), splits
 
@@ -143,7 +149,11 @@ def test_profile_gives_one_row_per_method_and_level(trained):
     assert by[("none", 0.9)].nonzero_weights < by[("none", 0.5)].nonzero_weights
     assert by[("none", 0.5)].nonzero_weights == by[("refit", 0.5)].nonzero_weights
     assert by[("none", 0.5)].metrics["prune"]["backprop_epochs"] == 0
-    assert by[("rewind", 0.5)].metrics["prune"]["backprop_epochs"] == 1
+    # rewinding to epoch 0 retrains the whole 3-epoch schedule, at its rate
+    assert by[("rewind", 0.5)].metrics["prune"]["backprop_epochs"] == 3
+    assert by[("rewind", 0.5)].metrics["prune"]["lr"] == 1e-2
+    assert by[("none", 0.5)].method_seconds > 0 and rows[0].method_seconds is None
+    assert by[("none", 0.5)].method_seconds == by[("none", 0.5)].metrics["prune"]["wall_time_s"]
     assert by[("refit", 0.9)].method == "refit" and rows[0].method is None
     assert by[("refit", 0.9)].settings["prune"]["refit_epochs"] == 1
 
@@ -314,3 +324,36 @@ def test_profile_runs_an_own_sparsity_method_once(trained):
     vd = rows[1]
     assert vd.axes["sparsity"] == vd.sparsity  # the level it reached, none was requested
     assert vd.metrics["prune"]["sparsity_requested"] is None
+
+
+def test_lr_grid_chooses_on_validation_and_reads_test_once(trained):
+    snap, splits = trained
+    cfg = PruneConfig(finetune_epochs=1, batch_size=64, lr_grid=(0.1, 1.0, 10.0))
+    result, rep = prune_snapshot(snap, "finetune", 0.9, splits, cfg)
+    assert [g["lr"] for g in rep["lr_grid"]] == pytest.approx([5e-5, 5e-4, 5e-3])
+    best = max(rep["lr_grid"], key=lambda g: g["val_acc"])  # the first of equals
+    assert rep["lr"] == best["lr"] and rep["val_acc"] == best["val_acc"]
+    assert result.config["prune"]["finetune_lr"] == rep["lr"]
+    assert rep["backprop_epochs"] == 1 and rep["grid_backprop_epochs"] == 3
+    assert 0 < rep["wall_time_s"] < rep["grid_wall_time_s"]
+    # the kept run is the run at that rate alone: the grid changes nothing but the rate
+    _, alone = prune_snapshot(snap, "finetune", 0.9, splits,
+                              PruneConfig(finetune_epochs=1, batch_size=64,
+                                          finetune_lr=rep["lr"]))
+    assert alone["val_acc"] == rep["val_acc"] and alone["test_acc"] == rep["test_acc"]
+    # test labels shuffled: the same choice, the same validation figures
+    shuffled = Splits(splits.train, splits.val,
+                      Part(splits.test.x, splits.test.y[torch.randperm(64)]))
+    _, rep2 = prune_snapshot(snap, "finetune", 0.9, shuffled, cfg)
+    assert rep2["lr"] == rep["lr"] and rep2["lr_grid"] == rep["lr_grid"]
+    # a method that trains nothing runs once
+    _, none = prune_snapshot(snap, "none", 0.9, splits, cfg)
+    assert "lr_grid" not in none and none["lr"] is None
+
+
+def test_lr_grid_scales_the_rewind_rate_of_the_original_training(trained):
+    snap, splits = trained
+    cfg = PruneConfig(lr_grid=(0.5, 1.0))
+    _, rep = prune_snapshot(snap, "rewind", 0.5, splits, cfg)
+    assert [g["lr"] for g in rep["lr_grid"]] == pytest.approx([5e-3, 1e-2])
+    assert rep["grid_backprop_epochs"] == 6 and rep["rewind_epoch"] == 0

@@ -94,6 +94,9 @@ class Row:
         file_bytes: size of the ``.lbits`` file.
         dense_bits: 32 x parameters of the dense trained model.
         compression: ``dense_bits / total_bits`` (:func:`compression`).
+        method_seconds: wall seconds of the pruning method alone - its own training and
+            scoring, no data loading or evaluation (None: not pruned). With a learning-rate
+            grid, of the kept run; ``metrics["prune"]["grid_wall_time_s"]`` is the grid's.
         metrics: ``{stage kind: that stage's full metrics}`` (e.g. the trained model's
             accuracy before pruning: ``metrics["train"]["test_acc"]``).
         error: why the row has no measurements (e.g. a level too sparse for the net).
@@ -121,6 +124,7 @@ class Row:
     file_bytes: int | None = None
     dense_bits: int | None = None
     compression: float | None = None
+    method_seconds: float | None = None
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
     error: str | None = None
 

@@ -240,9 +240,13 @@ def step_factor(step: int, steps_per_epoch: int, step_size: int, gamma: float) -
     return gamma ** ((step // steps_per_epoch) // step_size)
 
 
-def make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int
-                   ) -> torch.optim.lr_scheduler.LRScheduler | None:
+def make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int,
+                   start_epoch: int = 0) -> torch.optim.lr_scheduler.LRScheduler | None:
     """The per-step learning-rate schedule ``cfg.schedule`` names (None for ``"none"``).
+
+    ``start_epoch``: resume the schedule after that many epochs of it (the first step gets
+    the rate step ``start_epoch * steps_per_epoch`` of the full run had), as rewinding does
+    to finish a run's schedule from an early epoch.
 
     ``LambdaLR`` with the closed forms above rather than ``CosineAnnealingLR`` / ``StepLR``:
     those two update the rate recursively (``lr_t`` from ``lr_{t-1}``), which drifts from
@@ -257,6 +261,9 @@ def make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, steps_per
                                    step_size=cfg.step_size, gamma=cfg.gamma)
     else:
         return None
+    if start_epoch:
+        offset = start_epoch * steps_per_epoch
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: factor(step + offset))
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 

@@ -7,22 +7,28 @@ none     nothing (with or without bias compensation): the pruned snapshot as it 
 refit    only non-weight parameters are re-fitted (the paper's way), optionally after bias
          compensation
 finetune kept weights and biases are retrained with the mask fixed
-iterative prune-retrain rounds on a geometric schedule of sparsities (Han et al. 2015)
-rewind   kept weights reset to their values early in training, then retrained with the mask
-         (lottery-ticket rewinding; needs the snapshot's ``weights_early.safetensors``)
+iterative prune-retrain rounds on a geometric schedule of sparsities (Han et al. 2015):
+         ``rounds`` x ``round_epochs`` epochs
+rewind   kept weights reset to their values after epoch ``rewind_epoch`` of the snapshot's
+         training, then the rest of that training's schedule is run with the mask
+         (lottery-ticket rewinding, Frankle et al. 2020, Renda et al. 2020): the original
+         optimizer, learning-rate schedule (resumed at the rewind epoch), regularizers and
+         batch size, for ``epochs - rewind_epoch`` epochs
 ======== ===================================================================================
 
 Every method returns the pruned model, its masks and a record of the backprop epochs and
-wall time it spent, so that methods are compared at equal cost accounting. This module
+the wall time of the method itself (copying, scoring, training; no data loading, no
+evaluation), so that methods are compared at stated, equal cost accounting. This module
 also holds what every method shares: :class:`PruneConfig` (all methods' settings, with
-their budgets), :class:`MethodResult` and masked retraining (:func:`train_masked`). The
-registry of all methods, these and the ones that train for sparsity, is
-:mod:`leanbits.prune.methods`.
+their budgets and learning rates), :class:`RewindPoint`, :class:`MethodResult` and masked
+retraining (:func:`train_masked`). The registry of all methods, these and the ones that
+train for sparsity, is :mod:`leanbits.prune.methods`.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -36,6 +42,8 @@ from leanbits.loop import OPTIMIZERS, NonFiniteLoss, epoch_batches, fit, make_op
 from leanbits.prune.magnitude import CRITERIA, GRANULARITIES, SCOPES, geometric_schedule, prune
 from leanbits.prune.masks import MaskHook, Masks, apply_masks, check_amount
 from leanbits.prune.refit import bias_compensate, refit_nonweights
+from leanbits.regularize import Regularizer, RegularizerHook
+from leanbits.train import TrainConfig, make_scheduler, parse_per_layer
 
 #: the methods this module runs (:func:`run_baseline`)
 BASELINES = ("none", "refit", "finetune", "iterative", "rewind")
@@ -71,13 +79,22 @@ class PruneConfig:
     )
     refit_epochs: int = option(2, "method refit: epochs of non-weight re-fit", minimum=0)
     refit_lr: float = option(1e-3, "method refit: Adam learning rate", minimum=0.0)
-    finetune_epochs: int = option(2, "methods finetune/rewind: epochs of masked retraining",
+    finetune_epochs: int = option(2, "method finetune: epochs of masked retraining",
                                   minimum=0)
-    finetune_lr: float = option(5e-4, "finetune/iterative/rewind: learning rate", minimum=0.0)
-    optimizer: str = option("adam", "finetune/iterative/rewind: optimizer",
+    finetune_lr: float = option(5e-4, "method finetune: learning rate", minimum=0.0)
+    optimizer: str = option("adam", "methods finetune/iterative: optimizer",
                             choices=("adam", "sgd"))
-    rounds: int = option(3, "method iterative: prune-retrain rounds", minimum=1)
-    round_epochs: int = option(1, "method iterative: retraining epochs per round", minimum=0)
+    # Han et al. 2015 prune and retrain over several rounds; 5 x 3 epochs is the default
+    # budget (15 backprop epochs), stated in every record.
+    rounds: int = option(5, "method iterative: prune-retrain rounds", minimum=1)
+    round_epochs: int = option(3, "method iterative: retraining epochs per round", minimum=0)
+    iterative_lr: float = option(5e-4, "method iterative: learning rate", minimum=0.0)
+    rewind_lr: float | None = option(
+        None, "method rewind: peak learning rate of the resumed schedule (default: the "
+        "snapshot's own training rate)", minimum=0.0)
+    lr_grid: tuple[float, ...] = option(
+        (), "factors of the method's learning rate to try, keeping the run with the best "
+        "validation accuracy (e.g. 0.3,1,3; empty: the rate as given)", minimum=1e-6)
     gradual_epochs: int = option(10, "method gradual: epochs of training while the sparsity "
                                  "rises on the cubic schedule", minimum=0)
     gradual_initial: float = option(0.0, "method gradual: sparsity s_i of the first pruning "
@@ -146,6 +163,27 @@ class MethodResult:
     model: nn.Module
     masks: Masks
     record: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RewindPoint:
+    """Where rewinding goes back to, and the training schedule it then finishes.
+
+    Attributes:
+        state: the model's state dict after epoch ``train.rewind_epoch`` of its training
+            (a snapshot's ``weights_early.safetensors``).
+        train: the settings the snapshot was trained with; rewinding retrains epochs
+            ``rewind_epoch + 1 .. epochs`` of that run: its optimizer, momentum, learning
+            rate and schedule, regularizers and batch size.
+    """
+
+    state: Mapping[str, Tensor]
+    train: TrainConfig
+
+    @property
+    def remaining_epochs(self) -> int:
+        """Epochs of the original schedule after the rewind point."""
+        return max(0, self.train.epochs - self.train.rewind_epoch)
 
 
 def train_masked(
@@ -218,7 +256,7 @@ def run_baseline(
     train: tuple[Tensor, Tensor],
     loss_fn: Callable[[Tensor, Tensor], Tensor],
     config: PruneConfig | None = None,
-    early_state: Mapping[str, Tensor] | None = None,
+    rewind: RewindPoint | None = None,
     masks: Mapping[str, Tensor] | None = None,
 ) -> MethodResult:
     """Prune a copy of ``model`` to ``sparsity`` with ``method`` (see the module docstring).
@@ -230,12 +268,13 @@ def run_baseline(
         train: ``(x, y)`` training tensors used for compensation and (re)training.
         loss_fn: the model's loss, e.g. ``head.loss``.
         config: other settings (defaults: :class:`PruneConfig`).
-        early_state: state dict from early in training (method ``rewind``).
+        rewind: early weights and the original training settings (method ``rewind``).
         masks: masks the snapshot already has; the result is a subset of them.
 
     Returns:
-        A :class:`MethodResult`; ``record`` has ``method``, ``backprop_epochs``,
-        ``wall_time_s`` and method details.
+        A :class:`MethodResult`; ``record`` has ``method``, ``backprop_epochs``, ``lr``
+        (the rate it trained with; None without training), ``wall_time_s`` (the method
+        alone) and method details.
 
     Raises:
         PruneError: unknown method, bad amount, missing early weights, ...
@@ -253,9 +292,11 @@ def run_baseline(
     x, y = train
     if x.shape[0] == 0:
         raise PruneError("no training examples to prune with")
+    if method == "rewind":
+        _check_rewind(rewind)
     t0 = time.perf_counter()
     net = copy.deepcopy(model)
-    record: dict[str, Any] = {"method": method, "backprop_epochs": 0}
+    record: dict[str, Any] = {"method": method, "backprop_epochs": 0, "lr": None}
     comp_x = x[: cfg.compensation_examples]
 
     def common(kw: dict[str, Any]) -> dict[str, Any]:
@@ -269,9 +310,10 @@ def run_baseline(
         for level in schedule:
             current = choose_masks(net, level, cfg, current)
             train_masked(net, current, (x, y), loss_fn, cfg.round_epochs,
-                         **common({"lr": cfg.finetune_lr, "optimizer": cfg.optimizer}))
+                         **common({"lr": cfg.iterative_lr, "optimizer": cfg.optimizer}))
             record["backprop_epochs"] += cfg.round_epochs
-        record["schedule"] = schedule
+        record.update(schedule=schedule, rounds=cfg.rounds, round_epochs=cfg.round_epochs,
+                      lr=cfg.iterative_lr)
         new_masks = current
     else:
         new_masks = choose_masks(net, sparsity, cfg, masks)
@@ -284,24 +326,89 @@ def run_baseline(
         if method == "refit" and cfg.refit_epochs > 0:
             refit_nonweights(net, (x, y), loss_fn, cfg.refit_epochs, cfg.refit_lr, new_masks,
                              **common({}))
-            record["backprop_epochs"] = cfg.refit_epochs
+            record.update(backprop_epochs=cfg.refit_epochs, lr=cfg.refit_lr)
         elif method == "finetune":
             train_masked(net, new_masks, (x, y), loss_fn, cfg.finetune_epochs,
                          **common({"lr": cfg.finetune_lr, "optimizer": cfg.optimizer}))
-            record["backprop_epochs"] = cfg.finetune_epochs
+            record.update(backprop_epochs=cfg.finetune_epochs, lr=cfg.finetune_lr)
         elif method == "rewind":
-            if early_state is None:
-                raise PruneError(
-                    "method 'rewind' needs weights saved early in training "
-                    "(weights_early.safetensors in the snapshot); choose another method"
-                )
-            _load_early(net, early_state)
-            train_masked(net, new_masks, (x, y), loss_fn, cfg.finetune_epochs,
-                         **common({"lr": cfg.finetune_lr, "optimizer": cfg.optimizer}))
-            record["backprop_epochs"] = cfg.finetune_epochs
+            assert rewind is not None  # _check_rewind
+            _load_early(net, rewind.state)
+            record.update(rewind_retrain(net, new_masks, (x, y), loss_fn, rewind,
+                                         cfg.rewind_lr, cfg.seed))
     apply_masks(net, new_masks)
     record["wall_time_s"] = time.perf_counter() - t0
     return MethodResult(net, new_masks, record)
+
+
+def _check_rewind(rewind: RewindPoint | None) -> None:
+    if rewind is None:
+        raise PruneError(
+            "method 'rewind' needs weights saved early in training "
+            "(weights_early.safetensors in the snapshot) and the snapshot's training "
+            "settings; choose another method"
+        )
+    if rewind.train.rewind_epoch > rewind.train.epochs:
+        raise PruneError(
+            f"the early weights are from epoch {rewind.train.rewind_epoch}, after the "
+            f"{rewind.train.epochs} epochs of training; there is no schedule left to rewind to"
+        )
+
+
+def rewind_retrain(
+    model: nn.Module,
+    masks: Mapping[str, Tensor],
+    data: tuple[Tensor, Tensor],
+    loss_fn: Callable[[Tensor, Tensor], Tensor],
+    rewind: RewindPoint,
+    lr: float | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Finish the original training schedule from the rewind point, with masks fixed.
+
+    ``model`` holds the rewound weights. It trains for
+    :attr:`RewindPoint.remaining_epochs` epochs with the original run's optimizer (its
+    state starts fresh), momentum, batch size and regularizers, and its learning-rate
+    schedule resumed at epoch ``rewind_epoch`` - what the full run's remaining epochs
+    were. Pruned weights stay exactly zero (:class:`~leanbits.prune.masks.MaskHook`, after
+    the regularizer's proximal steps).
+
+    Args:
+        model: trained in place.
+        masks: weight name -> keep mask.
+        data: ``(x, y)`` training tensors, shuffled each epoch with ``seed``.
+        loss_fn: the model's loss.
+        rewind: the rewind point and the original settings.
+        lr: peak learning rate of the schedule (default: the original ``lr``).
+        seed: seed of the shuffling.
+
+    Returns:
+        ``{"backprop_epochs", "lr", "rewind_epoch", "steps"}``.
+
+    Raises:
+        TrainingError: the loss became NaN or infinite.
+    """
+    t = rewind.train
+    rate = t.lr if lr is None else lr
+    epochs = rewind.remaining_epochs
+    reg = Regularizer(l2=t.l2, l1=t.l1, group=t.group, group_kind=t.group_kind,
+                      per_layer=parse_per_layer(t.per_layer))
+    reg.check_layers(model)
+    opt = make_optimizer(t.optimizer, model.parameters(), rate, t.momentum)
+    steps_per_epoch = math.ceil(data[0].shape[0] / t.batch_size)
+    # The factor of the full run's schedule: total steps come from the full epoch count.
+    sched = make_scheduler(t, opt, steps_per_epoch, start_epoch=t.rewind_epoch)
+    hooks = ([RegularizerHook(reg)] if reg.active else []) + ([MaskHook(masks)] if masks else [])
+    try:
+        result = fit(model, model.parameters(), epoch_batches(data, t.batch_size, seed),
+                     loss_fn, opt, hooks, epochs=epochs, scheduler=sched, seed=seed)
+    except NonFiniteLoss as exc:
+        raise TrainingError(
+            f"rewound retraining loss became {exc.value} at epoch {exc.epoch}, step "
+            f"{exc.step}; lower rewind_lr"
+        ) from None
+    return {"backprop_epochs": epochs, "lr": rate, "rewind_epoch": t.rewind_epoch,
+            "steps": result.steps}
 
 
 def _load_early(model: nn.Module, state: Mapping[str, Tensor]) -> None:
@@ -317,7 +424,9 @@ __all__ = [
     "OWN_SPARSITY",
     "MethodResult",
     "PruneConfig",
+    "RewindPoint",
     "choose_masks",
+    "rewind_retrain",
     "run_baseline",
     "train_masked",
 ]

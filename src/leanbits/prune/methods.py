@@ -7,19 +7,22 @@ none        :mod:`.baselines`: magnitude masks, nothing else
 refit       :mod:`.baselines`: masks, then only the non-weights re-fitted (the paper's way)
 finetune    :mod:`.baselines`: masks, then kept weights retrained
 iterative   :mod:`.baselines`: prune-retrain rounds (Han et al. 2015)
-rewind      :mod:`.baselines`: masks, kept weights rewound to early training, retrained
+rewind      :mod:`.baselines`: masks, kept weights rewound to early training, the rest of
+            the original schedule retrained (lottery-ticket rewinding)
 gradual     :mod:`.gradual`: training while the sparsity rises on a cubic schedule
             (Zhu & Gupta 2017)
 sparse-vd   :mod:`.variational`: sparse variational dropout (Molchanov et al. 2017)
 structured  :mod:`.structured`: whole units removed to a weight budget, then retrained
 =========== ===========================================================================
 
-Every entry is called as ``fn(model, data, loss, cfg, masks, early_state)`` on the
-caller's model (each works on a copy) and returns a
-:class:`~leanbits.prune.baselines.MethodResult`: an ordinary model (Linear / Conv layers,
-pruned weights exactly zero), its masks and a record with ``method``,
-``backprop_epochs`` and ``wall_time_s``. The CLI (``leanbits prune --method``), experiment
-files (``[prune] method``) and :func:`run_method` all go through :data:`REGISTRY`.
+Every entry is called as ``fn(model, data, loss, cfg, masks, rewind)`` on the caller's
+model (each works on a copy) and returns a :class:`~leanbits.prune.baselines.MethodResult`:
+an ordinary model (Linear / Conv layers, pruned weights exactly zero), its masks and a
+record with ``method``, ``backprop_epochs`` and ``wall_time_s`` (the method alone). The
+CLI (``leanbits prune --method``), experiment files (``[prune] method``) and
+:func:`run_method` all go through :data:`REGISTRY`. :func:`lr_field` names the setting
+that holds each method's learning rate, which a validation grid
+(``PruneConfig.lr_grid``, :func:`leanbits.prune.search.prune_snapshot`) scales.
 """
 
 from __future__ import annotations
@@ -35,36 +38,36 @@ from leanbits.prune.baselines import (
     METHODS,
     MethodResult,
     PruneConfig,
+    RewindPoint,
     run_baseline,
 )
 from leanbits.prune.gradual import gradual_prune
 from leanbits.prune.masks import check_amount
 from leanbits.prune.structured import structured_prune
 from leanbits.prune.variational import sparse_vd
+from leanbits.train import TrainConfig
 
 Loss = Callable[[Tensor, Tensor], Tensor]
 Method = Callable[
     [nn.Module, tuple[Tensor, Tensor], Loss, PruneConfig, Mapping[str, Tensor] | None,
-     Mapping[str, Tensor] | None],
+     RewindPoint | None],
     MethodResult,
 ]
 
 
 def _baseline(name: str) -> Method:
     def run(model: nn.Module, data: tuple[Tensor, Tensor], loss: Loss, cfg: PruneConfig,
-            masks: Mapping[str, Tensor] | None,
-            early_state: Mapping[str, Tensor] | None) -> MethodResult:
-        return run_baseline(model, name, cfg.sparsity, data, loss, cfg, early_state, masks)
+            masks: Mapping[str, Tensor] | None, rewind: RewindPoint | None) -> MethodResult:
+        return run_baseline(model, name, cfg.sparsity, data, loss, cfg, rewind, masks)
 
     return run
 
 
-def _without_early(fn: Callable[..., MethodResult]) -> Method:
-    """A method that starts from the snapshot as it is: early weights are not used."""
+def _from_snapshot(fn: Callable[..., MethodResult]) -> Method:
+    """A method that starts from the snapshot as it is: no rewind point is used."""
 
     def run(model: nn.Module, data: tuple[Tensor, Tensor], loss: Loss, cfg: PruneConfig,
-            masks: Mapping[str, Tensor] | None,
-            early_state: Mapping[str, Tensor] | None) -> MethodResult:
+            masks: Mapping[str, Tensor] | None, rewind: RewindPoint | None) -> MethodResult:
         return fn(model, data, loss, cfg, masks)
 
     return run
@@ -72,10 +75,32 @@ def _without_early(fn: Callable[..., MethodResult]) -> Method:
 
 REGISTRY: dict[str, Method] = {
     **{name: _baseline(name) for name in BASELINES},
-    "gradual": _without_early(gradual_prune),
-    "sparse-vd": _without_early(sparse_vd),
-    "structured": _without_early(structured_prune),
+    "gradual": _from_snapshot(gradual_prune),
+    "sparse-vd": _from_snapshot(sparse_vd),
+    "structured": _from_snapshot(structured_prune),
 }
+
+#: the :class:`PruneConfig` field holding each method's learning rate (None: it trains
+#: nothing); ``structured`` uses that of its ``structured_retrain``
+LR_FIELDS: dict[str, str | None] = {
+    "none": None, "refit": "refit_lr", "finetune": "finetune_lr",
+    "iterative": "iterative_lr", "rewind": "rewind_lr", "gradual": "gradual_lr",
+    "sparse-vd": "vd_lr", "structured": None,
+}
+
+
+def lr_field(method: str, cfg: PruneConfig) -> str | None:
+    """The :class:`PruneConfig` field holding ``method``'s learning rate (None: none).
+
+    Example:
+        >>> lr_field("finetune", PruneConfig())
+        'finetune_lr'
+    """
+    if method == "structured":
+        return f"{cfg.structured_retrain}_lr"
+    if method not in LR_FIELDS:
+        raise PruneError(f"unknown method {method!r}; valid: {', '.join(REGISTRY)}")
+    return LR_FIELDS[method]
 
 
 def run_method(
@@ -87,6 +112,7 @@ def run_method(
     config: PruneConfig | None = None,
     early_state: Mapping[str, Tensor] | None = None,
     masks: Mapping[str, Tensor] | None = None,
+    train_config: TrainConfig | None = None,
 ) -> MethodResult:
     """Prune a copy of ``model`` with ``method`` (any of :data:`METHODS`).
 
@@ -100,8 +126,11 @@ def run_method(
         train: ``(x, y)`` training tensors.
         loss_fn: the model's loss, e.g. ``head.loss``.
         config: all other settings, budgets included (default :class:`PruneConfig`).
-        early_state: state dict from early in training (method ``rewind``).
+        early_state: state dict after epoch ``train_config.rewind_epoch`` of training
+            (method ``rewind``).
         masks: masks the model already has; the result is a subset of them.
+        train_config: the settings the model was trained with (method ``rewind`` finishes
+            their schedule).
 
     Returns:
         A :class:`MethodResult`; ``record`` has ``method``, ``backprop_epochs``,
@@ -122,7 +151,9 @@ def run_method(
     cfg = dataclasses.replace(config or PruneConfig(), sparsity=check_amount(sparsity))
     if train[0].shape[0] == 0:
         raise PruneError("no training examples to prune with")
-    return REGISTRY[method](model, train, loss_fn, cfg, masks, early_state)
+    rewind = (RewindPoint(early_state, train_config)
+              if early_state is not None and train_config is not None else None)
+    return REGISTRY[method](model, train, loss_fn, cfg, masks, rewind)
 
 
-__all__ = ["METHODS", "REGISTRY", "Method", "run_method"]
+__all__ = ["LR_FIELDS", "METHODS", "REGISTRY", "Method", "lr_field", "run_method"]

@@ -2,7 +2,9 @@
 
 Every method is measured the same way (:func:`measure`): validation and test accuracy,
 nonzero weights, effective connections, live units per layer, dense / sparse /
-effective multiply-accumulates per example, backprop epochs and wall time.
+effective multiply-accumulates per example, backprop epochs and the method's own wall time.
+A method's learning rate can be chosen from a small grid (``PruneConfig.lr_grid``) by
+validation accuracy alone; the test split is read once, for the chosen run.
 
 ``data`` is any object with ``.train.x/.train.y/.val.x/.val.y/.test.x/.test.y`` tensors
 (:class:`leanbits.data.datasets.Splits` or a test double).
@@ -10,6 +12,7 @@ effective multiply-accumulates per example, backprop epochs and wall time.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -24,12 +27,12 @@ from leanbits.models.layers import weight_layers
 from leanbits.prune.baselines import METHODS, OWN_SPARSITY, PruneConfig
 from leanbits.prune.magnitude import LayerEmptiedError
 from leanbits.prune.masks import check_amount, count_nonzero_weights, model_masks
-from leanbits.prune.methods import run_method
+from leanbits.prune.methods import lr_field, run_method
 from leanbits.prune.refit import nonweight_parameters
 from leanbits.prune.structure import analyse, compact, macs
 from leanbits.results import Row
 from leanbits.snapshot import Snapshot, load_tensors
-from leanbits.train import evaluate_splits
+from leanbits.train import TrainConfig, evaluate, evaluate_splits
 
 
 @dataclass
@@ -109,6 +112,41 @@ def _with(cfg: PruneConfig, **changes: Any) -> PruneConfig:
     return make(PruneConfig, values)
 
 
+def train_config_of(snapshot: Snapshot) -> TrainConfig | None:
+    """The settings ``snapshot`` was trained with (None when its config has none).
+
+    Keys this version does not know (a snapshot from another version) are left out.
+    """
+    train = snapshot.config.get("train") if isinstance(snapshot.config, Mapping) else None
+    if not isinstance(train, Mapping):
+        return None
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    return make(TrainConfig, {k: v for k, v in train.items() if k in known})
+
+
+def lr_candidates(method: str, cfg: PruneConfig,
+                  train: TrainConfig | None = None) -> list[PruneConfig]:
+    """One config per learning rate of ``cfg.lr_grid`` (factors of the method's rate).
+
+    Without a grid, or for a method that trains nothing, ``[cfg]``. The rewind rate
+    defaults to the original training rate (``train.lr``), which the factors then scale.
+
+    Example:
+        >>> [c.finetune_lr for c in lr_candidates("finetune",
+        ...                                       PruneConfig(lr_grid=(0.5, 1.0, 2.0)))]
+        [0.00025, 0.0005, 0.001]
+    """
+    field_name = lr_field(method, cfg)
+    if not cfg.lr_grid or field_name is None:
+        return [cfg]
+    base = getattr(cfg, field_name)
+    if base is None:
+        if train is None:  # rewind without its training settings: it will say so itself
+            return [cfg]
+        base = train.lr
+    return [_with(cfg, **{field_name: base * f}) for f in cfg.lr_grid]
+
+
 def prune_snapshot(
     snapshot: Snapshot,
     method: str,
@@ -130,11 +168,18 @@ def prune_snapshot(
         early_state: early weights for ``rewind`` (default: read from the snapshot dir).
         dense: a precomputed :func:`dense_report` (saves time in profiles).
 
+    With ``config.lr_grid`` the method runs once per learning rate of the grid and the run
+    with the best validation accuracy is kept (the first on a tie); ``backprop_epochs``
+    and ``wall_time_s`` are then the kept run's, ``grid_backprop_epochs`` and
+    ``grid_wall_time_s`` the whole selection's, and ``lr_grid`` lists every
+    ``{"lr", "val_acc"}`` tried. The result's config holds the chosen rate.
+
     Returns:
         ``(result, report)``: ``result`` is a :class:`PruneResult` (masked model, masks,
         the snapshot's plan and head, ``compact_model`` / ``compact_plan``) and ``report``
         a JSON-able dict (see :func:`measure`) with ``method``, ``sparsity_requested``,
-        ``backprop_epochs``, ``wall_time_s``, ``dense`` and ``compact`` added.
+        ``backprop_epochs``, ``lr``, ``wall_time_s`` (the method alone: no data loading,
+        no evaluation), ``dense`` and ``compact`` added.
 
     Example:
         >>> result, report = prune_snapshot(snap, "refit", 0.95, splits)  # doctest: +SKIP
@@ -146,8 +191,24 @@ def prune_snapshot(
     if early_state is None and method == "rewind":
         early_state = load_early_state(snapshot)
     x, y = _train_part(data, cfg)
-    res = run_method(snapshot.model, method, sparsity, (x, y), snapshot.head.loss, cfg,
-                     early_state, snapshot.masks)
+    train_cfg = train_config_of(snapshot) if method == "rewind" else None
+    candidates = lr_candidates(method, cfg, train_cfg)
+    res, grid = None, []
+    best = -math.inf
+    for cand in candidates:
+        run = run_method(snapshot.model, method, sparsity, (x, y), snapshot.head.loss, cand,
+                         early_state, snapshot.masks, train_config=train_cfg)
+        if len(candidates) == 1:
+            res = run
+            break
+        # choose on validation only; test is measured once, for the kept run
+        val = evaluate(run.model, snapshot.head, data.val.x, data.val.y)["acc"]
+        grid.append({"lr": run.record.get("lr"), "val_acc": val,
+                     "backprop_epochs": run.record["backprop_epochs"],
+                     "wall_time_s": run.record["wall_time_s"]})
+        if res is None or val > best:
+            res, best, cfg = run, val, cand
+    assert res is not None
     x_dead = x[: cfg.compensation_examples] if cfg.dead_on_data else None
     report: dict[str, Any] = {
         "method": method,
@@ -160,6 +221,10 @@ def prune_snapshot(
     report.update(measure(res.model, snapshot.plan.in_shape, snapshot.head, data, res.masks,
                           x_dead))
     report.update({k: v for k, v in res.record.items() if k != "method"})
+    if grid:
+        report["lr_grid"] = [{"lr": g["lr"], "val_acc": g["val_acc"]} for g in grid]
+        report["grid_backprop_epochs"] = sum(g["backprop_epochs"] for g in grid)
+        report["grid_wall_time_s"] = sum(g["wall_time_s"] for g in grid)
     small, small_plan = compact(res.model, snapshot.plan, res.masks, x_dead)
     report["compact"] = {
         "conv": list(small_plan.conv),
@@ -289,7 +354,8 @@ def _profile_row(point: int, method: str, level: float, settings: dict[str, Any]
         test_loss=rep["test_loss"], params=params, weights=rep["weights"],
         nonzero_weights=rep["nonzero_weights"], sparsity=rep["sparsity"],
         effective_connections=rep["effective_connections"],
-        layer_sparsity=_layer_sparsity(rep["connections"], sizes), metrics=metrics,
+        layer_sparsity=_layer_sparsity(rep["connections"], sizes),
+        method_seconds=rep.get("wall_time_s"), metrics=metrics,
     )
 
 

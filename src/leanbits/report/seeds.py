@@ -44,7 +44,8 @@ STAGE_MEASURES = ("val_acc", "test_acc", "val_loss", "test_loss", "val_nll", "te
                   "val_ece", "test_ece")
 #: Row fields copied into a record
 ROW_FIELDS = ("val_acc", "test_acc", "val_loss", "test_loss", "total_bits", "dense_bits",
-              "compression", "nonzero_weights", "sparsity", "weight_l2", "max_abs_weight")
+              "compression", "nonzero_weights", "sparsity", "weight_l2", "max_abs_weight",
+              "method_seconds")
 #: bound on a CSV read: a committed study has at most a few thousand rows
 MAX_CSV_BYTES = 64 * 1024 * 1024
 
