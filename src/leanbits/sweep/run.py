@@ -312,7 +312,7 @@ def _row(exp: Experiment, point: Point, root: Path) -> Row:
         file_bytes=bits.get("file_bytes"),
         dense_bits=32 * train["params"],
         compression=compression(train["params"], bits.get("total_bits")),
-        method_seconds=pruned.get("method_seconds"),
+        method_seconds=records.get("prune", {}).get(stages.METHOD_SECONDS),
         metrics={kind: rec["metrics"] for kind, rec in records.items()},
     )
 
