@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from leanbits import paths, snapshot
-from leanbits.config import to_dict
 from leanbits.cli import prune as prune_cli
+from leanbits.config import to_dict
 from leanbits.errors import PruneError
 from leanbits.heads import Head
 from leanbits.models import Plan, build
