@@ -1,8 +1,11 @@
-"""Shared fixtures: tiny seeded data that looks like MNIST (shapes, classes)."""
+"""Shared fixtures: tiny seeded data that looks like MNIST (shapes, classes), and a sweep's
+results without their timings."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import torch
@@ -74,3 +77,20 @@ def small_mount(tmp_path):
     yield mount
     for d in mounted:
         subprocess.run(["umount", str(d)], capture_output=True)
+
+
+def untimed_results(path: Path) -> list[str]:
+    """A sweep's results.json / results.jsonl as canonical JSON lines, every byte kept but
+    the pruning methods' wall times (``method_seconds``: a timing of the machine, not a
+    result; runs that rebuild the same stages reproduce everything else exactly). Each
+    pruned row must have a positive time, every other row none."""
+    text = Path(path).read_text(encoding="utf-8")
+    doc = json.loads(text) if Path(path).suffix == ".json" else None
+    rows = doc["rows"] if doc is not None else [json.loads(x) for x in text.splitlines()]
+    for r in rows:
+        seconds = r.pop("method_seconds")
+        assert (seconds > 0) if "prune" in r["stages"] else seconds is None
+    rest = [] if doc is None else [json.dumps({k: v for k, v in doc.items() if k != "rows"},
+                                              sort_keys=True)]
+    return [json.dumps(r, sort_keys=True) for r in rows] + rest
+

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import tomli_w
+from conftest import untimed_results
 
 from leanbits import paths
 from leanbits.cli import main
@@ -75,7 +76,7 @@ def _assert_intact(out: Path, reference: Path) -> None:
             assert stages.is_complete(root / s.relpath), s.relpath
     leftovers = [p for p in root.rglob(".*")]
     assert leftovers == []
-    assert (out / "results.json").read_bytes() == (reference / "results.json").read_bytes()
+    assert untimed_results(out / "results.json") == untimed_results(reference / "results.json")
 
 
 # ----------------------------------------------------------------------------- proc helpers
@@ -185,8 +186,8 @@ def test_runs_sharing_a_stage_root_build_each_stage_once(exp_file, tmp_path, ref
     ran = [sum(json.loads(o)["ran"].values()) for _, o, _ in outs]
     assert sum(ran) == STAGE_COUNT  # the second waited on each stage and reused it
     for n in ("a", "b"):
-        assert ((tmp_path / n / "results.json").read_bytes()
-                == (reference / "results.json").read_bytes())
+        assert (untimed_results(tmp_path / n / "results.json")
+                == untimed_results(reference / "results.json"))
     assert list(shared.rglob(".*")) == []
 
 

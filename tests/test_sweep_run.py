@@ -4,6 +4,7 @@ import copy
 import json
 
 import pytest
+from conftest import untimed_results as _untimed
 
 from leanbits import paths
 from leanbits.cli import main
@@ -160,21 +161,6 @@ def test_rerun_skips_and_a_changed_setting_reruns_only_its_dependents(reference,
     calls.clear()
     s = _run(_exp(prune={"refit_epochs": 2}), tmp_path / "c", stage_root=root)
     assert s.ran == {"train": 0, "prune": 4, "bits": 8} and calls.count("train") == 0
-
-
-def _untimed(path) -> list[dict]:
-    """The rows of results.json / results.jsonl, every byte but the pruning methods' wall
-    times (``method_seconds``: a timing of this machine, not a result), which each pruned
-    row must have."""
-    text = path.read_text(encoding="utf-8")
-    rows = (json.loads(text)["rows"] if path.suffix == ".json"
-            else [json.loads(line) for line in text.splitlines()])
-    for r in rows:
-        seconds = r.pop("method_seconds")
-        assert (seconds > 0) if "prune" in r["stages"] else seconds is None
-    return [json.dumps(r, sort_keys=True) for r in rows] + (
-        [json.dumps({k: v for k, v in json.loads(text).items() if k != "rows"},
-                    sort_keys=True)] if path.suffix == ".json" else [])
 
 
 def test_interrupted_run_resumes_to_identical_results(reference, tmp_path, monkeypatch):
