@@ -12,9 +12,11 @@ import torch
 
 import leanbits
 from leanbits import cli as main_cli
-from leanbits import compression, snapshot
+from leanbits import snapshot
 from leanbits.bits import evaluate_lbits, unpack
 from leanbits.compression import CompressConfig, check_target
+from leanbits.compression import run as compress_run
+from leanbits.compression import search as compress_search
 from leanbits.errors import ConfigError
 from leanbits.heads import Head
 from leanbits.models import Plan, build
@@ -117,7 +119,7 @@ def test_file_size_is_its_account_and_decoded_accuracy_is_reported(trained, tmp_
 def test_interrupted_search_resumes_without_redoing_work(trained, tmp_path, monkeypatch):
     snap, splits = trained
     calls: list[float] = []
-    real = compression.run_method
+    real = compress_search.run_method
 
     def counting(model, method, sparsity, *a, **kw):
         calls.append(sparsity)
@@ -125,7 +127,7 @@ def test_interrupted_search_resumes_without_redoing_work(trained, tmp_path, monk
             raise KeyboardInterrupt
         return real(model, method, sparsity, *a, **kw)
 
-    monkeypatch.setattr(compression, "run_method", counting)
+    monkeypatch.setattr(compress_search, "run_method", counting)
     stop_after: int | None = None
     whole = _compress(snap, splits, output=tmp_path / "whole.lbits")
     total = len(calls)
@@ -177,7 +179,7 @@ def test_api_refuses_bad_requirement_before_work(trained):
 
 @pytest.fixture
 def fake_data(trained, monkeypatch):
-    monkeypatch.setattr(compression, "snapshot_data", lambda config, **kw: trained[1])
+    monkeypatch.setattr(compress_run, "snapshot_data", lambda config, **kw: trained[1])
 
 
 @pytest.mark.parametrize("flags", [

@@ -48,6 +48,36 @@ def lock(d: Path) -> Path:
     return Path(d) / ".lock"
 
 
+# ----------------------------------------------------------------------------- built aside
+
+
+def partial(p: Path) -> Path:
+    """``P.partial``: where a snapshot directory ``P`` is built before one rename makes it
+    ``P``, and the default work directory of a compress search that writes ``P``."""
+    return Path(str(p) + ".partial")
+
+
+def _hidden_sibling(p: Path, suffix: str) -> Path:
+    p = Path(p)
+    return p.parent / f".{p.name}.{suffix}"
+
+
+def building(p: Path) -> Path:
+    """``.P.partial``: the hidden sibling a sweep stage ``P`` is built in."""
+    return _hidden_sibling(p, "partial")
+
+
+def replaced(p: Path) -> Path:
+    """``.P.old``: where an old ``P`` is moved while a new one takes its place."""
+    return _hidden_sibling(p, "old")
+
+
+def sibling_lock(p: Path) -> Path:
+    """``.P.lock``: the lock held beside ``P`` while ``P`` is built (a sweep stage, a
+    compress work directory)."""
+    return _hidden_sibling(p, "lock")
+
+
 # ----------------------------------------------------------------------------- pruning
 
 
