@@ -14,6 +14,7 @@ import stat
 import struct
 import tarfile
 import tracemalloc
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -433,7 +434,7 @@ def test_mirror_offline_switch_skips_network(tmp_path: Path, monkeypatch: pytest
     def no_net(*a, **k):
         raise AssertionError("network used")
 
-    monkeypatch.setattr(sources.urllib.request, "urlopen", no_net)
+    monkeypatch.setattr(urllib.request, "urlopen", no_net)
     monkeypatch.setenv("LEANBITS_OFFLINE", "1")
     with pytest.raises(SourceUnavailable, match="LEANBITS_OFFLINE"):
         MirrorSource("https://example.invalid/").get("mnist", sources.TRAIN_IMAGES, tmp_path, False)

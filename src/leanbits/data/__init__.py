@@ -1,6 +1,7 @@
-"""Data: IDX files (:mod:`.idx`), sources - cache, mirrors, offline packages
-(:mod:`.sources`) - and the train/validation/test splits every command loads through
-:func:`load_data` (:mod:`.datasets`).
+"""Data: IDX files (:mod:`.idx`), the known datasets (:mod:`.registry`), the cache
+(:mod:`.sources`) and what fills it - mirrors, offline packages (:mod:`.providers`) - and
+the train/validation/test splits every command loads through :func:`load_data`
+(:mod:`.datasets`).
 """
 
 from leanbits.data.datasets import (

