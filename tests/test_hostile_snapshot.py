@@ -171,7 +171,7 @@ def test_forged_snapshot_is_refused_in_one_line(case, base, capsys, monkeypatch,
         raise AssertionError(f"built a model from a forged snapshot: {plan}")
 
     if case not in CHECKED_WITH_THE_DATA:
-        monkeypatch.setattr(snapshot, "build", no_build)
+        monkeypatch.setattr(snapshot.reader, "build", no_build)
     monkeypatch.chdir(tmp_path)
     assert cli.main([*COMMAND[command], str(base)]) == 2
     _one_line_error(capsys, needle)

@@ -62,6 +62,13 @@ def _hidden_sibling(p: Path, suffix: str) -> Path:
     return p.parent / f".{p.name}.{suffix}"
 
 
+def temp_prefix(p: Path, what: str = "") -> str:
+    """Name prefix of a temporary hidden sibling of ``p`` (``.P.`` or ``.P.WHAT.``), for
+    ``tempfile.mkdtemp(prefix=..., dir=p.parent)``: a directory being claimed or thrown away."""
+    name = Path(p).name
+    return f".{name}.{what}." if what else f".{name}."
+
+
 def building(p: Path) -> Path:
     """``.P.partial``: the hidden sibling a sweep stage ``P`` is built in."""
     return _hidden_sibling(p, "partial")
