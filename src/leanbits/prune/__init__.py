@@ -1,10 +1,10 @@
 """Snapshot pruning: prune a trained model once, re-fit only its non-weight parameters.
 
-Scoring is pure (:mod:`.magnitude`), masks only shrink (:mod:`.masks`), structure and
-compaction live in :mod:`.structure`, the non-weight re-fit and bias compensation in
-:mod:`.refit`, the baselines in :mod:`.baselines`, the methods that train for sparsity in
-:mod:`.gradual` (Zhu & Gupta), :mod:`.variational` (sparse VD) and :mod:`.structured`
-(whole units to a weight budget), reporting and the sparsity search in
+Scoring is pure (:mod:`.magnitude`), masks only shrink (:mod:`.masks`), structure lives
+in :mod:`.structure` and compaction in :mod:`.compaction`, the non-weight re-fit and bias
+compensation in :mod:`.refit`, the baselines in :mod:`.baselines`, the methods that train
+for sparsity in :mod:`.gradual` (Zhu & Gupta), :mod:`.variational` (sparse VD) and
+:mod:`.structured` (whole units to a weight budget), reporting and the sparsity search in
 :mod:`.search`, and what pruning writes to disk in :mod:`.store` (the ``prune`` /
 ``profile`` commands are in :mod:`leanbits.cli.prune`).
 
@@ -20,6 +20,7 @@ import sys as _sys
 import types as _types
 
 from leanbits.prune.baselines import METHODS, MethodResult, PruneConfig, train_masked
+from leanbits.prune.compaction import compact, compact_sequential, macs
 from leanbits.prune.gradual import GradualPruning, cubic_sparsity, gradual_prune
 from leanbits.prune.magnitude import (
     geometric_schedule,
@@ -48,11 +49,8 @@ from leanbits.prune.store import load_saved, save_profile, save_result
 from leanbits.prune.structure import (
     Structure,
     analyse,
-    compact,
-    compact_sequential,
     effective_connections,
     find_dead_units,
-    macs,
     remove_dead_units,
 )
 from leanbits.prune.structured import structured_masks, structured_prune

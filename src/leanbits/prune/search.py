@@ -25,11 +25,12 @@ from leanbits.config import make, option, to_dict
 from leanbits.errors import PruneError
 from leanbits.models.layers import weight_layers
 from leanbits.prune.baselines import METHODS, OWN_SPARSITY, PruneConfig
+from leanbits.prune.compaction import compact, macs
 from leanbits.prune.magnitude import LayerEmptiedError
 from leanbits.prune.masks import check_amount, count_nonzero_weights, model_masks
 from leanbits.prune.methods import lr_field, run_method
 from leanbits.prune.refit import nonweight_parameters
-from leanbits.prune.structure import analyse, compact, macs
+from leanbits.prune.structure import analyse
 from leanbits.results import Row
 from leanbits.snapshot import Snapshot, load_tensors
 from leanbits.train import TrainConfig, evaluate, evaluate_splits
