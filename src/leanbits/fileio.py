@@ -181,7 +181,7 @@ def exclusive_lock(path: str | os.PathLike[str], wait: bool = False) -> Iterator
         >>> with exclusive_lock("runs/x/.lock"):  # doctest: +SKIP
         ...     ...  # this process is the only writer of runs/x
     """
-    try:
+    try:  # POSIX only: imported here so that elsewhere only locking fails, with a message
         import fcntl
     except ImportError:
         raise LeanbitsError("directory locks need a POSIX system (Linux, macOS); this one "

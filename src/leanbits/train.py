@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from tqdm import tqdm
 
 from leanbits import paths, snapshot
 from leanbits.calibration import Calibration
@@ -286,8 +287,6 @@ class _ProgressBar(Hook):
 
     def after_step(self, state: FitState) -> None:
         if self.bar is None:
-            from tqdm import tqdm
-
             self.bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {state.epoch}/{state.epochs}",
                             leave=False, unit="batch", file=sys.stderr)
         self.bar.update(1)

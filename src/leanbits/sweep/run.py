@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 import tomli_w
+from tqdm import tqdm
 
 from leanbits import paths
 from leanbits.config import to_dict
@@ -259,8 +260,6 @@ def _run_levels(exp: Experiment, root: Path, ex: Executor, summary: RunSummary, 
 
 def _run_level(ex: Executor, kind: str, tasks: list[stages.StageTask], summary: RunSummary,
                show: bool, log: Callable[[str], None]) -> None:
-    from tqdm import tqdm
-
     failures: list[tuple[str, BaseException]] = []
     with tqdm(total=len(tasks), desc=kind, unit="stage", file=sys.stderr, disable=not show,
               leave=False) as bar:
