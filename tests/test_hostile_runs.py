@@ -197,11 +197,11 @@ def test_a_stage_being_built_elsewhere_is_waited_for_not_trampled(tmp_path):
     out = tmp_path / spec.relpath
     task = stages.StageTask(spec.kind, spec.key, spec.config, spec.data, str(out))
     result = {}
-    with exclusive_lock(stages._sibling(out, "lock")):  # another run is building it
+    with exclusive_lock(paths.sibling_lock(out)):  # another run is building it
         worker = threading.Thread(target=lambda: result.update(stages.execute_stage(task)))
         worker.start()
         worker.join(1.0)
-        assert worker.is_alive() and not stages._sibling(out, "partial").exists()
+        assert worker.is_alive() and not paths.building(out).exists()
     worker.join(120)
     assert result["ran"] is True and stages.is_complete(out)
     assert stages.execute_stage(task)["ran"] is False

@@ -170,7 +170,7 @@ def bench_models(
     if onnx_dir is not None:
         ort = _ort()
         for name, m in models.items():
-            p = Path(onnx_dir) / f"{name}.onnx"
+            p = paths.onnx(Path(onnx_dir), name)
             export_onnx(m, in_shape, p, dynamic_batch=True)
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = torch.get_num_threads()

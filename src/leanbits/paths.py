@@ -79,6 +79,12 @@ def replaced(p: Path) -> Path:
     return _hidden_sibling(p, "old")
 
 
+def sibling_work(p: Path) -> Path:
+    """``.P.work``: the cache of a compress search kept beside the stage ``P`` that runs it,
+    so an interrupted stage resumes its search."""
+    return _hidden_sibling(p, "work")
+
+
 def sibling_lock(p: Path) -> Path:
     """``.P.lock``: the lock held beside ``P`` while ``P`` is built (a sweep stage, a
     compress work directory)."""
@@ -189,3 +195,16 @@ def report_html(d: Path) -> Path:
 def figures(d: Path) -> Path:
     """PNG figures linked from ``report.md``."""
     return Path(d) / "figures"
+
+
+def figure(d: Path, name: str) -> Path:
+    """One PNG figure of the report in ``d``."""
+    return figures(d) / f"{name}.png"
+
+
+# ----------------------------------------------------------------------------- export
+
+
+def onnx(d: Path, name: str) -> Path:
+    """An ONNX export of the model called ``name`` (benchmarked beside the others)."""
+    return Path(d) / f"{name}.onnx"

@@ -26,7 +26,7 @@ from leanbits.report.collect import MAX_DEPTH, RESULTS_FILES, RunData, collect
 from leanbits.report.document import Block, Code, Heading, Note, Report, Text
 from leanbits.report.frontier import frontier_section
 from leanbits.report.html import to_html
-from leanbits.report.markdown import FIGURES_DIR, to_markdown
+from leanbits.report.markdown import to_markdown
 from leanbits.report.overseeds import seeds_section
 from leanbits.report.profile import drawable, profile_points, prune_section, pruned_models
 from leanbits.report.seeds import CSV_NAME
@@ -146,16 +146,15 @@ def write_report(report: Report, out_dir: str | os.PathLike[str]) -> ReportFiles
     is not there yet.
     """
     out = Path(out_dir)
-    fig_dir = out / FIGURES_DIR
     written = []
     for fig in report.figures():
-        p = fig_dir / f"{fig.name}.png"
+        p = paths.figure(out, fig.name)
         write_bytes_atomic(p, fig.png)
         written.append(p)
     produced = {f.name for f in report.figures()}
     for name in FIGURE_NAMES:  # a figure this report does not have must not linger
         if name not in produced:
-            (fig_dir / f"{name}.png").unlink(missing_ok=True)
+            paths.figure(out, name).unlink(missing_ok=True)
     md, html = out / REPORT_MD, out / REPORT_HTML
     write_text_atomic(md, to_markdown(report))
     write_text_atomic(html, to_html(report))

@@ -263,12 +263,6 @@ def is_current(stage_dir: str | Path, config: Any, input_dir: str | Path | None)
         return False
 
 
-def _sibling(out: Path, suffix: str) -> Path:
-    """A hidden sibling of a stage directory: ``.partial`` (being built), ``.old`` (being
-    replaced) or ``.lock`` (held while building)."""
-    return out.parent / f".{out.name}.{suffix}"
-
-
 def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
@@ -282,7 +276,7 @@ def _install(tmp: Path, out: Path) -> None:
     The old directory is renamed away first, never deleted in place, so a reader sees the
     old stage whole, no stage, or the new one whole - never a half-deleted one.
     """
-    old = _sibling(out, "old")
+    old = paths.replaced(out)
     _remove(old)
     if out.exists() or out.is_symlink():
         os.replace(out, old)
@@ -313,12 +307,12 @@ def execute_stage(task: StageTask) -> dict[str, Any]:
         already complete (another run finished it).
     """
     out = Path(task.out_dir)
-    with exclusive_lock(_sibling(out, "lock"), wait=True):
+    with exclusive_lock(paths.sibling_lock(out), wait=True):
         # Under the lock: if another run built this stage while we waited, reuse it.
         if is_current(out, task.config, task.input_dir):
             return {"key": task.key, "kind": task.kind, "ran": False, "seconds": 0.0}
         t0 = time.perf_counter()
-        tmp = _sibling(out, "partial")
+        tmp = paths.building(out)
         # Anything here is from an interrupted run; never trust it, start over.
         _remove(tmp)
         tmp.mkdir(parents=True)
@@ -473,7 +467,7 @@ def _run_compress(task: StageTask, splits: Any, out: Path) -> dict[str, Any]:
     snap = snapshot.load(task.input_dir)
     # The search's cache lives beside the stage, not in its .partial directory (which a
     # new attempt starts afresh): an interrupted compress stage resumes its search.
-    work = _sibling(Path(task.out_dir), "work")
+    work = paths.sibling_work(Path(task.out_dir))
     result = compress(snap.model, splits, snap.head.loss, config=task.config, plan=snap.plan,
                       head=snap.head, masks=snap.masks, output=paths.lbits(out),
                       work_dir=work, progress=False)
