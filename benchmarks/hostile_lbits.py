@@ -21,107 +21,56 @@ import platform
 import subprocess
 import sys
 import tempfile
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 
-import constriction
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench_md import update_section  # noqa: E402
 
-from leanbits.bits.container import MAGIC, VERSION  # noqa: E402
+from leanbits.bits.forge import (  # noqa: E402
+    coded_words,
+    float16,
+    frame,
+    name_shape,
+    start,
+    weight_settings,
+)
 from leanbits.bits.index import coded_encode  # noqa: E402
 from leanbits.bits.records import (  # noqa: E402
     MAX_CODED_ROWS,
     MAX_ELEMENTS,
     MAX_TENSORS,
     plan_shapes,
-    write_plan,
 )
 from leanbits.bits.stream import HEADER, BitWriter  # noqa: E402
 from leanbits.models import Plan  # noqa: E402
 
-ONE, HALF_ONE = 0x3F800000, 0x3C00  # 1.0 as float32 and float16 bits
-
-
 # ------------------------------------------------------------------------ forging
-
-
-def _frame(w: BitWriter) -> bytes:
-    body = MAGIC + bytes([VERSION]) + w.to_bytes()
-    return body + zlib.crc32(body).to_bytes(4, "big")
-
-
-def _start(count: int | None, plan: Plan | None = None, head: bool = False) -> BitWriter:
-    w = BitWriter()
-    w.uint(plan is not None, 1, HEADER)
-    w.uint(head, 1, HEADER)
-    w.uint(1, 2, HEADER)  # float16 non-weights
-    if plan is not None:
-        write_plan(w, plan)
-    if count is not None:
-        w.uv(count, HEADER)
-    return w
-
-
-def _name_shape(w: BitWriter, name: str, shape: tuple[int, ...]) -> None:
-    raw = name.encode()
-    w.uv(len(raw), HEADER)
-    w.array(np.frombuffer(raw, dtype=np.uint8), 8, HEADER)
-    w.uv(len(shape), HEADER)
-    for d in shape:
-        w.uv(d, HEADER)
-
-
-def _weight(w: BitWriter, index: int, values: int = 0, levels: int = 1, bits: int = 1,
-            uniform_rows: int = 0) -> None:
-    """Tag and settings; a kmeans codebook of ``levels`` ones, or per-channel uniform scales."""
-    w.uint(1, 2, HEADER)
-    w.uint(bool(uniform_rows), 1, HEADER)
-    w.uint(bits - 1, 4, HEADER)
-    w.uint(index, 2, HEADER)
-    w.uint(values, 1, HEADER)
-    if uniform_rows:
-        w.uint(1, 1, HEADER)
-        w.array(np.full(uniform_rows, ONE), 32, HEADER)
-    else:
-        w.uv(levels, HEADER)
-        w.array(np.full(levels, ONE), 32, HEADER)
-
-
-def _float16(w: BitWriter, name: str | None, count: int) -> None:
-    if name is not None:
-        _name_shape(w, name, (count,))
-    w.uint(0, 2, HEADER)
-    w.array(np.full(count, HALF_ONE), 16, HEADER)
 
 
 def coded(shape: tuple[int, ...], nwords: int, prior: int = 0) -> bytes:
     """Coded positions over ``shape`` (rows = shape[0]) from all-zero words: every row is
     decoded before the nonzero count is found wrong."""
     n = int(np.prod(shape))
-    w = _start(1)
-    _name_shape(w, "w", shape)
-    _weight(w, index=3)
+    w = start(1)
+    name_shape(w, "w", shape)
+    weight_settings(w, index=3)
     w.uv(n // 2, HEADER)
-    w.uint(0, 1, HEADER)
-    w.uint(prior, 3, HEADER)
-    w.uv(nwords, HEADER)
-    w.array(np.zeros(nwords, dtype=np.uint32), 32, HEADER)
-    return _frame(w)
+    coded_words(w, 0, prior, np.zeros(nwords, dtype=np.uint32))
+    return frame(w)
 
 
 def one_level(n: int, filler: int) -> bytes:
     """Valid: n weights all 1.0 (dense, 1-entry codebook: no value bits), and a float16
     tensor that makes the file long enough for n elements."""
-    w = _start(2)
-    _name_shape(w, "w", (n,))
-    _weight(w, index=0)
+    w = start(2)
+    name_shape(w, "w", (n,))
+    weight_settings(w, index=0)
     w.uv(n, HEADER)
-    _float16(w, "b", filler)
-    return _frame(w)
+    float16(w, "b", filler)
+    return frame(w)
 
 
 def plan_layers(layers: int) -> bytes:
@@ -131,7 +80,7 @@ def plan_layers(layers: int) -> bytes:
         w.uint(value, width, HEADER)
     for v in (0, 1, 1, 1, 0, layers, *([1] * layers), 1):  # mlp, in_shape, conv, fc, out
         w.uv(v, HEADER)
-    return _frame(w)
+    return frame(w)
 
 
 def big_input() -> bytes:
@@ -140,53 +89,53 @@ def big_input() -> bytes:
         w.uint(value, width, HEADER)
     for v in (0, 1, 1 << 20, 1 << 20, 0, 0, 10):  # mlp, in_shape, no conv, no fc, out
         w.uv(v, HEADER)
-    return _frame(w)
+    return frame(w)
 
 
 def dense_entropy(n: int, levels: int) -> bytes:
     """Dense index, values range-coded over a 2**16-entry codebook from arbitrary words."""
-    w = _start(1)
-    _name_shape(w, "w", (n,))
-    _weight(w, index=0, values=1, levels=levels, bits=16)
+    w = start(1)
+    name_shape(w, "w", (n,))
+    weight_settings(w, index=0, values=1, levels=levels, bits=16)
     w.uv(n, HEADER)
     w.uint(15, 4, HEADER)
     w.array(np.ones(levels, dtype=np.uint16), 16, HEADER)
     words = np.random.default_rng(0).integers(0, 1 << 32, 2000, dtype=np.uint64)
     w.uv(words.size, HEADER)
     w.array(words, 32, HEADER)
-    return _frame(w)
+    return frame(w)
 
 
 def relative(n: int) -> bytes:
     """Valid: relative index with 1-bit gaps, every gap 0: one bit per weight."""
-    w = _start(1)
-    _name_shape(w, "w", (n,))
-    _weight(w, index=2)
+    w = start(1)
+    name_shape(w, "w", (n,))
+    weight_settings(w, index=2)
     w.uv(n, HEADER)
     w.uint(0, 5, HEADER)
     w.uv(n, HEADER)
     w.array(np.zeros(n, dtype=np.uint8), 1, HEADER)
-    return _frame(w)
+    return frame(w)
 
 
 def bitmask(n: int) -> bytes:
-    w = _start(1)
-    _name_shape(w, "w", (n,))
-    _weight(w, index=1)
+    w = start(1)
+    name_shape(w, "w", (n,))
+    weight_settings(w, index=1)
     w.uv(n, HEADER)
     w.array(np.ones(n, dtype=np.uint8), 1, HEADER)
-    return _frame(w)
+    return frame(w)
 
 
 def uniform_per_channel(rows: int, cols: int) -> bytes:
     """Valid: 16-bit uniform with one scale per channel (a 2**16-column codebook per row if
     it were built), every weight nonzero, fixed-width codes."""
-    w = _start(1)
-    _name_shape(w, "w", (rows, cols))
-    _weight(w, index=0, bits=16, uniform_rows=rows)
+    w = start(1)
+    name_shape(w, "w", (rows, cols))
+    weight_settings(w, index=0, bits=16, uniform_rows=rows)
     w.uv(rows * cols, HEADER)
     w.array(np.arange(rows * cols) % (1 << 16), 16, HEADER)
-    return _frame(w)
+    return frame(w)
 
 
 def many_tensors(count: int, rows: int) -> bytes:
@@ -194,21 +143,18 @@ def many_tensors(count: int, rows: int) -> bytes:
     mask = np.zeros(rows * 16, dtype=bool)
     mask[[3, 200]] = True
     cp = coded_encode(mask, rows)
-    w = _start(count)
+    w = start(count)
     for i in range(count):
-        _name_shape(w, f"l{i}.weight", (rows, 16))
-        _weight(w, index=3)
+        name_shape(w, f"l{i}.weight", (rows, 16))
+        weight_settings(w, index=3)
         w.uv(2, HEADER)
-        w.uint(cp.transpose, 1, HEADER)
-        w.uint(cp.prior, 3, HEADER)
-        w.uv(cp.words.size, HEADER)
-        w.array(cp.words, 32, HEADER)
-    return _frame(w)
+        coded_words(w, cp.transpose, cp.prior, cp.words)
+    return frame(w)
 
 
 def big_head(classes: int, m: int) -> bytes:
     """A head with a classes x m code matrix of distinct rows (no tensors)."""
-    w = _start(None, head=True)
+    w = start(None, head=True)
     w.uv(2, HEADER)
     w.uv(classes, HEADER)
     w.uint(0, 1, HEADER)
@@ -218,12 +164,12 @@ def big_head(classes: int, m: int) -> bytes:
     code[:, :17] = (np.arange(classes)[:, None] >> np.arange(17)[None, :]) & 1
     w.array(code.ravel(), 1, HEADER)
     w.uv(0, HEADER)
-    return _frame(w)
+    return frame(w)
 
 
 def plan_model(plan: Plan, classes: int | None) -> bytes:
     """Valid: every weight all 1.0 (dense, 1-entry codebook), every bias float16."""
-    w = _start(None, plan, head=classes is not None)
+    w = start(None, plan, head=classes is not None)
     if classes is not None:
         w.uv(0, HEADER)
         w.uv(classes, HEADER)
@@ -231,19 +177,11 @@ def plan_model(plan: Plan, classes: int | None) -> bytes:
     for name, shape in plan_shapes(plan).items():
         n = int(np.prod(shape))
         if name.endswith("weight"):
-            _weight(w, index=0)
+            weight_settings(w, index=0)
             w.uv(n, HEADER)
         else:
-            _float16(w, None, n)
-    return _frame(w)
-
-
-def _static_words(n: int, k: int) -> np.ndarray:
-    mask = np.zeros(n, dtype=np.int32)
-    mask[:k] = 1
-    enc = constriction.stream.queue.RangeEncoder()
-    enc.encode(mask, constriction.stream.model.Bernoulli(perfect=False), np.full(n, k / n))
-    return enc.get_compressed().astype(np.uint32)
+            float16(w, None, n)
+    return frame(w)
 
 
 FILES: dict[str, tuple[str, Callable[[], bytes]]] = {

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import math
 import tracemalloc
-import zlib
 from pathlib import Path
 
-import constriction
 import numpy as np
 import pytest
 import torch
@@ -24,13 +22,21 @@ from safetensors.torch import load_file, save_file
 
 from leanbits import snapshot
 from leanbits.bits import container
-from leanbits.bits.container import MAGIC, VERSION, decode, encode
+from leanbits.bits.container import decode, encode
+from leanbits.bits.forge import (
+    coded_words,
+    float16,
+    frame,
+    name_shape,
+    start,
+    static_coded,
+    weight_settings,
+)
 from leanbits.bits.records import (
     MAX_CODED_ROWS,
     MAX_ELEMENTS,
     MAX_NDIM,
     MAX_TENSORS,
-    write_plan,
 )
 from leanbits.bits.stream import HEADER, BitWriter
 from leanbits.cli import main
@@ -39,56 +45,7 @@ from leanbits.heads import Head
 from leanbits.models import Plan, build
 from leanbits.models.plan import MAX_LAYERS
 
-ONE = 0x3F800000  # 1.0 as float32 bits
-
-
 # ------------------------------------------------------------------ forging helpers
-
-
-def frame(w: BitWriter) -> bytes:
-    body = MAGIC + bytes([VERSION]) + w.to_bytes()
-    return body + zlib.crc32(body).to_bytes(4, "big")
-
-
-def start(count: int | None = None, plan: Plan | None = None, head: bool = False) -> BitWriter:
-    """Flags (float16 non-weights), the plan if any, the tensor count if no plan."""
-    w = BitWriter()
-    w.uint(plan is not None, 1, HEADER)
-    w.uint(head, 1, HEADER)
-    w.uint(1, 2, HEADER)
-    if plan is not None:
-        write_plan(w, plan)
-    if count is not None:
-        w.uv(count, HEADER)
-    return w
-
-
-def name_shape(w: BitWriter, name: str, shape: tuple[int, ...]) -> None:
-    raw = name.encode()
-    w.uv(len(raw), HEADER)
-    w.array(np.frombuffer(raw, dtype=np.uint8), 8, HEADER)
-    w.uv(len(shape), HEADER)
-    for d in shape:
-        w.uv(d, HEADER)
-
-
-def weight_settings(w: BitWriter, index: int, levels: int = 1, bits: int = 1) -> None:
-    """Tag, kmeans, bits, index, fixed values, a codebook of ``levels`` ones."""
-    w.uint(1, 2, HEADER)
-    w.uint(0, 2, HEADER)
-    w.uint(bits - 1, 4, HEADER)
-    w.uint(index, 2, HEADER)
-    w.uint(0, 1, HEADER)
-    w.uv(levels, HEADER)
-    w.array(np.full(levels, ONE), 32, HEADER)
-
-
-def coded_words(w: BitWriter, transpose: int, prior: int, words: np.ndarray) -> None:
-    w.uint(transpose, 1, HEADER)
-    w.uint(prior, 3, HEADER)
-    w.uint(0, 1, HEADER)  # no row counts
-    w.uv(words.size, HEADER)
-    w.array(words, 32, HEADER)
 
 
 def coded_1d(n: int, nwords: int) -> bytes:
@@ -110,20 +67,8 @@ def one_level(n: int, filler: int) -> bytes:
     name_shape(w, "w", (n,))
     weight_settings(w, index=0)
     w.uv(n, HEADER)
-    name_shape(w, "b", (filler,))
-    w.uint(0, 2, HEADER)
-    w.array(np.full(filler, 0x3C00), 16, HEADER)
+    float16(w, "b", filler)
     return frame(w)
-
-
-def static_coded(n: int, k: int) -> np.ndarray:
-    """Words of a valid static-prior (prior 7) coding of a mask with k leading nonzeros."""
-    mask = np.zeros(n, dtype=np.int32)
-    mask[:k] = 1
-    encoder = constriction.stream.queue.RangeEncoder()
-    encoder.encode(mask, constriction.stream.model.Bernoulli(perfect=False),
-                   np.full(n, k / n, dtype=np.float64))
-    return encoder.get_compressed().astype(np.uint32)
 
 
 def coded_rows_over_tensors(rows: int, tensors: int) -> bytes:
