@@ -48,19 +48,27 @@ def check_output_file(path: str | os.PathLike[str]) -> Path:
     path = Path(path)
     if path.is_symlink():
         path = Path(os.path.realpath(path))
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
+    st = _stat_output(path, "write", "choose an output path inside a directory")
+    if st is None:
         return path
-    except NotADirectoryError:
-        raise OutputError(f"cannot write {path}: a part of its parent {path.parent} is not a "
-                          "directory; choose an output path inside a directory") from None
     if not stat.S_ISREG(st.st_mode):
         what = _kind(st.st_mode)
         fix = ("give a file path inside it" if stat.S_ISDIR(st.st_mode)
                else "leanbits only replaces regular files; choose a file path")
         raise OutputError(f"{path} exists and is {what}; {fix}")
     return path
+
+
+def _stat_output(path: Path, action: str, fix: str) -> os.stat_result | None:
+    """What stands at an output path (None: nothing); a parent that is not a directory is
+    refused with ``fix``."""
+    try:
+        return os.stat(path)
+    except FileNotFoundError:
+        return None
+    except NotADirectoryError:
+        raise OutputError(f"cannot {action} {path}: a part of its parent {path.parent} is not "
+                          f"a directory; {fix}") from None
 
 
 def check_output_dir(path: str | os.PathLike[str]) -> Path:
@@ -76,13 +84,9 @@ def check_output_dir(path: str | os.PathLike[str]) -> Path:
         OutputError: ``path`` exists and is not a directory (a file, device, ...).
     """
     path = Path(path)
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
+    st = _stat_output(path, "make directory", "choose another output directory")
+    if st is None:
         return path
-    except NotADirectoryError:
-        raise OutputError(f"cannot make directory {path}: a part of its parent is not a "
-                          "directory; choose another output directory") from None
     if not stat.S_ISDIR(st.st_mode):
         what = "a file" if stat.S_ISREG(st.st_mode) else _kind(st.st_mode)
         raise OutputError(f"{path} exists and is {what}, not a directory; choose another "
