@@ -34,6 +34,7 @@ from leanbits.prune.masks import (
     MaskHook,
     Masks,
     check_amount,
+    check_examples,
     model_masks,
     prunable_weights,
 )
@@ -243,9 +244,7 @@ def gradual_prune(
         >>> r = gradual_prune(snap.model, (x, y), snap.head.loss, PruneConfig(sparsity=0.98))
         ... # doctest: +SKIP
     """
-    x, y = data
-    if x.shape[0] == 0:
-        raise PruneError("no training examples to prune with")
+    x, y = check_examples(data)
     if not cfg.gradual_begin <= cfg.gradual_end:
         raise PruneError(
             f"gradual_begin {cfg.gradual_begin} is after gradual_end {cfg.gradual_end}"

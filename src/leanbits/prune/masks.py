@@ -99,6 +99,18 @@ def check_amount(amount: float, what: str = "sparsity") -> float:
     return value
 
 
+def check_examples(data: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+    """The ``(x, y)`` a pruning method trains on, refused when there are no examples.
+
+    Raises:
+        PruneError: ``x`` has no rows.
+    """
+    x, y = data
+    if x.shape[0] == 0:
+        raise PruneError("no training examples to prune with")
+    return x, y
+
+
 def full_masks(weights: Mapping[str, Tensor]) -> Masks:
     """All-True masks for ``weights``."""
     return {k: torch.ones_like(w, dtype=torch.bool) for k, w in weights.items()}

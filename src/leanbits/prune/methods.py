@@ -42,7 +42,7 @@ from leanbits.prune.baselines import (
     run_baseline,
 )
 from leanbits.prune.gradual import gradual_prune
-from leanbits.prune.masks import check_amount
+from leanbits.prune.masks import check_amount, check_examples
 from leanbits.prune.structured import structured_prune
 from leanbits.prune.variational import sparse_vd
 from leanbits.train import TrainConfig
@@ -149,8 +149,7 @@ def run_method(
     if method not in REGISTRY:
         raise PruneError(f"unknown method {method!r}; valid: {', '.join(REGISTRY)}")
     cfg = dataclasses.replace(config or PruneConfig(), sparsity=check_amount(sparsity))
-    if train[0].shape[0] == 0:
-        raise PruneError("no training examples to prune with")
+    check_examples(train)
     rewind = (RewindPoint(early_state, train_config)
               if early_state is not None and train_config is not None else None)
     return REGISTRY[method](model, train, loss_fn, cfg, masks, rewind)

@@ -28,7 +28,14 @@ from torch import Tensor, nn
 from leanbits.errors import PruneError
 from leanbits.prune.baselines import MethodResult, PruneConfig, train_masked
 from leanbits.prune.magnitude import LayerEmptiedError, unit_masks
-from leanbits.prune.masks import Masks, check_amount, combine, model_masks, prunable_weights
+from leanbits.prune.masks import (
+    Masks,
+    check_amount,
+    check_examples,
+    combine,
+    model_masks,
+    prunable_weights,
+)
 from leanbits.prune.refit import refit_nonweights
 from leanbits.prune.structure import analyse, parse_chain, remove_dead_units
 
@@ -152,9 +159,7 @@ def structured_prune(
         ...                      PruneConfig(sparsity=0.9))  # doctest: +SKIP
         >>> small, small_plan = compact(r.model, snap.plan, r.masks)  # doctest: +SKIP
     """
-    x, _ = data
-    if x.shape[0] == 0:
-        raise PruneError("no training examples to prune with")
+    check_examples(data)
     t0 = time.perf_counter()
     net = copy.deepcopy(model)
     new_masks, fraction = structured_masks(net, cfg.sparsity, masks, cfg.exclude)

@@ -39,6 +39,7 @@ from leanbits.prune.masks import (
     MaskHook,
     Masks,
     apply_masks,
+    check_examples,
     combine,
     model_masks,
     resolve_layers,
@@ -400,9 +401,7 @@ def sparse_vd(
         >>> r = sparse_vd(snap.model, (x, y), snap.head.loss, PruneConfig(vd_epochs=20))
         ... # doctest: +SKIP
     """
-    x, y = data
-    if x.shape[0] == 0:
-        raise PruneError("no training examples to prune with")
+    x, y = check_examples(data)
     t0 = time.perf_counter()
     vd = to_variational(model, masks, threshold=cfg.vd_threshold, clip=cfg.vd_clip,
                         init_log_sigma2=cfg.vd_init_log_sigma2, exclude=cfg.exclude)
