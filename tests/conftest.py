@@ -26,14 +26,16 @@ class TinySplits:
 
 
 def make_tiny_splits(n_train: int = 256, n_val: int = 64, n_test: int = 64,
-                     shape: tuple[int, int, int] = (1, 28, 28), seed: int = 0) -> TinySplits:
-    """Linearly separable-ish random data: class-dependent means plus noise."""
+                     shape: tuple[int, int, int] = (1, 28, 28), seed: int = 0,
+                     noise: float = 0.5) -> TinySplits:
+    """Linearly separable-ish random data: class-dependent means plus ``noise`` times
+    standard normal noise."""
     g = torch.Generator().manual_seed(seed)
     centers = torch.randn(10, *shape, generator=g)
 
     def part(n: int) -> Part:
         y = torch.randint(0, 10, (n,), generator=g)
-        x = centers[y] + 0.5 * torch.randn(n, *shape, generator=g)
+        x = centers[y] + noise * torch.randn(n, *shape, generator=g)
         return Part(x, y)
 
     return TinySplits(part(n_train), part(n_val), part(n_test))

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
 
 import pytest
 import torch
+from conftest import Part, make_tiny_splits
 
 import leanbits
 from leanbits import cli as main_cli
@@ -30,33 +30,9 @@ CFG = CompressConfig(methods=("finetune",), bits=(2, 4), search_lo=0.3, search_h
                      rate_lambdas=(0.05,), nonweight_dtypes=("float16", "int8"))
 
 
-@dataclass
-class Part:
-    x: torch.Tensor
-    y: torch.Tensor
-
-
-@dataclass
-class Splits:
-    train: Part
-    val: Part
-    test: Part
-
-
-def tiny_splits(seed: int = 0) -> Splits:
-    g = torch.Generator().manual_seed(seed)
-    centers = torch.randn(10, *PLAN.in_shape, generator=g)
-
-    def part(n: int) -> Part:
-        y = torch.randint(0, 10, (n,), generator=g)
-        return Part(centers[y] + 0.7 * torch.randn(n, *PLAN.in_shape, generator=g), y)
-
-    return Splits(part(256), part(128), part(128))
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    splits = tiny_splits()
+    splits = make_tiny_splits(256, 128, 128, shape=PLAN.in_shape, noise=0.7)
     torch.manual_seed(0)
     model = build(PLAN)
     train_masked(model, None, (splits.train.x, splits.train.y), HEAD.loss, epochs=4, lr=1e-2,

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
-from dataclasses import dataclass
 
 import pytest
 import torch
+from conftest import Part, make_tiny_splits
 
 from leanbits import paths, snapshot
 from leanbits.cli import prune as prune_cli
@@ -30,34 +31,10 @@ PLAN = Plan("mlp", (1, 8, 8), (), (16, 12), 10)
 HEAD = Head("softmax", 10)
 
 
-@dataclass
-class Part:
-    x: torch.Tensor
-    y: torch.Tensor
-
-
-@dataclass
-class Splits:
-    train: Part
-    val: Part
-    test: Part
-
-
-def tiny_splits(seed: int = 0) -> Splits:
-    g = torch.Generator().manual_seed(seed)
-    centers = torch.randn(10, *PLAN.in_shape, generator=g)
-
-    def part(n: int) -> Part:
-        y = torch.randint(0, 10, (n,), generator=g)
-        return Part(centers[y] + 0.5 * torch.randn(n, *PLAN.in_shape, generator=g), y)
-
-    return Splits(part(256), part(64), part(64))
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A tiny trained snapshot on disk (with early weights for rewinding) and its data."""
-    splits = tiny_splits()
+    splits = make_tiny_splits(256, 64, 64, shape=PLAN.in_shape)
     torch.manual_seed(0)
     model = build(PLAN)
     early = {k: v.clone() for k, v in model.state_dict().items()}
@@ -342,8 +319,8 @@ def test_lr_grid_chooses_on_validation_and_reads_test_once(trained):
                                           finetune_lr=rep["lr"]))
     assert alone["val_acc"] == rep["val_acc"] and alone["test_acc"] == rep["test_acc"]
     # test labels shuffled: the same choice, the same validation figures
-    shuffled = Splits(splits.train, splits.val,
-                      Part(splits.test.x, splits.test.y[torch.randperm(64)]))
+    shuffled = dataclasses.replace(
+        splits, test=Part(splits.test.x, splits.test.y[torch.randperm(64)]))
     _, rep2 = prune_snapshot(snap, "finetune", 0.9, shuffled, cfg)
     assert rep2["lr"] == rep["lr"] and rep2["lr_grid"] == rep["lr_grid"]
     # a method that trains nothing runs once
