@@ -331,10 +331,10 @@ def _grid(n_seeds: int, n_sparsities: int) -> dict:
 
 
 def test_a_grid_over_the_limit_is_refused_before_it_is_expanded(monkeypatch):
-    from leanbits.sweep import experiment
+    from leanbits.sweep import grid
 
     expanded = []
-    monkeypatch.setattr(experiment, "_combos", lambda *a: expanded.append(a) or [])
+    monkeypatch.setattr(grid, "_combos", lambda *a: expanded.append(a) or [])
     for seeds, sparsities in ((101, 100), (1000, 1000), (10**4, 10**4)):
         with pytest.raises(ConfigError, match=rf"{seeds * sparsities:,} points \(seed "
                                               rf"{seeds:,} x sparsity {sparsities:,}\).*"

@@ -1,6 +1,7 @@
 """Sweeps: experiment grids run as cached, resumable stages on local processes or Ray.
 
-* :mod:`.experiment` - experiment files (TOML) and their expansion into stage chains,
+* :mod:`.experiment` - experiment files (TOML): reading, ``--quick`` and ``--set``,
+* :mod:`.grid` - an experiment's expansion into points and their stage chains,
 * :mod:`.stages` - what one stage does and how its output becomes durable,
 * :mod:`.executors` - local (process pool) and Ray executors,
 * :mod:`.run` - running the DAG and the results files (schema in its docstring),

@@ -61,7 +61,7 @@ from leanbits.fileio import exclusive_lock, write_bytes_atomic, write_text_atomi
 from leanbits.results import Row, compression
 from leanbits.sweep import frontier, stages
 from leanbits.sweep.executors import Executor, make_executor
-from leanbits.sweep.experiment import Experiment, Point
+from leanbits.sweep.grid import Experiment, Point
 from leanbits.sweep.pick import pick_point
 
 SCHEMA = 1
