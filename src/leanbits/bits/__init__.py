@@ -14,7 +14,8 @@ Example:
 """
 
 from leanbits.bits.account import Account, LayerAccount
-from leanbits.bits.container import Unpacked, count_bits, load, pack, unpack
+from leanbits.bits.container import Unpacked, count_bits
+from leanbits.bits.files import load, pack, unpack
 from leanbits.bits.finetune import codebooks_of, finetune_codebook
 from leanbits.bits.pipeline import (
     BitsConfig,

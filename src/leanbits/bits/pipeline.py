@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 from leanbits import paths, snapshot
-from leanbits.bits.container import DTYPES, INDEX_CHOICES, Encoded, encode, unpack, weight_names
+from leanbits.bits.container import DTYPES, INDEX_CHOICES, Encoded, encode, weight_names
+from leanbits.bits.files import unpack
 from leanbits.bits.finetune import codebooks_of, finetune_codebook
 from leanbits.bits.quantize import DEFAULT_RATE_LAMBDA
 from leanbits.bits.records import QUANT_CODES

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from leanbits import paths, snapshot
 from leanbits.bits.account import Account
-from leanbits.bits.container import unpack
+from leanbits.bits.files import unpack
 from leanbits.compression.cache import WorkDir, cache_key, digest
 from leanbits.compression.recipe import (
     CompressConfig,
