@@ -40,7 +40,7 @@ from leanbits.config import MAX_SEED, option
 from leanbits.errors import PruneError, TrainingError
 from leanbits.loop import OPTIMIZERS, NonFiniteLoss, epoch_batches, fit, make_optimizer
 from leanbits.prune.magnitude import CRITERIA, GRANULARITIES, SCOPES, geometric_schedule, prune
-from leanbits.prune.masks import MaskHook, Masks, apply_masks, check_amount
+from leanbits.prune.masks import MaskHook, Masks, apply_masks, check_amount, check_examples
 from leanbits.prune.refit import bias_compensate, refit_nonweights
 from leanbits.regularize import Regularizer, RegularizerHook
 from leanbits.train import TrainConfig, make_scheduler, parse_per_layer
@@ -289,9 +289,7 @@ def run_baseline(
     if method not in BASELINES:
         raise PruneError(f"unknown baseline {method!r}; valid: {', '.join(BASELINES)}")
     sparsity = check_amount(sparsity)
-    x, y = train
-    if x.shape[0] == 0:
-        raise PruneError("no training examples to prune with")
+    x, y = check_examples(train)
     if method == "rewind":
         _check_rewind(rewind)
     t0 = time.perf_counter()
