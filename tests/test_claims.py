@@ -16,6 +16,7 @@ from leanbits.report.seeds import (
     history_values,
     parse_csv,
     read_csv,
+    record_of_row,
     records_of_run,
     write_csv,
 )
@@ -167,6 +168,33 @@ def test_per_seed_refuses_an_ambiguous_selection():
 def test_too_few_seeds_is_inconclusive():
     rs = [r for r in snapshot_records(random.Random(0)) if r.seed == 1]
     assert claims.snapshot(rs).verdicts == {"claim 4": INCONCLUSIVE}
+
+
+def test_claim4_table_shows_method_seconds_of_the_rows_over_seeds():
+    """The claim-4 table reads each row's method-only wall time (Row.method_seconds): per
+    seed the mean over its sparsities, then mean ± std over seeds; the whole stage's
+    seconds stay apart, under their own label."""
+    rows = []
+    for seed, base in ((1, 1.0), (2, 2.0), (3, 3.0)):
+        for method, factor in (("refit", 1.0), ("finetune", 4.0)):
+            for s, extra in ((0.5, -0.5), (0.9, 0.5)):
+                rows.append(Row(point=len(rows), axes={"seed": seed, "method": method,
+                                                       "sparsity": s},
+                                settings={"train": {"seed": seed}}, val_acc=0.97,
+                                test_acc=0.97, method_seconds=factor * base + extra,
+                                metrics={"prune": {"backprop_epochs": 2}}))
+    records = [record_of_row(r, prune_seconds=100.0 + r.point) for r in rows]
+    table = claims.snapshot(records).text.split("\n\n")[0].splitlines()
+    header = [c.strip() for c in table[0].strip("|").split("|")]
+    cells = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")]
+             for line in table[2:]}
+    seconds = header.index("method seconds")
+    # refit: seeds 1, 2, 3 (their two sparsities average to base): 2.00 ± 1.00
+    assert cells["refit"][seconds] == "2.00 ± 1.00"
+    assert cells["finetune"][seconds] == "8.00 ± 4.00"
+    stage = header.index("whole-stage seconds")
+    assert stage != seconds and float(cells["refit"][stage].split(" ± ")[0]) > 100
+    assert "stage seconds" not in header
 
 
 # ----------------------------------------------------------------------------- CSV
@@ -387,3 +415,4 @@ def test_history_values_late_growth_after_zero_training_error():
     for e in hist:
         e["train_eval_acc"] = 0.99
     assert "zero_error_epoch" not in history_values(hist)
+
