@@ -14,7 +14,11 @@ Two sources, one computation (``leanbits.report.claims``):
   docs/results/<name> --out DIR`` rebuilds one from its CSV: the same results-over-seeds
   section, tables and figures, without the per-epoch curves a run directory adds).
 
-With ``--write`` the tables and verdicts go to ``docs/results/README.md`` and BENCHMARKS.md.
+With ``--write`` the tables and verdicts go to ``docs/results/README.md`` and BENCHMARKS.md,
+one section per study; with ``--only`` just the named studies' sections are replaced and
+the others are kept as they were. The claim-4 section also states the budget of every
+pruning method (:func:`leanbits.report.claims.baseline_budgets`), read from the run's
+``experiment.toml``, or from the shipped study preset with ``--from-csv``.
 Every verdict's criterion is a constant in ``leanbits/report/claims.py`` fixed before the
 studies run; tables show mean ± std over seeds and 95 % CIs of differences paired by seed;
 every choice (cutoff, fewest bits at a level, most prunable) is made on validation.
@@ -38,14 +42,21 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _bench_md import sections as md_sections  # noqa: E402
 from _bench_md import update_section  # noqa: E402
 
 from leanbits import paths  # noqa: E402
 from leanbits.errors import LeanbitsError  # noqa: E402
 from leanbits.fileio import write_text_atomic  # noqa: E402
 from leanbits.report.build import build_report  # noqa: E402
-from leanbits.report.claims import STUDIES, criteria_text  # noqa: E402
+from leanbits.report.claims import (  # noqa: E402
+    BUDGETED_STUDIES,
+    STUDIES,
+    baseline_budgets,
+    criteria_text,
+)
 from leanbits.report.seeds import CSV_NAME, read_csv, records_of_run, write_csv  # noqa: E402
+from leanbits.sweep.experiment import load_experiment, study_path  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "docs" / "results"
@@ -70,6 +81,46 @@ def regenerate(name: str) -> str:
             f"without training: `python benchmarks/paper_studies.py --from-csv --only {name}`.")
 
 
+BUDGET_PRICE = ("The price of each budget - accuracy against backprop epochs at 0.9 / 0.95 "
+                "/ 0.98 sparsity for re-fit, fine-tune, iterative and rewind - is measured "
+                "by `benchmarks/baseline_budget.py`.")
+
+
+def budgets(name: str, run: Path | None) -> str:
+    """The budgets paragraph of a study of ``BUDGETED_STUDIES``: from the run's effective
+    experiment file when reading a run, else from the shipped preset of that name."""
+    if run is not None:
+        experiment = load_experiment(paths.experiment(run))
+        source = f"the run's {paths.experiment(Path()).name}"
+    else:
+        experiment = load_experiment(study_path(name))
+        source = f"`leanbits/sweep/studies/{name}.toml`"
+    return f"{baseline_budgets(experiment, source)} {BUDGET_PRICE}"
+
+
+def readme(path: Path, new: dict[str, str]) -> str:
+    """docs/results/README.md: the criteria, then one section per study in ``STUDIES``
+    order - the ones in ``new`` (``{title: body}``) as given, every other one as ``path``
+    has it (so ``--only`` keeps them)."""
+    old = md_sections(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    out = ["# What our measurements say about the paper's claims", "",
+           "Each section is written by `benchmarks/paper_studies.py` from the study's "
+           f"per-seed results (`<study>/{CSV_NAME}`; `--from-csv` recomputes every verdict "
+           "from them without training), and says by which command, where and when; "
+           "`--only` rewrites the named studies' sections and keeps the others. The report "
+           "beside each study has the plots.", "",
+           "## Verdict criteria (fixed before the runs)", "",
+           "Each is decided by the 95 % confidence interval (Student t) of the difference "
+           "between two arms paired by seed: supported when the whole interval lies beyond "
+           "the bound, not supported when it lies short of it, inconclusive otherwise.", "",
+           criteria_text(), ""]
+    for title, _fn in STUDIES.values():
+        body = new[title] if title in new else old.get(title)
+        if body is not None:
+            out += [f"## {title}", "", body, ""]
+    return "\n".join(out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", type=Path, nargs="?",
@@ -86,6 +137,8 @@ def main() -> None:
     if (args.runs is None) == (not args.from_csv):
         ap.error("give RUNS or --from-csv (one of them)")
     only = set(args.only.split(",")) if args.only else None
+    if only and not only <= set(STUDIES):
+        ap.error(f"--only {args.only}: unknown study; valid: {', '.join(STUDIES)}")
     sections = []
     for name, (title, fn) in STUDIES.items():
         if only and name not in only:
@@ -101,39 +154,34 @@ def main() -> None:
                 if not paths.results(run).is_file():
                     continue
                 records = records_of_run(run)
-                if args.write:
-                    build_report(run, out_dir=args.results / name, study=name)
-                    write_csv(csv_path, records)
+            budget = (budgets(name, None if args.from_csv else args.runs / name) + "\n\n"
+                      if name in BUDGETED_STUDIES else "")
+            if args.write and not args.from_csv:
+                build_report(args.runs / name, out_dir=args.results / name, study=name)
+                write_csv(csv_path, records)
         except LeanbitsError as exc:
             sys.exit(f"paper_studies: {exc}")
         result = fn(records)
         seeds = len({r.seed for r in records})
-        body = (f"{result.verdict}\n\n{result.text}\n\nPer-seed results ({seeds} seeds): "
+        body = (f"{budget}{result.verdict}\n\n{result.text}\n\nPer-seed results ({seeds} seeds): "
                 f"[docs/results/{name}/{CSV_NAME}](docs/results/{name}/{CSV_NAME}); report "
                 f"with plots: [docs/results/{name}/report.md](docs/results/{name}/report.md)"
                 f"\n\n{regenerate(name)}")
         sections.append((title, body))
         print(f"## {title}\n\n{body}\n")
     source = "--from-csv" if args.from_csv else str(args.runs)
-    header = (f"Command: `python benchmarks/paper_studies.py {source} --write`  \n"
+    header = (f"Command: `python benchmarks/paper_studies.py {source}"
+              + (f" --only {args.only}" if args.only else "") + " --write`  \n"
               f"Machine: {platform.machine()}, 2 cores, torch {torch.__version__}  \n"
               f"Date: {dt.date.today().isoformat()}\n")
     if args.write and sections:
         for title, body in sections:
             if args.results.resolve() == RESULTS.resolve():  # BENCHMARKS.md: committed ones
                 update_section(ROOT / "BENCHMARKS.md", title, header + "\n" + body)
-        summary = ["# What our measurements say about the paper's claims", "",
-                   "Each section is written by `benchmarks/paper_studies.py` from the study's "
-                   f"per-seed results (`<study>/{CSV_NAME}`; `--from-csv` recomputes every "
-                   "verdict from them without training); the report beside it has the plots.",
-                   "", header, "## Verdict criteria (fixed before the runs)", "",
-                   "Each is decided by the 95 % confidence interval (Student t) of the "
-                   "difference between two arms paired by seed: supported when the whole "
-                   "interval lies beyond the bound, not supported when it lies short of it, "
-                   "inconclusive otherwise.", "", criteria_text(), ""]
-        for title, body in sections:
-            summary += [f"## {title}", "", body.replace("docs/results/", ""), ""]
-        write_text_atomic(args.results / "README.md", "\n".join(summary))
+        path = args.results / "README.md"
+        write_text_atomic(path, readme(path, {
+            title: header + "\n" + body.replace("docs/results/", "")
+            for title, body in sections}))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ paper_studies.py recomputing every verdict from CSVs alone."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import random
 import subprocess
@@ -24,9 +25,22 @@ from leanbits.report.seeds import SeedRecord, read_csv, records_of_run, write_cs
 from leanbits.report.tables import markdown_blocks, markdown_table
 from leanbits.results import Row, compression
 from leanbits.stats import INCONCLUSIVE, SUPPORTED
+from leanbits.sweep.experiment import load_experiment, parse_experiment, study_path
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = (1, 2, 3)
+
+
+def _bench_md():
+    """benchmarks/_bench_md.py (a script directory, not a package)."""
+    spec = importlib.util.spec_from_file_location("_bench_md",
+                                                  ROOT / "benchmarks" / "_bench_md.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+sections = _bench_md().sections
 
 
 def frontier_run(root: Path) -> Path:
@@ -166,3 +180,81 @@ def test_paper_studies_recomputes_every_verdict_from_csvs_alone(tmp_path):
         assert f"## {title}" in out.stdout and result.verdict in readme
         assert f"leanbits study {name.split('-')[0]} --out runs/studies/{name}" in readme
     assert "supported" in readme
+    # the claim-4 section states the budgets, read from the shipped snapshot preset
+    snapshot_title = claims.STUDIES["snapshot"][0]
+    section = readme.split(f"## {snapshot_title}\n", 1)[1].split("\n## ", 1)[0]
+    assert _preset_budgets() in section
+
+
+def _preset_budgets() -> str:
+    return claims.baseline_budgets(load_experiment(study_path("snapshot")),
+                                   "`leanbits/sweep/studies/snapshot.toml`")
+
+
+def _paper_studies(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / "paper_studies.py"),
+                           *args], capture_output=True, text=True, timeout=300, cwd=ROOT)
+
+
+def test_paper_studies_only_replaces_its_section_and_keeps_the_others(tmp_path):
+    """--only snapshot --write rewrites the claim-4 section (budgets included) and keeps
+    every other study's section as the README had it, in the studies' order."""
+    titles = [title for title, _fn in claims.STUDIES.values()]
+    old = {title: f"Kept as written: {i}.\n\n| a |\n|---|\n| {i} |"
+           for i, title in enumerate(titles)}
+    (tmp_path / "README.md").write_text(
+        "# An older summary\n\nIntro.\n\n" + "".join(
+            f"## {t}\n\n{old[t]}\n\n" for t in reversed(titles)), encoding="utf-8")
+    records = snapshot_records(random.Random(7))
+    write_csv(tmp_path / "snapshot" / "results.csv", records)
+    write_csv(tmp_path / "regularization" / "results.csv",
+              regularization_records(random.Random(6)))  # present, but not --only
+    out = _paper_studies("--from-csv", "--results", str(tmp_path), "--only", "snapshot",
+                         "--write")
+    assert out.returncode == 0, out.stderr
+    readme = (tmp_path / "README.md").read_text(encoding="utf-8")
+    got = sections(readme)
+    assert [t for t in got if t in old] == titles
+    snapshot_title = claims.STUDIES["snapshot"][0]
+    for title in titles:
+        if title != snapshot_title:
+            assert got[title] == old[title]
+    assert claims.snapshot(records).verdict in got[snapshot_title]
+    assert _preset_budgets() in got[snapshot_title]
+    assert "--only snapshot --write" in got[snapshot_title]
+    assert "## Verdict criteria" in readme
+
+
+def test_paper_studies_refuses_an_unknown_study():
+    out = _paper_studies("--from-csv", "--only", "snapshots")
+    assert out.returncode == 2 and "unknown study" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_baseline_budgets_are_read_from_the_experiment():
+    """Every number of the budgets paragraph follows the experiment's settings."""
+    raw = {"name": "b", "data": {"dataset": "synthetic"},
+           "train": {"epochs": 7, "rewind_epoch": 2, "l2": 1e-3},
+           "prune": {"refit_epochs": 3, "finetune_epochs": 2, "rounds": 4, "round_epochs": 2,
+                     "lr_grid": [0.5, 2.0],
+                     "vary": {"method": ["refit", "finetune", "iterative", "rewind"]}}}
+    text = claims.baseline_budgets(parse_experiment(raw), "here")
+    assert text.startswith("**Budgets of the baselines (here).**")
+    assert "re-fit 3; fine-tune 2 (not equal" in text
+    assert "iterative 4 rounds x 2 epochs = 8" in text and "Han et al. 2015" in text
+    assert "rewind 5: back to the weights after epoch 2" in text and "7-epoch run" in text
+    assert "L2 0.001" in text and "Frankle et al. 2020" in text
+    assert "times 0.5 / 2" in text and "none 0" not in text
+    raw["prune"] |= {"refit_epochs": 2, "lr_grid": []}
+    text = claims.baseline_budgets(parse_experiment(raw), "here")
+    assert "fine-tune 2 (equal, as they are compared head to head)" in text
+    assert "no grid" in text
+    del raw["prune"]
+    assert claims.baseline_budgets(parse_experiment(raw), "here") == ""
+
+
+def test_committed_results_readme_states_the_preset_budgets():
+    """docs/results/README.md carries the claim-4 budgets as the generator writes them
+    from the snapshot preset (so the next --write keeps them, and a changed preset shows)."""
+    readme = (ROOT / "docs" / "results" / "README.md").read_text(encoding="utf-8")
+    assert _preset_budgets() in sections(readme)[claims.STUDIES["snapshot"][0]]

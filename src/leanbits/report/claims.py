@@ -28,6 +28,7 @@ from leanbits.stats import (
     paired,
 )
 from leanbits.sweep.frontier import bits_for_accuracy
+from leanbits.sweep.grid import Experiment
 
 # ----------------------------------------------------------------------------- criteria
 REGIMES = ("full", "1k", "5k", "noise20")
@@ -133,6 +134,19 @@ CLAIM4_NONE = Criterion(
     "re-fitting the non-weights helps over pruning alone", metric="test_acc",
     treatment="refit", baseline="none", direction="greater")
 """Reported beside claim 4 at every sparsity: refit - none test accuracy, CI above 0."""
+
+CLAIM4_BUDGET_BASIS = {
+    "iterative": "Han et al. 2015 prune and retrain iteratively; they give no round counts "
+                 "for LeNet, so the rounds and epochs are ours, stated here",
+    "rewind": "lottery-ticket rewinding as in Frankle et al. 2020 and Renda et al. 2020, "
+              "not a short retrain",
+}
+"""Whose budget each of claim 4's baselines follows, stated beside the budget
+:func:`baseline_budgets` reads from the study's settings: the numbers come from the
+experiment, the basis from here."""
+
+#: studies whose section states the budgets of their pruning methods (:func:`baseline_budgets`)
+BUDGETED_STUDIES = ("snapshot",)
 
 #: every criterion, by the name the summary uses
 CRITERIA: dict[str, Criterion] = {
@@ -533,6 +547,86 @@ def snapshot(records: Sequence[SeedRecord]) -> StudyResult:
         f"{diff_text(d)} points ({d.n} seeds; {_rule(CLAIM4)}). Re-fit against no re-fit, "
         "per sparsity, is in the second table.")
     return StudyResult(text, verdict, verdicts, {"cutoff": cutoff})
+
+
+def _method_configs(experiment: Experiment) -> tuple[Any, dict[str, Any]]:
+    """The train config of the experiment's first point and ``{method: prune config}`` of
+    the first prune stage of each method, in grid order."""
+    train, prune = None, {}
+    for point in experiment.points:
+        for stage in point.stages:
+            if stage.kind == "train" and train is None:
+                train = stage.config
+            elif stage.kind == "prune":
+                prune.setdefault(stage.config.method, stage.config)
+    return train, prune
+
+
+def baseline_budgets(experiment: Experiment, source: str) -> str:
+    """The paragraph stating what each pruning method of a study may spend: backprop
+    epochs, learning rates and the grid they are picked from, and whose budget each
+    baseline follows (:data:`CLAIM4_BUDGET_BASIS`).
+
+    Args:
+        experiment: the study's experiment (its shipped preset, or the run's effective
+            ``experiment.toml``): every number is read from its train and prune configs.
+        source: where those settings were read, as the paragraph names it.
+
+    Returns:
+        One Markdown paragraph (empty when the experiment prunes nothing).
+    """
+    train, prune = _method_configs(experiment)
+    if not prune or train is None:
+        return ""
+    opt = {"adam": "Adam", "sgd": "SGD"}
+    remaining = max(0, train.epochs - train.rewind_epoch)
+    train_opt = opt.get(train.optimizer, train.optimizer) + (
+        f" ({train.lr:g}, momentum {train.momentum:g})" if train.optimizer == "sgd"
+        else f" ({train.lr:g})")
+    parts, rates = [], []
+    for method, c in prune.items():
+        basis = CLAIM4_BUDGET_BASIS.get(method)
+        tail = f" ({basis})" if basis else ""
+        if method == "none":
+            parts.append("none 0")
+        elif method == "refit":
+            parts.append(f"re-fit {c.refit_epochs}")
+            rates.append(f"re-fit Adam {c.refit_lr:g}")
+        elif method == "finetune":
+            parts.append(f"fine-tune {c.finetune_epochs}")
+            rates.append(f"fine-tune {opt.get(c.optimizer, c.optimizer)} {c.finetune_lr:g}")
+        elif method == "iterative":
+            parts.append(f"iterative {c.rounds} rounds x {c.round_epochs} epochs = "
+                         f"{c.rounds * c.round_epochs} on a geometric schedule{tail}")
+            rates.append(f"iterative {opt.get(c.optimizer, c.optimizer)} {c.iterative_lr:g}")
+        elif method == "rewind":
+            parts.append(
+                f"rewind {remaining}: back to the weights after epoch {train.rewind_epoch}, "
+                f"then the remaining {remaining} epochs of the {train.epochs}-epoch run "
+                f"with its own {train_opt}, L2 {train.l2:g} and {train.schedule} schedule "
+                f"resumed at epoch {train.rewind_epoch}{tail}")
+            rates.append("rewind " + (f"{c.rewind_lr:g}" if c.rewind_lr is not None
+                                      else f"the training's {train.lr:g}"))
+        else:
+            parts.append(f"{method}: see `backprop_epochs` in its rows")
+    if "refit" in prune and "finetune" in prune:
+        equal = prune["refit"].refit_epochs == prune["finetune"].finetune_epochs
+        i = next(i for i, p in enumerate(parts) if p.startswith("fine-tune"))
+        parts[i] += (" (equal, as they are compared head to head)" if equal else
+                     " (not equal: the head-to-head comparison is not at equal budget)")
+    own = "each method's own rate" + (f" ({', '.join(rates)})" if rates else "")
+    grids = {tuple(c.lr_grid) for c in prune.values()}
+    if grids == {()}:
+        how = f"{own}, no grid"
+    else:
+        grid = " / ".join(sorted({f"{f:g}" for g in grids for f in g}, key=float))
+        how = (f"{own} times {grid}, the run with the best validation accuracy kept and "
+               "test read once (the grid multiplies each method's cost: "
+               "`grid_backprop_epochs` in each row)")
+    return (f"**Budgets of the baselines ({source}).** In backprop epochs over the "
+            "training set, per pruned model: " + "; ".join(parts) + f". Learning rates: "
+            f"{how}. Method time: `method_seconds` in each row, the method alone (no data "
+            "loading, no evaluation).")
 
 
 def _cutoff(levels: Sequence[float], records: Sequence[SeedRecord]) -> float | None:
