@@ -11,6 +11,7 @@ import math
 import os
 import re
 import signal
+import statistics
 import struct
 import subprocess
 import zlib
@@ -381,6 +382,49 @@ def test_pruned_models_give_one_point_per_pruned_model():
     assert names[:3] == ["softmax / refit"] * 3
     plain = [Row(test_acc=0.9, nonzero_weights=10)]
     assert profile.pruned_models(plain) == [(None, plain[0])]
+
+
+def test_profile_of_three_seeds_draws_one_line_per_method_with_spread():
+    """A 3-seed sweep's pruned models: one line per method (not per seed and method),
+    each level at the mean over seeds with the std as its error bar."""
+    rows, accs = [], {}
+    for seed in (1, 2, 3):
+        for method in ("refit", "finetune"):
+            for s in (0.5, 0.9):
+                acc = 0.98 - (0.02 if method == "refit" else 0.01) * s - 0.001 * seed
+                accs.setdefault((method, s), []).append(100 * acc)
+                rows.append(Row(
+                    point=len(rows), axes={"seed": seed, "method": method, "level": s},
+                    stages={"train": f"train/t-{seed}", "prune": f"prune/{method}-{s}-{seed}"},
+                    settings={"train": {"head": "llr", "seed": seed},
+                              "prune": {"method": method, "sparsity": s}},
+                    val_acc=acc, test_acc=acc, sparsity=s,
+                    nonzero_weights=round(1000 * (1 - s)) + seed,
+                    effective_connections=round(900 * (1 - s)) + seed))
+    points = [(r.axes["method"], r) for r in rows]
+    panels = profile.profile_panels(points, "test_acc", "test accuracy (%)")
+    assert len(panels) == 2
+    for panel in panels:
+        assert [s.label for s in panel.series] == ["refit", "finetune"]
+        for series in panel.series:
+            assert len(series.x) == 2 and len(series.spread) == 2
+            for x, y, sd, s in zip(series.x, series.y, series.spread, (0.9, 0.5),
+                                   strict=True):
+                want = statistics.mean(accs[(series.label, s)])
+                assert y == pytest.approx(want)
+                assert sd == pytest.approx(statistics.stdev(accs[(series.label, s)]))
+                assert x > 0
+    notes: list[str] = []
+    blocks = profile.prune_section(points, False, notes)
+    fig = next(b for b in blocks if isinstance(b, document.Figure))
+    check_png(fig.png)
+    assert "Means over 3 seeds" in fig.caption and not notes
+    table = next(b for b in blocks if isinstance(b, document.Table))
+    assert table.headers[:2] == ["group", "seed"] and len(table.rows) == len(rows)
+    # one seed: plain lines, no spread, no seed column
+    one = [(m, r) for m, r in points if r.axes["seed"] == 1]
+    assert all(s.spread is None for p in profile.profile_panels(one, "test_acc", "a")
+               for s in p.series)
 
 
 def test_fewest_bits_per_level_table_is_chosen_on_validation():

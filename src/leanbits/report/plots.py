@@ -66,6 +66,9 @@ class Series:
     color: str | None = None
     linestyle: str = "-"
     marker: str | None = None
+    #: ± spread of each y (std over seeds), drawn as error bars as in :func:`error_figure`;
+    #: None: a plain line
+    spread: Sequence[float | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -176,8 +179,13 @@ def line_figure(panels: Sequence[Panel], title: str | None = None) -> bytes:
                     continue
                 # A line through one or two points is hard to see: mark the points.
                 marker = s.marker or ("o" if len(s.x) < 4 else None)
-                ax.plot(list(s.x), list(s.y), label=s.label, color=s.color,
-                        linestyle=s.linestyle, marker=marker)
+                if s.spread is not None:
+                    ax.errorbar(list(s.x), list(s.y), yerr=[v or 0.0 for v in s.spread],
+                                label=s.label, color=s.color, linestyle=s.linestyle,
+                                marker=marker, capsize=2, elinewidth=0.8)
+                else:
+                    ax.plot(list(s.x), list(s.y), label=s.label, color=s.color,
+                            linestyle=s.linestyle, marker=marker)
                 drawn += 1
             ax.set_title(panel.title)
             ax.set_xlabel(panel.xlabel)

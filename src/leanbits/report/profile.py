@@ -3,18 +3,23 @@ and pruning method.
 
 Its points are profile rows (``profile.json``: one row per method and level) when the run
 has any; else a sweep's rows reduced to one per pruned model (:func:`pruned_models`),
-since a sweep row's accuracy is that of its packed model.
+since a sweep row's accuracy is that of its packed model. A run of several seeds draws one
+line per network (its settings but the seed) and method: mean ± std over seeds at each
+pruning level (:func:`profile_panels`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Sequence
+from typing import Any
 
 from leanbits.report import plots
 from leanbits.report.document import Block, Figure, Heading, Table
 from leanbits.report.grouping import accuracy_key, group, group_names, network, pct
 from leanbits.results import Row
+from leanbits.stats import estimate
 
 #: a point of the profile: (pruning method, the row measuring that model)
 ProfilePoint = tuple[str | None, Row]
@@ -71,9 +76,83 @@ def drawable(points: Sequence[ProfilePoint]) -> list[ProfilePoint]:
             and r.accuracy(acc) is not None]
 
 
+def seed_of(row: Row) -> Any:
+    """The train seed of a row: its ``seed`` axis, else its train settings' (None)."""
+    return row.axes.get("seed", row.settings.get("train", {}).get("seed"))
+
+
+def _without_seed(row: Row) -> Row:
+    """The row as one of its network's seeds: no seed axis, and the network named by its
+    train settings but the seed (so every seed of a configuration is one network)."""
+    train = {k: v for k, v in row.settings.get("train", {}).items() if k != "seed"}
+    return dataclasses.replace(
+        row, axes={k: v for k, v in row.axes.items() if k != "seed"},
+        stages={"train": json.dumps(train, sort_keys=True, default=str)})
+
+
+def _level(row: Row) -> Any:
+    """Where a point sits on its line: the requested sparsity (the same for every seed,
+    also for methods that measure their own), else the measured one."""
+    return row.settings.get("prune", {}).get("sparsity", row.sparsity)
+
+
+def line_labels(points: Sequence[ProfilePoint]) -> list[str]:
+    """Per point, its line: network and method (:func:`.grouping.group_names`); with
+    several seeds, the seeds of one configuration share their line."""
+    rows = [r for _, r in points]
+    if len({seed_of(r) for r in rows}) > 1:
+        rows = [_without_seed(r) for r in rows]
+    return group_names(rows, [m for m, _ in points])
+
+
+def profile_panels(points: Sequence[ProfilePoint], acc: str, acc_label: str,
+                   ) -> list[plots.Panel]:
+    """Accuracy (%) against nonzero weights and against effective connections: one series
+    per line (:func:`line_labels`), one point per pruning level at the mean over its seeds
+    of both coordinates, with the std over seeds as its spread when there are several.
+
+    Args:
+        points: drawable points (:func:`drawable`).
+        acc: the accuracy read (``test_acc`` or ``val_acc``).
+        acc_label: the y axis label.
+    """
+    rows = [r for _, r in points]
+    groups = group(zip(line_labels(points), rows, strict=True), lambda lr: lr[0])
+    several_seeds = len({seed_of(r) for r in rows}) > 1
+    several_heads = len({r.head for r in rows}) > 1
+    panels = []
+    for key, xlabel in (("nonzero_weights", "nonzero weights (count)"),
+                        ("effective_connections", "effective connections (count)")):
+        series = []
+        for i, (label, pairs) in enumerate(groups.items()):
+            rs = [r for _, r in pairs if getattr(r, key) is not None]
+            if not rs:
+                continue
+            cells = []
+            for members in group(rs, _level).values():
+                x = estimate(getattr(r, key) for r in members)
+                y = estimate(pct(r.accuracy(acc)) for r in members)
+                cells.append((x.mean, y.mean, y.std if y.n > 1 else None))
+            cells.sort(key=lambda c: c[0])
+            heads = {r.head for r in rs}
+            # Colour by head (as in every figure) when lines differ by head; with one
+            # head the methods would all share its colour, so colour by line instead.
+            color = plots.color_for(
+                heads.pop() if several_heads and len(heads) == 1 else None, i)
+            series.append(plots.Series(
+                label, [c[0] for c in cells], [c[1] for c in cells], color,
+                marker=plots.marker_for(i),
+                spread=[c[2] for c in cells] if several_seeds else None))
+        if series:
+            panels.append(plots.Panel(f"Accuracy against {xlabel.split(' (')[0]}", xlabel,
+                                      acc_label, series, logx=True, xcounts=True))
+    return panels
+
+
 def prune_section(points: Sequence[ProfilePoint], from_profile: bool,
                   notes: list[str]) -> list[Block]:
-    """Accuracy against nonzero weights (and effective connections), one line per method."""
+    """Accuracy against nonzero weights (and effective connections), one line per method
+    (per network and method; seeds aggregated as mean ± std)."""
     usable = drawable(points)
     if not usable:
         where = "profile.json rows" if from_profile else "result rows"
@@ -82,42 +161,28 @@ def prune_section(points: Sequence[ProfilePoint], from_profile: bool,
         return []
     rows = [r for _, r in usable]
     acc = accuracy_key(rows)
-    labels = group_names(rows, [m for m, _ in usable])
-    groups = group(zip(labels, rows, strict=True), lambda lr: lr[0])
     acc_label = f"{'test' if acc == 'test_acc' else 'validation'} accuracy (%)"
-    panels = []
-    several_heads = len({r.head for r in rows}) > 1
-    for key, xlabel in (("nonzero_weights", "nonzero weights (count)"),
-                        ("effective_connections", "effective connections (count)")):
-        series = []
-        for i, (label, pairs) in enumerate(groups.items()):
-            rs = [r for _, r in pairs]
-            pts = sorted((getattr(r, key), pct(r.accuracy(acc))) for r in rs
-                         if getattr(r, key) is not None)
-            if pts:
-                xs, ys = zip(*pts, strict=True)
-                heads = {r.head for r in rs}
-                # Colour by head (as in every figure) when lines differ by head; with one
-                # head the methods would all share its colour, so colour by line instead.
-                color = plots.color_for(
-                    heads.pop() if several_heads and len(heads) == 1 else None, i)
-                series.append(plots.Series(label, xs, ys, color, marker=plots.marker_for(i)))
-        if series:
-            panels.append(plots.Panel(f"Accuracy against {xlabel.split(' (')[0]}", xlabel,
-                                      acc_label, series, logx=True, xcounts=True))
+    seeds = sorted({seed_of(r) for r in rows}, key=str)
+    spread = (f" Means over {len(seeds)} seeds with ± 1 std error bars; x is the mean over "
+              "seeds too." if len(seeds) > 1 else "")
     blocks: list[Block] = [Heading("Pruning profile")]
-    blocks.append(Figure("prune_profile", plots.line_figure(panels),
+    blocks.append(Figure("prune_profile", plots.line_figure(profile_panels(usable, acc,
+                                                                           acc_label)),
                          "Accuracy against the weights kept, per pruning method (log scale). "
-                         "Effective connections drop weights into or out of dead units."))
+                         "Effective connections drop weights into or out of dead units."
+                         + spread))
     columns = [(q, h) for q, h in (("sparsity", "sparsity"),
                                    ("nonzero_weights", "nonzero weights"),
                                    ("effective_connections", "effective connections"),
                                    ("val_acc", "val acc"), ("test_acc", "test acc"),
                                    ("total_bits", "total bits"))
                if any(getattr(r, q) is not None for r in rows)]
+    groups = group(zip(line_labels(usable), rows, strict=True), lambda lr: lr[0])
     table_rows = []
     for label, pairs in groups.items():
-        for _, r in sorted(pairs, key=lambda lr: -lr[1].nonzero_weights):
-            table_rows.append([label, *(getattr(r, q) for q, _ in columns)])
-    blocks.append(Table(["group", *(h for _, h in columns)], table_rows, "Pruning profile"))
+        for _, r in sorted(pairs, key=lambda lr: (-lr[1].nonzero_weights, str(seed_of(lr[1])))):
+            table_rows.append([label, *([seed_of(r)] if len(seeds) > 1 else []),
+                               *(getattr(r, q) for q, _ in columns)])
+    blocks.append(Table(["group", *(["seed"] if len(seeds) > 1 else []),
+                         *(h for _, h in columns)], table_rows, "Pruning profile"))
     return blocks
