@@ -6,8 +6,9 @@ import pytest
 from leanbits.cli import main
 from leanbits.data import sources
 from leanbits.results import Row, profile_rows
-from leanbits.sweep.experiment import load_experiment, study_path
+from leanbits.sweep.experiment import load_experiment
 from leanbits.sweep.pick import reference_accuracy
+from leanbits.sweep.presets import study_path
 from leanbits.sweep.run import load_results
 
 

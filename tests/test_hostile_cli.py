@@ -6,7 +6,8 @@ files where directories belong, empty files, devices, FIFOs, scalars where a con
 belongs, NaN weights, read-only and full file systems (real tmpfs mounts where this system
 allows them, else skipped; monkeypatched errors otherwise). Then the boundary itself: an
 interrupt exits 130 in one line, a genuine bug keeps its traceback and asks for a report,
-and ``leanbits --version`` / ``--help`` / a mistyped command never import torch.
+and ``leanbits --version`` / ``--help``, every command's ``--help``, a mistyped command and
+a bad flag value never import torch.
 """
 
 from __future__ import annotations
@@ -76,7 +77,10 @@ def world(tmp_path_factory) -> dict[str, Path]:
     except PermissionError:
         w["device"] = Path("/dev/full")  # only an unprivileged user gets here: can't harm it
     for name, text in {"train5": "train = 5\n", "bits7": "bits = 7\n", "prune3": "prune = 3\n",
-                       "data1": "data = 1\n", "profile2": "profile = 2\n"}.items():
+                       "data1": "data = 1\n", "profile2": "profile = 2\n",
+                       "trainsec": "[train]\nepochs = 1\n", "bitssec": "[bits]\nbits = 3\n",
+                       "prunekey": "[prune]\nbogus = 1\n", "bitskey": "[bits]\nbogsu = 1\n",
+                       "toplevel": "epochs = 1\n", "comments": "# nothing yet\n\n"}.items():
         w[name] = d / f"{name}.toml"
         w[name].write_text(text)
     w["exp"] = d / "exp.toml"
@@ -112,6 +116,21 @@ CASES: dict[str, tuple[str, str]] = {
     "bits --config bits = 7": ("bits {snap} --config {bits7}", "[bits] table"),
     "pack --config bits = 7": ("pack {snap} --config {bits7} -o {d}/x.lbits", "[bits] table"),
     "prune --config prune = 3": ("prune {snap} --config {prune3}", "[prune] table"),
+    # --- --config holding another command's table, or a key no table has: one check
+    # (config.check_keys) names it, as it does for experiment files
+    "bits --config [train]": ("bits {snap} --config {trainsec}", "unknown key(s) train"),
+    "pack --config [train]": ("pack {snap} --config {trainsec} -o {d}/x.lbits", "train"),
+    "prune --config [bits]": ("prune {snap} --config {bitssec}", "unknown key(s) bits"),
+    "profile --config [bits]": ("profile {snap} --config {bitssec}", "unknown key(s) bits"),
+    "compress --config [bits]": ("compress {snap} -o {d}/x.lbits --max-drop 0.01 "
+                                 "--config {bitssec}", "unknown key(s) bits"),
+    "compress --config [train]": ("compress {snap} -o {d}/x.lbits --max-drop 0.01 "
+                                  "--config {trainsec}", "unknown key(s) train"),
+    "train --config [bits]": ("train --config {bitssec}", "unknown key(s) bits"),
+    "train --config top-level key": ("train --config {toplevel}", "unknown key(s) epochs"),
+    "bits --config top-level key": ("bits {snap} --config {toplevel}", "epochs"),
+    "prune --config [prune] bogus": ("prune {snap} --config {prunekey}", "bogus"),
+    "bits --config [bits] bogsu": ("bits {snap} --config {bitskey}", "bogsu"),
     "train --config DIR": ("train --config {dir}", "not a regular file"),
     "train --config missing": ("train --config {missing}", "does not exist"),
     "train --config binary": ("train --config {binary}", "not valid TOML"),
@@ -149,6 +168,9 @@ CASES: dict[str, tuple[str, str]] = {
     "run DIR": ("run {dir}", "not a regular file"),
     "run binary": ("run {binary}", "not valid TOML"),
     "run train = 5": ("run {train5}", "[train] must be a table"),
+    "run empty file": ("run {empty}", "has no settings"),
+    "run comments only": ("run {comments}", "has no settings"),
+    "run top-level key": ("run {toplevel}", "unknown key(s) epochs"),
     "report missing": ("report {missing}", "not a directory"),
     "report FILE": ("report {file}", "not a directory"),
     "report empty dir": ("report {emptydir}", "nothing to report"),
@@ -320,6 +342,17 @@ QUICK = {
     "--help": (["--help"], 0),
     "no command": ([], 2),
     "unknown command": (["trian"], 2),
+    # every command's parser is built from torch-free config modules (leanbits.settings),
+    # and its flags are checked before the library is imported
+    **{f"{name} --help": ([name, "--help"], 0) for name in cli.COMMANDS},
+    "train --fc abc": (["train", "--fc", "abc"], 2),
+    "train --fc ''": (["train", "--fc", ""], 2),
+    "train --seed huge": (["train", "--seed", "99999999999999999999999"], 2),
+    "bits --bits 99": (["bits", "snap", "--bits", "99"], 2),
+    "pack --quant x": (["pack", "snap", "-o", "x.lbits", "--quant", "x"], 2),
+    "prune --sparsity 2": (["prune", "snap", "--sparsity", "2"], 2),
+    "profile --refit-epochs -1": (["profile", "snap", "--refit-epochs", "-1"], 2),
+    "compress --bits 0": (["compress", "snap", "-o", "x.lbits", "--bits", "0"], 2),
 }
 
 

@@ -11,7 +11,8 @@ import pytest
 from leanbits import paths
 from leanbits.bits import unpack
 from leanbits.errors import ConfigError
-from leanbits.sweep.experiment import load_experiment, parse_experiment, study_path
+from leanbits.sweep.experiment import load_experiment, parse_experiment
+from leanbits.sweep.presets import study_path
 from leanbits.sweep.run import run_experiment
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "record.py"

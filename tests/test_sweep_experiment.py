@@ -7,12 +7,8 @@ import pytest
 import torch
 
 from leanbits.errors import ConfigError
-from leanbits.sweep.experiment import (
-    load_experiment,
-    parse_experiment,
-    study_names,
-    study_path,
-)
+from leanbits.sweep.experiment import load_experiment, parse_experiment
+from leanbits.sweep.presets import study_names, study_path
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "experiments"
 TINY = {

@@ -22,6 +22,7 @@ import math
 import tomllib
 import types
 import typing
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -207,16 +208,38 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, .
 def from_sources(
     cls: type[T], args: argparse.Namespace | None = None, toml_path: str | Path | None = None,
     section: str | None = None, extra: dict[str, Any] | None = None,
+    sections: Sequence[str] | None = None,
 ) -> T:
-    """Defaults < TOML file (optionally one ``[section]``) < ``extra`` < command-line flags."""
+    """Defaults < TOML file (optionally one ``[section]``) < ``extra`` < command-line flags.
+
+    Args:
+        cls: the config dataclass.
+        args: parsed flags; those named like a field and not None win.
+        toml_path: a ``--config`` file, or None.
+        section: the file's table that holds ``cls``'s values (None: the whole file).
+        extra: values between the file's and the flags'.
+        sections: every table the command's config file may hold (default: ``section``
+            alone); any other top-level key is refused, so that a file written for another
+            command is not silently ignored.
+
+    Returns:
+        The validated config.
+
+    Raises:
+        ConfigError: the file is not TOML, holds a key or table this command does not read,
+            or a bad value (the message names the file and the key), or a flag is bad.
+    """
     values: dict[str, Any] = {}
     if toml_path is not None:
         data = load_toml(toml_path)
         if section is not None:
+            check_keys(toml_path, data, sections or (section,), tables=True)
             data = data.get(section, {})
-            if not isinstance(data, dict):
-                raise ConfigError(f"{toml_path}: {section} = {data!r} must be a [{section}] "
-                                  f"table of {cls.__name__} settings")
+        try:  # the file's own values first, so that their errors name the file
+            make(cls, data)
+        except ConfigError as exc:
+            where = f"[{section}] " if section is not None else ""
+            raise ConfigError(f"{toml_path}: {where}{exc}") from None
         values.update(data)
     values.update(extra or {})
     if args is not None:
@@ -225,6 +248,39 @@ def from_sources(
             if k in names and v is not None:
                 values[k] = v
     return make(cls, values)
+
+
+def check_keys(source: str | Path, d: dict[str, Any], allowed: Iterable[str], where: str = "",
+               *, tables: bool = False) -> None:
+    """Refuse a key of a config file (or of one of its tables) that is not ``allowed``.
+
+    The one check of which keys and tables a file may hold, for ``--config`` files and
+    experiment files alike.
+
+    Args:
+        source: the file, for the message.
+        d: the file's contents, or one of its tables.
+        allowed: the keys ``d`` may hold.
+        where: the path of ``d`` in the file (``"quick."``), prefixed to the names shown.
+        tables: every allowed key must hold a table (``[train]``, not ``train = 5``).
+
+    Raises:
+        ConfigError: an unknown key (the message lists the valid ones), or a value that
+            should be a table and is not.
+    """
+    allowed = tuple(allowed)
+    unknown = [k for k in d if k not in allowed]
+    if unknown:
+        shown = [f"[{where}{k}]" if tables else where + k for k in allowed]
+        raise ConfigError(
+            f"{source}: unknown key(s) {', '.join(where + k for k in unknown)}; valid: "
+            + ", ".join(shown) + (" (the others belong to other commands)" if tables else "")
+        )
+    if tables:
+        for k, v in d.items():
+            if not isinstance(v, dict):
+                raise ConfigError(f"{source}: {where}{k} = {v!r} must be a [{where}{k}] table "
+                                  "of settings")
 
 
 def parse_list(text: str, what: str, convert: Any) -> list[Any]:

@@ -20,7 +20,8 @@ from leanbits.console import table
 from leanbits.report import build_report
 from leanbits.results import Row, profile_rows
 from leanbits.sweep import stages
-from leanbits.sweep.experiment import Experiment, load_experiment, study_path
+from leanbits.sweep.experiment import Experiment, load_experiment
+from leanbits.sweep.presets import study_path
 from leanbits.sweep.run import RunSummary, run_experiment
 
 #: the steps as the demo announces them, by the stage kind that starts each

@@ -43,8 +43,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from leanbits.errors import ConfigError
+from leanbits.settings.train import HEADS
 
-HEADS = ("softmax", "llr", "llr-code")
 #: most classes a head may have (a forged count must not allocate a huge code matrix)
 MAX_CLASSES = 1 << 16
 

@@ -24,11 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from leanbits.errors import ConfigError, TrainingError
-
-#: momentum of every SGD optimizer leanbits builds unless a config says otherwise
-SGD_MOMENTUM = 0.9
-#: optimizers :func:`make_optimizer` builds
-OPTIMIZERS = ("sgd", "adam")
+from leanbits.settings.train import OPTIMIZERS, SGD_MOMENTUM
 
 Batches = Callable[[int], Iterable[tuple[Tensor, Tensor]]]
 DataLike = tuple[Tensor, Tensor] | Iterable[tuple[Tensor, Tensor]]

@@ -27,12 +27,10 @@ from tqdm import tqdm
 
 from leanbits import paths, snapshot
 from leanbits.calibration import Calibration
-from leanbits.config import MAX_SEED, option, stage_hash, to_dict
-from leanbits.data import DataConfig
+from leanbits.config import stage_hash, to_dict
 from leanbits.errors import ConfigError, TrainingError
-from leanbits.heads import HEADS, Head
+from leanbits.heads import Head
 from leanbits.loop import (
-    SGD_MOMENTUM,
     FitState,
     Hook,
     NonFiniteLoss,
@@ -41,51 +39,11 @@ from leanbits.loop import (
     iterate_batches,
     make_optimizer,
 )
-from leanbits.models import MAX_WIDTH, PRESETS, Plan, build, preset
+from leanbits.models import Plan, build, preset
 from leanbits.models.layers import weight_layers
 from leanbits.regularize import Regularizer, RegularizerHook
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Model, output head, regularizers and optimizer for ``leanbits train``."""
-
-    model: str = option("lenet-300-100", "architecture preset", choices=PRESETS)
-    fc: tuple[int, ...] | None = option(None, "override hidden FC widths, e.g. 300,100",
-                                        minimum=1, maximum=MAX_WIDTH)
-    conv: tuple[int, ...] | None = option(None, "override conv channels, e.g. 20,50",
-                                          minimum=1, maximum=MAX_WIDTH)
-    head: str = option("llr", "output head", choices=HEADS)
-    llr_target: float | None = option(
-        None, "bound A on LLR targets (+-A instead of +-inf); LLR heads only", minimum=1e-6
-    )
-    label_smoothing: float | None = option(
-        None, "softmax head: label smoothing eps of the cross-entropy (target 1 - eps + eps/K "
-        "on the class, eps/K elsewhere); softmax only", minimum=1e-6, maximum=0.999)
-    code: str | None = option(
-        None, "llr-code: JSON file with a K x M 0/1 code matrix (default: binary code)"
-    )
-    optimizer: str = option("sgd", "optimizer", choices=("sgd", "adam"))
-    lr: float = option(0.05, "learning rate", minimum=0.0)
-    momentum: float = option(SGD_MOMENTUM, "SGD momentum", minimum=0.0, maximum=1.0)
-    schedule: str = option("cosine", "learning-rate schedule", choices=("none", "step", "cosine"))
-    step_size: int = option(10, "step schedule: epochs between decays", minimum=1)
-    gamma: float = option(0.1, "step schedule: decay factor", minimum=0.0, maximum=1.0)
-    batch_size: int = option(128, "minibatch size", minimum=1)
-    epochs: int = option(5, "passes over the training set", minimum=0)
-    seed: int = option(1, "seed of initialisation and shuffling", minimum=0, maximum=MAX_SEED)
-    l2: float = option(0.0, "L2 weight decay coefficient", minimum=0.0)
-    l1: float = option(0.0, "L1 coefficient (proximal: gives exact zeros)", minimum=0.0)
-    group: float = option(0.0, "group-lasso coefficient (proximal, whole units)", minimum=0.0)
-    group_kind: str = option("neurons", "groups for group lasso", choices=("neurons", "out"))
-    per_layer: str | None = option(
-        None, "per-layer overrides, e.g. 'fc1.l1=1e-4,out.l2=0'"
-    )
-    rewind_epoch: int = option(1, "save weights after this epoch for rewinding (0 = init)",
-                               minimum=0)
-    train_eval_size: int = option(
-        5000, "training examples evaluated in eval mode each epoch (overfitting gap)", minimum=0
-    )
+from leanbits.settings.data import DataConfig
+from leanbits.settings.train import TrainConfig
 
 
 def parse_per_layer(text: str | None) -> dict[str, dict[str, float]]:

@@ -37,13 +37,10 @@ from leanbits.bits.entropy import empirical_entropy_bits
 from leanbits.bits.index import info_bound_bits
 from leanbits.bits.quantize import check_bits, check_quant_options, quantize
 from leanbits.bits.records import (
-    DTYPES,
-    INDEX_CHOICES,
     INDEX_CODES,
     MAX_CODED_ROWS,
     MAX_ELEMENTS,
     MAX_TENSORS,
-    QUANT_CODES,
     TAG_FLOAT,
     TAG_INT,
     TAG_WEIGHT,
@@ -67,6 +64,7 @@ from leanbits.errors import ConfigError, FormatError
 from leanbits.heads import Head
 from leanbits.models import Plan
 from leanbits.models.layers import weight_layers
+from leanbits.settings.bits import DTYPES, INDEX_CHOICES, QUANT_CODES
 
 MAGIC = b"LBIT"
 #: the version written; version 1 (a 1-bit quantizer field, no row counts in coded

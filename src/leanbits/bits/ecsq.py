@@ -15,9 +15,8 @@ from leanbits.bits.codes import Quantized, check_bits, check_weight, dequantize
 from leanbits.bits.entropy import choose_precision, coder_code_lengths
 from leanbits.bits.kmeans import quantize_kmeans
 from leanbits.errors import ConfigError
+from leanbits.settings.bits import DEFAULT_RATE_LAMBDA
 
-#: ``rate_lambda`` of ``ecsq`` when none is given (relative squared error per coded bit)
-DEFAULT_RATE_LAMBDA = 0.02
 #: ECSQ iterations at most (each costs O(levels x log weights), so this bounds the time)
 ECSQ_MAX_ITER = 1000
 #: ECSQ iterations at most with an importance per weight (each costs O(levels x weights))

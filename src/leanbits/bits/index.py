@@ -40,7 +40,8 @@ from dataclasses import dataclass
 import constriction
 import numpy as np
 
-POSITION_ENCODINGS = ("dense", "bitmask", "relative", "coded")
+# POSITION_ENCODINGS, the names of the schemes below, is in leanbits.settings.bits
+
 #: largest gap field width stored in a file (5-bit field holding r - 1)
 MAX_R = 32
 #: prior strengths of the coded scheme; index 7 (None) is the static model p = k / n

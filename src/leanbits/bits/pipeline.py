@@ -1,4 +1,5 @@
-"""The bits pipeline on snapshots and files: :class:`BitsConfig` (the ``[bits]`` settings),
+"""The bits pipeline on snapshots and files (its settings, :class:`BitsConfig`, are in
+:mod:`leanbits.settings.bits`):
 :func:`quantize_snapshot` (encode a snapshot; when asked, fine-tune its codebooks, re-fit its
 non-weights on the quantized weights, and keep int8 non-weights if validation allows),
 :func:`snapshot_bits` (what ``leanbits bits`` / ``pack`` compute), :func:`evaluate_lbits`
@@ -12,7 +13,6 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,70 +20,17 @@ import torch
 from torch import nn
 
 from leanbits import paths, snapshot
-from leanbits.bits.container import DTYPES, INDEX_CHOICES, Encoded, encode, weight_names
+from leanbits.bits.container import Encoded, encode, weight_names
 from leanbits.bits.files import unpack
 from leanbits.bits.finetune import codebooks_of, finetune_codebook
-from leanbits.bits.quantize import DEFAULT_RATE_LAMBDA
-from leanbits.bits.records import QUANT_CODES
-from leanbits.config import MAX_SEED, option
 from leanbits.data import snapshot_data
 from leanbits.errors import ConfigError, FormatError
 from leanbits.heads import Head
 from leanbits.models import build
 from leanbits.prune import refit_nonweights
 from leanbits.results import dense_params_of
+from leanbits.settings.bits import AUTO_DTYPE, BitsConfig
 from leanbits.train import evaluate, evaluate_splits
-
-#: BitsConfig fields that :func:`leanbits.bits.pack` takes; the others drive the re-fit
-ENCODE_FIELDS = ("bits", "quant", "per_channel", "index", "values", "nonweight_dtype",
-                 "rate_lambda")
-#: ``nonweight_dtype`` value that picks int8 when it keeps float16's validation accuracy
-AUTO_DTYPE = "auto"
-
-
-@dataclass(frozen=True)
-class BitsConfig:
-    """How a snapshot is quantized, indexed, entropy-coded and (optionally) re-fitted."""
-
-    bits: int = option(4, "bits per nonzero weight: a codebook of at most 2**bits values",
-                       minimum=1, maximum=16)
-    quant: str = option("kmeans", "weight quantizer: k-means codebook, symmetric uniform, or "
-                        "ecsq (entropy-constrained: fewer coded bits for the same error)",
-                        choices=QUANT_CODES)
-    per_channel: bool = option(False, "uniform only: one scale per output channel, not per layer")
-    rate_lambda: float | None = option(
-        None, "ecsq only: relative squared error one coded bit is worth; larger gives fewer "
-        f"bits (default {DEFAULT_RATE_LAMBDA})", minimum=0.0)
-    index: str = option("coded", "how positions of nonzero weights are stored (auto: the "
-                        "smallest per layer)", choices=INDEX_CHOICES)
-    values: str = option("entropy", "value codes: range-coded with a stored frequency table, "
-                         "or fixed width", choices=("entropy", "fixed"))
-    nonweight_dtype: str = option("float16", "storage precision of biases and other "
-                                  "non-weight tensors (int8: a float32 scale per tensor and a "
-                                  "byte each; auto: int8 when it keeps float16's validation "
-                                  "accuracy)", choices=(*DTYPES, AUTO_DTYPE))
-    codebook_epochs: int = option(0, "kmeans / ecsq: after quantizing, train the codebook "
-                                  "entries (codes fixed: same bits) and the non-weights for "
-                                  "this many epochs; 0 = off", minimum=0)
-    codebook_lr: float = option(1e-4, "Adam step size of the codebook fine-tuning",
-                                minimum=0.0)
-    refit: int = option(0, "after quantizing, re-fit the non-weight parameters (weights "
-                        "frozen) for this many epochs with Adam; 0 = off", minimum=0)
-    refit_lr: float = option(1e-3, "Adam learning rate of the re-fit", minimum=0.0)
-    refit_batch_size: int = option(128, "minibatch size of the re-fit", minimum=1)
-    seed: int = option(0, "seed of the re-fit's minibatch order", minimum=0, maximum=MAX_SEED)
-
-    def encode_settings(self) -> dict[str, Any]:
-        """The keyword arguments of :func:`leanbits.bits.pack` / ``count_bits`` (``auto``
-        non-weights are encoded as float16 first; :func:`quantize_snapshot` chooses)."""
-        out = {k: getattr(self, k) for k in ENCODE_FIELDS}
-        if out["nonweight_dtype"] == AUTO_DTYPE:
-            out["nonweight_dtype"] = "float16"
-        return out
-
-    def needs_data(self) -> bool:
-        """Whether :func:`quantize_snapshot` trains or validates (and so needs the data)."""
-        return self.refit > 0 or self.codebook_epochs > 0 or self.nonweight_dtype == AUTO_DTYPE
 
 
 def _snapshot_splits(snap: Any) -> Any:

@@ -28,7 +28,6 @@ from torch import Tensor
 
 from leanbits.bits.entropy import decode_symbols, empirical_entropy_bits, encode_symbols
 from leanbits.bits.index import (
-    POSITION_ENCODINGS,
     choose_relative_r,
     coded_decode,
     coded_encode,
@@ -51,15 +50,15 @@ from leanbits.errors import ConfigError
 from leanbits.heads import HEADS, Head, binary_code
 from leanbits.models import Plan, build
 from leanbits.models.plan import MAX_LAYERS
+from leanbits.settings.bits import POSITION_ENCODINGS, QUANT_CODES
 
 # Code tables: a field's stored number is the index into these tuples.
 FAMILY_CODES = ("mlp", "lenet5", "convnet")
 HEAD_CODES = HEADS  # ("softmax", "llr", "llr-code")
-DTYPES = ("float32", "float16", "bfloat16", "int8")
-QUANT_CODES = ("kmeans", "uniform", "ecsq")
+# DTYPES and QUANT_CODES, code tables and also the names a config may choose, are defined
+# in leanbits.settings.bits.
 INDEX_CODES = POSITION_ENCODINGS  # ("dense", "bitmask", "relative", "coded")
 VALUE_CODES = ("fixed", "entropy")
-INDEX_CHOICES = (*INDEX_CODES, "auto")
 TAG_FLOAT, TAG_WEIGHT, TAG_INT = 0, 1, 2
 
 MAX_NDIM = 16

@@ -15,14 +15,19 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from leanbits.bits.pipeline import BitsConfig, snapshot_bits, unpack_to_snapshot
 from leanbits.config import add_arguments, from_sources, to_dict
 from leanbits.console import emit_json
 from leanbits.fileio import check_output_file, write_bytes_atomic
+from leanbits.settings.bits import BitsConfig
+
+# The library is imported inside the handlers: it loads torch (seconds), and building
+# this command's parser (--help) or refusing a bad flag must not wait for it.
 
 
 def _run(args: argparse.Namespace) -> tuple[BitsConfig, Any, dict[str, Any]]:
     cfg = from_sources(BitsConfig, args, getattr(args, "config", None), section="bits")
+    from leanbits.bits.pipeline import snapshot_bits
+
     _snap, encoded, extra = snapshot_bits(args.snapshot, cfg,
                                           accuracy=getattr(args, "accuracy", False))
     return cfg, encoded, extra
@@ -68,6 +73,8 @@ def run_pack(args: argparse.Namespace) -> int:
 
 def run_unpack(args: argparse.Namespace) -> int:
     """``leanbits unpack``: decode a ``.lbits`` file into a normal snapshot directory."""
+    from leanbits.bits.pipeline import unpack_to_snapshot
+
     out, summary = unpack_to_snapshot(args.lbits, args.output, force=args.force)
     if args.json:
         emit_json({"snapshot": str(out), **summary})

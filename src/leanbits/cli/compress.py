@@ -13,11 +13,17 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from leanbits.compression import CompressConfig, CompressResult, compress_snapshot
 from leanbits.config import add_arguments, from_sources
 from leanbits.console import emit_json
+from leanbits.settings.compress import CompressConfig
+
+if TYPE_CHECKING:
+    from leanbits.compression import CompressResult
+
+# The library is imported inside the handlers: it loads torch (seconds), and building
+# this command's parser (--help) or refusing a bad flag must not wait for it.
 
 #: fields the search chooses itself, and the requirement (parsed separately, so a bad one
 #: is reported as a requirement)
@@ -51,6 +57,8 @@ def run_compress(args: argparse.Namespace) -> int:
         # the flags replace a requirement of the --config file
         cfg = dataclasses.replace(cfg, max_drop=None, target_accuracy=None)
         target = {"max_drop": args.req_max_drop, "target_accuracy": args.req_target_accuracy}
+    from leanbits.compression import compress_snapshot
+
     result = compress_snapshot(args.snapshot, args.output, config=cfg,
                                progress=args.progress, **target)
     if args.json:

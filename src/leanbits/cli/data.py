@@ -6,10 +6,15 @@ import argparse
 from typing import Any
 
 from leanbits.console import emit_json, table
-from leanbits.data import DATASETS, sources
+from leanbits.settings.data import DATASETS
+
+# The library is imported inside the handlers: it loads torch (seconds), and building
+# this command's parser (--help) or refusing a bad flag must not wait for it.
 
 
 def cmd_data_fetch(args: argparse.Namespace) -> int:
+    from leanbits.data import sources
+
     path = sources.fetch(args.name)
     if args.json:
         emit_json({"dataset": args.name, "path": str(path)})
@@ -19,6 +24,8 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_data_info(args: argparse.Namespace) -> int:
+    from leanbits.data import sources
+
     info = sources.info()
     if args.json:
         emit_json({"cache_dir": str(sources.cache_dir()), "datasets": info})

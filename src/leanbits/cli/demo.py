@@ -6,11 +6,14 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from leanbits.demo import run
+# The library is imported inside the handlers: it loads torch (seconds), and building
+# this command's parser (--help) or refusing a bad flag must not wait for it.
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Handler of ``leanbits demo``."""
+    from leanbits.demo import run
+
     out = Path(args.out) if args.out else Path(args.runs) / ("demo-quick" if args.quick
                                                              else "demo")
     run(out, quick=args.quick, epochs=args.epochs)

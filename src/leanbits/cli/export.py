@@ -10,10 +10,14 @@ from typing import Any
 
 from leanbits.config import parse_list
 from leanbits.console import emit_json, table
-from leanbits.export import bench_snapshot, export_snapshot
+
+# The library is imported inside the handlers: it loads torch (seconds), and building
+# this command's parser (--help) or refusing a bad flag must not wait for it.
 
 
 def cmd_export(args: Any) -> int:
+    from leanbits.export import export_snapshot
+
     report = export_snapshot(args.snapshot, onnx=args.onnx, safetensors=args.safetensors,
                              dynamic_batch=args.dynamic_batch, real_data=args.real_data)
     if args.json:
@@ -36,6 +40,8 @@ def cmd_export(args: Any) -> int:
 
 def cmd_bench(args: Any) -> int:
     batches = tuple(parse_list(args.batch_sizes, "batch-sizes", int))
+    from leanbits.export import bench_snapshot
+
     result = bench_snapshot(args.snapshot, batches, repeats=args.repeats, onnx=not args.no_onnx)
     if args.json:
         emit_json(result)

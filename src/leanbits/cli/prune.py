@@ -23,26 +23,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from leanbits import paths, snapshot
+from leanbits import paths
 from leanbits.config import add_arguments, from_sources, parse_list, stage_hash, to_dict
 from leanbits.console import emit_json, table
-from leanbits.data import snapshot_data
 from leanbits.errors import ConfigError, PruneError
 from leanbits.fileio import check_output_dir, write_bytes_atomic
-from leanbits.prune import (
-    METHODS,
-    PruneConfig,
-    load_saved,
-    profile,
-    prune_to_target,
-    save_profile,
-    save_result,
-)
-from leanbits.report import plots
 from leanbits.results import Row
+from leanbits.settings.prune import METHODS, PROFILE_SET_FIELDS, PruneConfig
 
-_SEARCH_FIELDS = ("method", "sparsity", "target_accuracy", "max_drop", "search_lo", "search_hi",
-                  "search_tol")
+# The library is imported inside the handlers: it loads torch (seconds), and building
+# this command's parser (--help) or refusing a bad flag must not wait for it.
 
 
 def register(subparsers: Any) -> None:
@@ -75,7 +65,7 @@ def register(subparsers: Any) -> None:
                    f"any of {', '.join(METHODS)}")
     q.add_argument("--sparsities", default="0.5,0.8,0.9,0.95,0.98",
                    help="comma-separated levels in [0, 1) (default: 0.5,0.8,0.9,0.95,0.98)")
-    add_arguments(q, PruneConfig, skip=_SEARCH_FIELDS)
+    add_arguments(q, PruneConfig, skip=PROFILE_SET_FIELDS)
     q.add_argument("--config", help="TOML file with a [prune] section")
     q.add_argument("--out", help="output directory (default: SNAPSHOT-profile-<hash>)")
     q.add_argument("--plot", action=argparse.BooleanOptionalAction, default=True,
@@ -85,6 +75,9 @@ def register(subparsers: Any) -> None:
 
 
 def _load_data(snap: Any, cfg: PruneConfig) -> Any:
+    from leanbits import snapshot
+    from leanbits.data import snapshot_data
+
     where = snap.path if snap.path is not None else Path("snapshot")
     splits = snapshot_data(snap.config, limit_train=cfg.limit_train,
                            source=paths.config(where))
@@ -119,10 +112,13 @@ def _print_report(report: dict[str, Any], out: Path) -> None:
 
 def run_prune(args: argparse.Namespace) -> int:
     """Handler of ``leanbits prune``."""
-    snap = snapshot.load(args.snapshot)
     cfg = from_sources(PruneConfig, args, args.config, section="prune")
     if cfg.target_accuracy is not None and cfg.max_drop is not None:
         raise ConfigError("give at most one of --target-accuracy and --max-drop")
+    from leanbits import snapshot
+    from leanbits.prune import load_saved, prune_to_target, save_result
+
+    snap = snapshot.load(args.snapshot)
     source = Path(args.snapshot).resolve()
     out = check_output_dir(Path(args.out) if args.out else _default_out(source, "prune", cfg))
     report = None if args.force else load_saved(out, cfg, source)
@@ -174,8 +170,12 @@ def run_profile(args: argparse.Namespace) -> int:
         if m not in METHODS:
             raise PruneError(f"unknown method {m!r}; valid: {', '.join(METHODS)}")
     levels = parse_list(args.sparsities, "sparsities", float)
-    snap = snapshot.load(args.snapshot)
     cfg = from_sources(PruneConfig, args, args.config, section="prune")
+    from leanbits import snapshot
+    from leanbits.prune import profile, save_profile
+    from leanbits.report import plots
+
+    snap = snapshot.load(args.snapshot)
     source = Path(args.snapshot).resolve()
     out = check_output_dir(Path(args.out) if args.out
                            else _default_out(source, "profile", cfg, methods, levels))

@@ -10,11 +10,15 @@ import argparse
 
 from leanbits import paths
 from leanbits.console import emit_json
-from leanbits.report import build_report
+
+# The library is imported inside the handlers: it loads torch (seconds), and building
+# this command's parser (--help) or refusing a bad flag must not wait for it.
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Build the report of ``args.run_dir``; print where it is (or JSON with ``--json``)."""
+    from leanbits.report import build_report
+
     files = build_report(args.run_dir, args.out, args.study)
     if args.json:
         emit_json(files.to_dict())

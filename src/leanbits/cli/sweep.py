@@ -14,14 +14,10 @@ from leanbits import paths
 from leanbits.console import emit_json, table
 from leanbits.results import Row
 from leanbits.sweep.executors import EXECUTORS
-from leanbits.sweep.experiment import (
-    MAX_POINTS,
-    describe_grid,
-    load_experiment,
-    study_names,
-    study_path,
-)
-from leanbits.sweep.run import check_dir, load_results, run_experiment, stage_status
+from leanbits.sweep.presets import study_names, study_path
+
+# The library is imported inside the handlers: it loads torch (seconds), and building
+# this command's parser (--help) or refusing a bad flag must not wait for it.
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -87,6 +83,8 @@ def cmd_study(args: argparse.Namespace) -> int:
 def _load(path: str | Path, args: argparse.Namespace) -> Any:
     """Load the experiment; a grid over the limit is refused, or with --allow-large its
     size is printed before it is expanded (which then takes a while)."""
+    from leanbits.sweep.experiment import MAX_POINTS, describe_grid, load_experiment
+
     def show(size: int, axes: list[tuple[str, int]]) -> None:
         if size > MAX_POINTS and args.allow_large:
             print(f"grid: {size:,} points ({describe_grid(axes)}); expanding and checking "
@@ -97,6 +95,8 @@ def _load(path: str | Path, args: argparse.Namespace) -> Any:
 
 
 def _execute(exp: Any, args: argparse.Namespace) -> int:
+    from leanbits.sweep.run import check_dir, load_results, run_experiment
+
     out = Path(args.out) if args.out else Path("runs") / (exp.name + "-quick" * args.quick)
     check_dir(out, "--out")
     if args.stages:
@@ -117,6 +117,8 @@ def _execute(exp: Any, args: argparse.Namespace) -> int:
 
 
 def _dry_run(exp: Any, out: Path, args: argparse.Namespace) -> int:
+    from leanbits.sweep.run import stage_status
+
     counts = stage_status(exp, Path(args.stages) if args.stages else paths.stages(out))
     if args.json:
         emit_json({"experiment": exp.name, "points": len(exp.points), "stages": counts,

@@ -8,25 +8,25 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from leanbits import paths, snapshot
-from leanbits.bits import evaluate_lbits
-from leanbits.config import add_arguments, from_sources, load_toml
+from leanbits.config import add_arguments, from_sources
 from leanbits.console import emit_json, table
-from leanbits.data import DATASETS, DataConfig, load_data, snapshot_data
-from leanbits.errors import ConfigError
 from leanbits.fileio import check_output_dir
-from leanbits.train import TrainConfig, evaluate_splits, run_name, train
+from leanbits.settings.data import DATASETS, DataConfig
+from leanbits.settings.train import TrainConfig
+
+# The library is imported inside the handlers: it loads torch (seconds), and building
+# this command's parser (--help) or refusing a bad flag must not wait for it.
+
+#: the tables a ``train --config`` file may hold
+SECTIONS = ("data", "train")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    data_cfg = from_sources(DataConfig, args, args.config, section="data")
-    cfg = from_sources(TrainConfig, args, args.config, section="train")
-    if args.config is not None:
-        extra = set(load_toml(args.config)) - {"data", "train"}
-        if extra:
-            raise ConfigError(
-                f"{args.config}: unknown section(s) {sorted(extra)}; valid: [data], [train]"
-            )
+    data_cfg = from_sources(DataConfig, args, args.config, section="data", sections=SECTIONS)
+    cfg = from_sources(TrainConfig, args, args.config, section="train", sections=SECTIONS)
+    from leanbits.data import load_data
+    from leanbits.train import run_name, train
+
     out = check_output_dir(Path(args.out) if args.out else Path(args.runs)
                            / run_name(data_cfg, cfg))  # before the data is loaded
     splits = load_data(data_cfg)
@@ -49,6 +49,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from leanbits import paths, snapshot
+    from leanbits.bits import evaluate_lbits
+    from leanbits.data import snapshot_data
+    from leanbits.train import evaluate_splits
+
     path = Path(args.model)
     if path.is_file():
         report = evaluate_lbits(path, None, dataset=args.dataset)

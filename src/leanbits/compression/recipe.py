@@ -1,5 +1,6 @@
 """A compression recipe and its checks: :class:`CompressConfig` (the pruning methods, the
-quantizer grid, the sparsity bracket, the requirement and the epoch budget), the checks of a
+quantizer grid, the sparsity bracket, the requirement and the epoch budget; defined in
+:mod:`leanbits.settings.compress`, torch-free for the command line), the checks of a
 requirement and of a recipe done at the door (:func:`check_target`, :func:`check_recipe`),
 and the expansion of the recipe's quantizer settings into the grid the search scores
 (:func:`quantizer_grid`). Nothing here trains or encodes.
@@ -7,72 +8,16 @@ and the expansion of the recipe's quantizer settings into the grid the search sc
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import math
-from dataclasses import dataclass
 from typing import Any
 
-from leanbits.bits.container import INDEX_CHOICES
-from leanbits.bits.records import DTYPES, QUANT_CODES
-from leanbits.config import make, option, to_dict
 from leanbits.errors import ConfigError
-from leanbits.prune import REGISTRY, PruneConfig
-
-
-@dataclass(frozen=True)
-class CompressConfig(PruneConfig):
-    """A compression recipe: pruning methods (with every :class:`~leanbits.prune.PruneConfig`
-    setting they use: epochs, learning rates, seed, ...), the quantizer grid, the sparsity
-    bracket, the requirement and the epoch budget. ``method`` and ``sparsity`` are chosen
-    by the search, so they must stay at their defaults."""
-
-    methods: tuple[str, ...] = option(("finetune",), "pruning methods searched, each a "
-                                      "`leanbits prune --method` name")
-    bits: tuple[int, ...] = option((2, 3, 4, 5), "bit widths tried for the weights",
-                                   minimum=1, maximum=16)
-    quants: tuple[str, ...] = option(("kmeans", "ecsq"), "weight quantizers tried",
-                                     choices=QUANT_CODES)
-    rate_lambdas: tuple[float, ...] = option(
-        (0.02,), "quantizer ecsq: rate weights tried (relative squared error per coded bit)",
-        minimum=0.0)
-    nonweight_dtypes: tuple[str, ...] = option(("float16", "int8"), "storage precisions "
-                                               "tried for biases and other non-weights",
-                                               choices=DTYPES)
-    index: str = option("auto", "position index of the file", choices=INDEX_CHOICES)
-    codebook_epochs: tuple[int, ...] = option(
-        (0, 1), "epochs of codebook fine-tuning tried for each quantizer setting (codes and "
-        "masks fixed, codebook entries and non-weights trained; 0 = off)", minimum=0)
-    codebook_lr: float = option(1e-4, "Adam learning rate of codebook fine-tuning",
-                                minimum=0.0)
-    search_lo: float = option(0.5, "lowest sparsity tried", minimum=0.0, maximum=0.999999)
-    search_hi: float = option(0.995, "highest sparsity tried", minimum=0.0, maximum=0.999999)
-    search_tol: float = option(0.005, "stop bisecting when the bracket is this narrow",
-                               minimum=1e-6)
-    levels: int = option(2, "sparsity levels (the sparsest that met the requirement) whose "
-                         "whole quantizer grid is scored", minimum=1)
-    budget: int = option(100, "backprop epochs at most for all method runs and codebook "
-                         "fine-tuning together", minimum=0)
-
-    def prune_config(self) -> PruneConfig:
-        """The methods' shared settings as a :class:`~leanbits.prune.PruneConfig`.
-
-        Raises:
-            ConfigError: ``method`` or ``sparsity`` is set (the search chooses them).
-        """
-        values = to_dict(self)
-        default = to_dict(CompressConfig())
-        fixed = [k for k in ("method", "sparsity") if values[k] != default[k]]
-        if fixed:
-            raise ConfigError(f"compress chooses {' and '.join(fixed)} itself; give methods "
-                              "(and search_lo / search_hi) instead")
-        names = {f.name for f in dataclasses.fields(PruneConfig)}
-        return make(PruneConfig, {k: v for k, v in values.items() if k in names})
+from leanbits.prune import REGISTRY
+from leanbits.settings.compress import CompressConfig
 
 
 # ------------------------------------------------------------------------- checks
-
-
 def check_target(max_drop: Any = None, target_accuracy: Any = None) -> tuple[str, float]:
     """Validate the requirement: exactly one of ``max_drop`` and ``target_accuracy``.
 

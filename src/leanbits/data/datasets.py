@@ -17,23 +17,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from leanbits.config import MAX_SEED, make, option
+from leanbits.config import make
 from leanbits.data import idx, sources
 from leanbits.errors import ConfigError, DataError, FormatError
+from leanbits.settings.data import DATASETS, MAX_LABEL_NOISE, VAL_SIZE, DataConfig
 
 __all__ = ["DATASETS", "MAX_LABEL_NOISE", "VAL_SIZE", "DataConfig", "Split", "Splits",
            "dataset_meta", "load_data", "load_splits", "snapshot_data",
            "symmetric_label_noise", "synthetic_splits"]
 
-#: validation examples carved from the official training set unless said otherwise
-VAL_SIZE = 5000
-#: the largest label noise rate: at 0.9 a noisy label of 10 classes is uniform, so no rate
-#: beyond it means anything
-MAX_LABEL_NOISE = 0.9
 #: second word of the label noise RNG's seed, so its stream differs from the split's
 _NOISE_STREAM = 0x6E6F697365  # "noise"
-#: the real data sets (``"synthetic"`` is generated, for tests and smoke runs)
-DATASETS = ("mnist", "fashion-mnist")
 
 # Per-pixel mean/std of the 60k training images after scaling to [0, 1].
 # Fashion-MNIST's were computed from the data: 0.28604 / 0.35302.
@@ -51,22 +45,6 @@ _CLASS_NAMES: dict[str, tuple[str, ...]] = {
 }
 NUM_CLASSES = 10
 IN_SHAPE = (1, 28, 28)
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    """Which data, and how the validation set is carved from the training set."""
-
-    dataset: str = option("mnist", "data set", choices=DATASETS)
-    val_size: int = option(VAL_SIZE, "validation examples carved from the training set",
-                           minimum=1)
-    split_seed: int = option(0, "seed of the train/validation split", minimum=0,
-                             maximum=MAX_SEED)
-    limit_train: int | None = option(None, "use only this many training examples", minimum=1)
-    label_noise: float = option(
-        0.0, "fraction of training labels replaced by a different class drawn uniformly "
-        "(symmetric noise, seeded by split_seed); validation and test labels untouched",
-        minimum=0.0, maximum=MAX_LABEL_NOISE)
 
 
 # eq=False: tensors have no single truth value, so a generated __eq__ would raise.

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from leanbits.errors import ConfigError
+from leanbits.settings.train import MAX_WIDTH
 
 #: architecture family -> how its conv stack is laid out
 #: kernel: conv kernel size; padding: conv padding; pool_every: a 2x2 max-pool after every
@@ -30,8 +31,8 @@ FAMILIES: dict[str, dict[str, int]] = {
 
 # Ceilings. The largest preset (conv2 on 3x32x32) has 4.3 M parameters and 256 units per
 # layer; these leave room for far bigger honest models and none for a runaway one.
-#: units (or channels) of any one layer, the output layer and the input channels included
-MAX_WIDTH = 1 << 16
+# MAX_WIDTH (units or channels of any one layer) is in leanbits.settings.train: the
+# train flags --fc / --conv are checked against it before anything is built.
 #: height or width of the input, in pixels
 MAX_SIDE = 1 << 14
 #: conv layers, and separately hidden FC layers
@@ -251,5 +252,3 @@ def preset(name: str, in_shape: tuple[int, int, int] = (1, 28, 28), out: int = 1
     family, conv, fc = table[name]
     return Plan(family, in_shape, conv, fc, out)
 
-
-PRESETS = ("lenet-300-100", "mlp", "lenet5", "conv2", "conv4", "conv6")

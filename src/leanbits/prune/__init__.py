@@ -19,7 +19,7 @@ Example:
 import sys as _sys
 import types as _types
 
-from leanbits.prune.baselines import METHODS, MethodResult, PruneConfig, train_masked
+from leanbits.prune.baselines import MethodResult, train_masked
 from leanbits.prune.compaction import compact, compact_sequential, macs
 from leanbits.prune.gradual import GradualPruning, cubic_sparsity, gradual_prune
 from leanbits.prune.magnitude import (
@@ -36,7 +36,6 @@ from leanbits.prune.masks import Masks, apply_masks, combine, masked_fraction, p
 from leanbits.prune.methods import REGISTRY, run_method
 from leanbits.prune.refit import bias_compensate, nonweight_parameters, refit_nonweights
 from leanbits.prune.search import (
-    ProfileConfig,
     PruneResult,
     SearchResult,
     measure,
@@ -55,6 +54,7 @@ from leanbits.prune.structure import (
 )
 from leanbits.prune.structured import structured_masks, structured_prune
 from leanbits.prune.variational import SparseVD, from_variational, sparse_vd, to_variational
+from leanbits.settings.prune import METHODS, ProfileConfig, PruneConfig
 
 __all__ = [
     "METHODS",

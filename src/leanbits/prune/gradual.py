@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from leanbits.errors import PruneError
 from leanbits.loop import FitState, epoch_batches, fit, make_optimizer
-from leanbits.prune.baselines import MethodResult, PruneConfig
+from leanbits.prune.baselines import MethodResult
 from leanbits.prune.magnitude import SCOPES, global_magnitude, layer_magnitude
 from leanbits.prune.masks import (
     MaskHook,
@@ -39,6 +39,7 @@ from leanbits.prune.masks import (
     prunable_weights,
 )
 from leanbits.prune.structure import remove_dead_units_if_chain
+from leanbits.settings.prune import PruneConfig
 
 
 def _check_schedule(initial: float, final: float, begin: int, span: int) -> None:

@@ -37,15 +37,11 @@ from leanbits.prune.masks import (
     model_masks,
     prunable_weights,
 )
-
-SCOPES = ("global", "layer")
+from leanbits.settings.prune import CRITERIA, GRANULARITIES, SCOPES
 
 
 class LayerEmptiedError(PruneError):
     """The request would remove every weight of a layer (too sparse for this network)."""
-
-CRITERIA = ("sparsity", "threshold", "std")
-GRANULARITIES = ("weight", "unit")
 
 
 def _check_weights(weights: Mapping[str, Tensor]) -> None:

@@ -33,18 +33,12 @@ from collections.abc import Callable, Mapping
 from torch import Tensor, nn
 
 from leanbits.errors import PruneError
-from leanbits.prune.baselines import (
-    BASELINES,
-    METHODS,
-    MethodResult,
-    PruneConfig,
-    RewindPoint,
-    run_baseline,
-)
+from leanbits.prune.baselines import MethodResult, RewindPoint, run_baseline
 from leanbits.prune.gradual import gradual_prune
 from leanbits.prune.masks import check_amount, check_examples
 from leanbits.prune.structured import structured_prune
 from leanbits.prune.variational import sparse_vd
+from leanbits.settings.prune import BASELINES, METHODS, PruneConfig
 from leanbits.train import TrainConfig
 
 Loss = Callable[[Tensor, Tensor], Tensor]

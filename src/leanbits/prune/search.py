@@ -21,10 +21,10 @@ from typing import Any
 from torch import Tensor, nn
 
 from leanbits import paths
-from leanbits.config import make, option, to_dict
+from leanbits.config import make, to_dict
 from leanbits.errors import PruneError
 from leanbits.models.layers import weight_layers
-from leanbits.prune.baselines import METHODS, OWN_SPARSITY, PruneConfig
+from leanbits.prune.baselines import OWN_SPARSITY
 from leanbits.prune.compaction import compact, macs
 from leanbits.prune.magnitude import LayerEmptiedError
 from leanbits.prune.masks import check_amount, count_nonzero_weights, model_masks
@@ -32,6 +32,7 @@ from leanbits.prune.methods import lr_field, run_method
 from leanbits.prune.refit import nonweight_parameters
 from leanbits.prune.structure import analyse
 from leanbits.results import Row
+from leanbits.settings.prune import PruneConfig
 from leanbits.snapshot import Snapshot, load_tensors
 from leanbits.train import TrainConfig, evaluate, evaluate_splits
 
@@ -244,41 +245,6 @@ def prune_snapshot(
         compact_plan=small_plan,
     )
     return result, report
-
-
-@dataclass(frozen=True)
-class ProfileConfig(PruneConfig):
-    """A pruning profile: the snapshot pruned once per method and level, every other
-    :class:`PruneConfig` setting shared. ``method``, ``sparsity`` and the search fields
-    are set per run by the profile, so they must stay at their defaults here."""
-
-    methods: tuple[str, ...] = option(("none", "refit"), "pruning methods profiled",
-                                      choices=METHODS)
-    sparsities: tuple[float, ...] = option((0.5, 0.8, 0.9, 0.95, 0.98),
-                                           "sparsity levels profiled, each in [0, 1)",
-                                           minimum=0.0, maximum=0.999999)
-
-    def prune_config(self) -> PruneConfig:
-        """The shared settings as a :class:`PruneConfig`.
-
-        Raises:
-            PruneError: a per-run field (method, sparsity, search) is set.
-        """
-        values = to_dict(self)
-        default = to_dict(ProfileConfig())
-        fixed = [k for k in PROFILE_SET_FIELDS if values[k] != default[k]]
-        if fixed:
-            raise PruneError(f"a profile sets {', '.join(fixed)} per run; give methods and "
-                             "sparsities instead")
-        if not self.methods or not self.sparsities:
-            raise PruneError("profile needs at least one method and one sparsity")
-        return make(PruneConfig, {k: v for k, v in values.items()
-                                  if k not in ("methods", "sparsities")})
-
-
-#: PruneConfig fields a profile sets itself (per run) or does not use
-PROFILE_SET_FIELDS = ("method", "sparsity", "target_accuracy", "max_drop", "search_lo",
-                      "search_hi", "search_tol")
 
 
 def _layer_sparsity(connections: Mapping[str, int], sizes: Mapping[str, int]) -> dict[str, float]:

@@ -17,10 +17,10 @@ from leanbits import paths, snapshot
 from leanbits.config import to_dict
 from leanbits.fileio import write_text_atomic
 from leanbits.models.layers import weight_layers
-from leanbits.prune.baselines import PruneConfig
 from leanbits.prune.masks import weight_key
 from leanbits.prune.search import PruneResult
 from leanbits.results import DENSE_PARAMS, Row, profile_document
+from leanbits.settings.prune import PruneConfig
 
 
 def save_result(out: Path, result: PruneResult, report: dict[str, Any],

@@ -26,7 +26,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from leanbits.errors import PruneError
-from leanbits.prune.baselines import MethodResult, PruneConfig, train_masked
+from leanbits.prune.baselines import MethodResult, train_masked
 from leanbits.prune.magnitude import LayerEmptiedError, unit_masks
 from leanbits.prune.masks import (
     Masks,
@@ -38,6 +38,7 @@ from leanbits.prune.masks import (
 )
 from leanbits.prune.refit import refit_nonweights
 from leanbits.prune.structure import analyse, parse_chain, remove_dead_units
+from leanbits.settings.prune import PruneConfig
 
 
 def _effective(model: nn.Module, masks: Masks) -> tuple[Masks, int]:

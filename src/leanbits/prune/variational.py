@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from leanbits.errors import PruneError
 from leanbits.loop import FitState, Hook, epoch_batches, fit, make_optimizer
-from leanbits.prune.baselines import MethodResult, PruneConfig
+from leanbits.prune.baselines import MethodResult
 from leanbits.prune.masks import (
     MaskHook,
     Masks,
@@ -46,6 +46,7 @@ from leanbits.prune.masks import (
     weight_key,
 )
 from leanbits.prune.structure import remove_dead_units_if_chain
+from leanbits.settings.prune import PruneConfig
 
 #: constants of the published KL approximation
 K1, K2, K3 = 0.63576, 1.87320, 1.48695

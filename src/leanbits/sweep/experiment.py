@@ -1,6 +1,7 @@
 """Experiment files: a TOML grid of settings, expanded into points and their stage chains.
 
-Schema (every key is optional; missing values are the config defaults)::
+Schema (every key is optional, missing values being the config defaults, but a file must
+set at least one table: an empty one is refused rather than training the defaults)::
 
     name = "heads"                      # default run directory: runs/<name>
     description = "softmax vs LLR"      # free text
@@ -86,12 +87,11 @@ from __future__ import annotations
 
 import copy
 import tomllib
-from collections.abc import Iterable, Sequence
-from importlib import resources
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from leanbits.config import load_toml
+from leanbits.config import check_keys, load_toml
 from leanbits.errors import ConfigError
 from leanbits.sweep.grid import (
     AXIS_SECTIONS,
@@ -116,7 +116,7 @@ __all__ = [
     "AXIS_SECTIONS", "MAX_NAME_BYTES", "MAX_POINTS", "POINT_KINDS", "SECTIONS", "SIDE_KINDS",
     "SPLIT_FOLLOWS_SEED", "STAGE_KINDS", "TOP_KEYS", "Experiment", "GridHook", "Point",
     "StageSpec", "check_name", "describe_grid", "effective_settings", "grid_axes",
-    "grid_size", "load_experiment", "parse_experiment", "study_names", "study_path",
+    "grid_size", "load_experiment", "parse_experiment",
 ]
 
 #: the tables an experiment file may set (``--set`` reaches them too)
@@ -125,24 +125,6 @@ TOP_KEYS = ("name", "description", *SECTIONS, "quick")
 
 
 # ----------------------------------------------------------------------------- loading
-def study_names() -> list[str]:
-    """Names of the studies shipped with leanbits (``leanbits study NAME``)."""
-    root = resources.files("leanbits.sweep") / "studies"
-    return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".toml"))
-
-
-def study_path(name: str) -> Path:
-    """Path of a shipped study's experiment file.
-
-    Raises:
-        ConfigError: unknown study (the message lists the valid ones).
-    """
-    names = study_names()
-    if name not in names:
-        raise ConfigError(f"unknown study {name!r}; valid: {', '.join(names)}")
-    return Path(str(resources.files("leanbits.sweep") / "studies" / f"{name}.toml"))
-
-
 def load_experiment(path: str | Path, quick: bool = False, overrides: Sequence[str] = (),
                     max_points: int | None = MAX_POINTS,
                     on_grid: GridHook | None = None) -> Experiment:
@@ -183,27 +165,21 @@ def parse_experiment(raw: dict[str, Any], source: str = "<experiment>", quick: b
 def effective_settings(raw: dict[str, Any], source: str = "<experiment>", quick: bool = False,
                        overrides: Sequence[str] = ()) -> dict[str, Any]:
     """The experiment after merging ``[quick]`` (when asked) and ``overrides``; no ``quick``."""
-    _check_keys(source, "", raw, TOP_KEYS)
+    check_keys(source, raw, TOP_KEYS)
     settings = copy.deepcopy({k: v for k, v in raw.items() if k != "quick"})
     if quick:
         q = raw.get("quick", {})
         if not isinstance(q, dict):
             raise ConfigError(f"{source}: [quick] must be a table")
-        _check_keys(source, "quick.", q, tuple(k for k in TOP_KEYS if k != "quick"))
+        check_keys(source, q, tuple(k for k in TOP_KEYS if k != "quick"), "quick.")
         settings = _merge(settings, q)
     for item in overrides:
         _apply_override(settings, item, source)
+    if not any(k in settings for k in SECTIONS):
+        # an empty file (or one of comments) would train the defaults on the whole data set
+        raise ConfigError(f"{source} has no settings; add at least a [train] table (e.g. "
+                          "[train] epochs = 5), or --set train.epochs=5")
     return settings
-
-
-def _check_keys(source: str, where: str, d: dict[str, Any], allowed: Iterable[str]) -> None:
-    allowed = tuple(allowed)
-    unknown = [k for k in d if k not in allowed]
-    if unknown:
-        raise ConfigError(
-            f"{source}: unknown key(s) {', '.join(where + k for k in unknown)}; valid: "
-            + ", ".join(where + k for k in allowed)
-        )
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
