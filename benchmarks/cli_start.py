@@ -88,7 +88,8 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     if args.write:
-        before = f" `before` is `{args.before}`;" if args.before else ""
+        before = (" `before` is the `--before` checkout (here: main at 8af6d45, before the "
+                  "config dataclasses moved to `leanbits.settings`);" if args.before else "")
         body = (
             f"Command: `python benchmarks/cli_start.py --repeats {args.repeats}"
             + (" --before OLD/src" if args.before else "") + " --write`  \n"
