@@ -6,7 +6,8 @@ Each command line runs in a fresh ``python -m leanbits`` process; wall and CPU s
 runs every line against another checkout's ``src/`` (an older commit), interleaved with
 this one's runs, so that both see the same load.
 
-    python benchmarks/cli_start.py [--repeats 5] [--before OLD_CHECKOUT/src] [--write]
+    python benchmarks/cli_start.py [--repeats 5] [--before OLD_CHECKOUT/src [--before-label L]]
+                                   [--write]
 """
 
 from __future__ import annotations
@@ -70,6 +71,8 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--before", type=Path, default=None,
                    help="src/ of another checkout to compare with (an older commit)")
+    p.add_argument("--before-label", default="an older checkout",
+                   help="what --before is, for BENCHMARKS.md (e.g. a commit)")
     p.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
     args = p.parse_args()
     sources = {"this": ROOT / "src"}
@@ -88,11 +91,11 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     if args.write:
-        before = (" `before` is the `--before` checkout (here: main at 8af6d45, before the "
-                  "config dataclasses moved to `leanbits.settings`);" if args.before else "")
+        before = f" `before` is {args.before_label};" if args.before else ""
         body = (
             f"Command: `python benchmarks/cli_start.py --repeats {args.repeats}"
-            + (" --before OLD/src" if args.before else "") + " --write`  \n"
+            + (" --before OLD/src --before-label LABEL" if args.before else "")
+            + " --write`  \n"
             f"Machine: {platform.machine()}, {os.cpu_count()} cores, load average {load:.1f} "
             f"while measuring, Python {platform.python_version()}  \n"
             f"Date: {dt.date.today().isoformat()}\n\n"
