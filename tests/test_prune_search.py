@@ -10,7 +10,7 @@ import pytest
 import torch
 from conftest import Part, make_tiny_splits
 
-from leanbits import paths, snapshot
+from leanbits import data, paths, snapshot
 from leanbits.cli import prune as prune_cli
 from leanbits.config import to_dict
 from leanbits.errors import PruneError
@@ -151,7 +151,8 @@ def fake_data(trained, monkeypatch):
         seen.append(config["data"]["dataset"])
         return trained[1]
 
-    monkeypatch.setattr(prune_cli, "snapshot_data", data_for_snapshot)
+    # the command imports snapshot_data from leanbits.data when it runs
+    monkeypatch.setattr(data, "snapshot_data", data_for_snapshot)
     return seen
 
 

@@ -42,20 +42,22 @@ def check_output_file(path: str | os.PathLike[str]) -> Path:
         the path to replace: ``path``, or the target when ``path`` is a symbolic link.
 
     Raises:
-        OutputError: ``path`` exists and is a directory, device, FIFO or socket, or a
-            part of its parent is not a directory.
+        OutputError: ``path`` exists and is a directory, device, FIFO or socket, a part
+            of its parent is not a directory, or it lies on a read-only file system.
     """
     path = Path(path)
     if path.is_symlink():
         path = Path(os.path.realpath(path))
     st = _stat_output(path, "write", "choose an output path inside a directory")
     if st is None:
+        _check_read_only(path)
         return path
     if not stat.S_ISREG(st.st_mode):
         what = _kind(st.st_mode)
         fix = ("give a file path inside it" if stat.S_ISDIR(st.st_mode)
                else "leanbits only replaces regular files; choose a file path")
         raise OutputError(f"{path} exists and is {what}; {fix}")
+    _check_read_only(path)
     return path
 
 
@@ -81,17 +83,35 @@ def check_output_dir(path: str | os.PathLike[str]) -> Path:
         ``path``.
 
     Raises:
-        OutputError: ``path`` exists and is not a directory (a file, device, ...).
+        OutputError: ``path`` exists and is not a directory (a file, device, ...), or it
+            lies on a read-only file system.
     """
     path = Path(path)
     st = _stat_output(path, "make directory", "choose another output directory")
     if st is None:
+        _check_read_only(path)
         return path
     if not stat.S_ISDIR(st.st_mode):
         what = "a file" if stat.S_ISREG(st.st_mode) else _kind(st.st_mode)
         raise OutputError(f"{path} exists and is {what}, not a directory; choose another "
                           "output directory")
+    _check_read_only(path)
     return path
+
+
+def _check_read_only(path: Path) -> None:
+    """Refuse an output on a read-only file system now: its first write may come only
+    after minutes of work (training)."""
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        read_only = os.statvfs(probe).f_flag & os.ST_RDONLY
+    except OSError:  # not a directory we can look at: the write will say what is wrong
+        return
+    if read_only:
+        raise OutputError(f"cannot write {path}: the file system is read-only; write to a "
+                          "writable location")
 
 
 def current_umask() -> int:
