@@ -111,12 +111,13 @@ from leanbits.sweep.grid import (
     grid_axes,
     grid_size,
 )
+from leanbits.sweep.presets import study_names, study_path  # re-exported: their old home
 
 __all__ = [
     "AXIS_SECTIONS", "MAX_NAME_BYTES", "MAX_POINTS", "POINT_KINDS", "SECTIONS", "SIDE_KINDS",
     "SPLIT_FOLLOWS_SEED", "STAGE_KINDS", "TOP_KEYS", "Experiment", "GridHook", "Point",
     "StageSpec", "check_name", "describe_grid", "effective_settings", "grid_axes",
-    "grid_size", "load_experiment", "parse_experiment",
+    "grid_size", "load_experiment", "parse_experiment", "study_names", "study_path",
 ]
 
 #: the tables an experiment file may set (``--set`` reaches them too)
