@@ -19,9 +19,9 @@ one section per study; with ``--only`` just the named studies' sections are repl
 the others are kept as they were. The claim-4 section also states the budget of every
 pruning method (:func:`leanbits.report.claims.baseline_budgets`), read from the run's
 ``experiment.toml``, or from the shipped study preset with ``--from-csv``.
-Every verdict's criterion is a constant in ``leanbits/report/claims.py`` fixed before the
-studies run; tables show mean ± std over seeds and 95 % CIs of differences paired by seed;
-every choice (cutoff, fewest bits at a level, most prunable) is made on validation.
+Every verdict's criterion is a constant in ``leanbits/report/claims/criteria.py`` fixed
+before the studies run; tables show mean ± std over seeds and 95 % CIs of differences
+paired by seed; every choice (cutoff, fewest bits at a level, most prunable) is made on validation.
 
 The runs: `leanbits study NAME --out runs/studies/NAME --jobs 2` for explosion,
 regularization and snapshot; the frontier study as in benchmarks/bits_mnist.py
