@@ -39,7 +39,7 @@ from torch import Tensor, nn
 from leanbits.errors import PruneError, TrainingError
 from leanbits.loop import OPTIMIZERS, NonFiniteLoss, epoch_batches, fit, make_optimizer
 from leanbits.prune.magnitude import geometric_schedule, prune
-from leanbits.prune.masks import MaskHook, Masks, apply_masks, check_amount, check_examples
+from leanbits.prune.masks import MaskHook, Masks, apply_masks
 from leanbits.prune.refit import bias_compensate, refit_nonweights
 from leanbits.regularize import Regularizer, RegularizerHook
 from leanbits.settings.prune import BASELINES, METHODS, PruneConfig
@@ -142,94 +142,135 @@ def choose_masks(model: nn.Module, sparsity: float, cfg: PruneConfig,
     )
 
 
-def run_baseline(
-    model: nn.Module,
-    method: str,
-    sparsity: float,
-    train: tuple[Tensor, Tensor],
-    loss_fn: Callable[[Tensor, Tensor], Tensor],
-    config: PruneConfig | None = None,
-    rewind: RewindPoint | None = None,
-    masks: Mapping[str, Tensor] | None = None,
-) -> MethodResult:
-    """Prune a copy of ``model`` to ``sparsity`` with ``method`` (see the module docstring).
+Loss = Callable[[Tensor, Tensor], Tensor]
+
+
+def _begin(model: nn.Module, name: str) -> tuple[float, nn.Module, dict[str, Any]]:
+    """The start of every baseline: its clock, the copy it prunes and its record."""
+    return time.perf_counter(), copy.deepcopy(model), {"method": name, "backprop_epochs": 0,
+                                                       "lr": None}
+
+
+def _finish(net: nn.Module, masks: Masks, record: dict[str, Any], t0: float) -> MethodResult:
+    """The end of every baseline: pruned weights exactly zero, the method's wall time."""
+    apply_masks(net, masks)
+    record["wall_time_s"] = time.perf_counter() - t0
+    return MethodResult(net, masks, record)
+
+
+def _prune_compensated(net: nn.Module, x: Tensor, cfg: PruneConfig,
+                       masks: Mapping[str, Tensor] | None, record: dict[str, Any]) -> Masks:
+    """Magnitude masks of ``net`` applied, with bias compensation if ``cfg`` asks for it."""
+    new_masks = choose_masks(net, cfg.sparsity, cfg, masks)
+    if cfg.bias_compensation:
+        bias_compensate(net, new_masks, x[: cfg.compensation_examples])
+    else:
+        apply_masks(net, new_masks)
+    record["bias_compensation"] = cfg.bias_compensation
+    return new_masks
+
+
+def prune_none(model: nn.Module, data: tuple[Tensor, Tensor], loss_fn: Loss,
+               cfg: PruneConfig, masks: Mapping[str, Tensor] | None = None) -> MethodResult:
+    """Method ``none``: prune a copy of ``model`` to ``cfg.sparsity`` and nothing else.
+
+    Every baseline of this module takes the same arguments and returns the same kind of
+    result; :func:`leanbits.prune.methods.run_method` validates them and dispatches.
 
     Args:
         model: the trained (snapshot) model; not modified.
-        method: one of :data:`BASELINES`.
-        sparsity: target fraction of pruned weights (ignored by criteria threshold/std).
-        train: ``(x, y)`` training tensors used for compensation and (re)training.
-        loss_fn: the model's loss, e.g. ``head.loss``.
-        config: other settings (defaults: :class:`PruneConfig`).
-        rewind: early weights and the original training settings (method ``rewind``).
+        data: ``(x, y)`` training tensors (bias compensation measures on ``x``; the
+            training methods train on them).
+        loss_fn: the model's loss, e.g. ``head.loss`` (unused here).
+        cfg: every setting (``sparsity``, scope, criterion, budgets, learning rates...).
         masks: masks the snapshot already has; the result is a subset of them.
 
     Returns:
         A :class:`MethodResult`; ``record`` has ``method``, ``backprop_epochs``, ``lr``
         (the rate it trained with; None without training), ``wall_time_s`` (the method
         alone) and method details.
+    """
+    t0, net, record = _begin(model, "none")
+    new_masks = _prune_compensated(net, data[0], cfg, masks, record)
+    return _finish(net, new_masks, record, t0)
+
+
+def prune_refit(model: nn.Module, data: tuple[Tensor, Tensor], loss_fn: Loss,
+                cfg: PruneConfig, masks: Mapping[str, Tensor] | None = None) -> MethodResult:
+    """Method ``refit`` (the paper's way): prune, then re-fit only the non-weights for
+    ``cfg.refit_epochs`` with Adam at ``cfg.refit_lr``. Arguments and result as
+    :func:`prune_none`'s."""
+    t0, net, record = _begin(model, "refit")
+    new_masks = _prune_compensated(net, data[0], cfg, masks, record)
+    if cfg.refit_epochs > 0:
+        refit_nonweights(net, data, loss_fn, cfg.refit_epochs, cfg.refit_lr, new_masks,
+                         batch_size=cfg.batch_size, seed=cfg.seed)
+        record.update(backprop_epochs=cfg.refit_epochs, lr=cfg.refit_lr)
+    return _finish(net, new_masks, record, t0)
+
+
+def prune_finetune(model: nn.Module, data: tuple[Tensor, Tensor], loss_fn: Loss,
+                   cfg: PruneConfig, masks: Mapping[str, Tensor] | None = None,
+                   ) -> MethodResult:
+    """Method ``finetune``: prune, then retrain the kept weights and biases with the mask
+    fixed for ``cfg.finetune_epochs`` (``cfg.optimizer`` at ``cfg.finetune_lr``).
+    Arguments and result as :func:`prune_none`'s."""
+    t0, net, record = _begin(model, "finetune")
+    new_masks = choose_masks(net, cfg.sparsity, cfg, masks)
+    train_masked(net, new_masks, data, loss_fn, cfg.finetune_epochs, lr=cfg.finetune_lr,
+                 optimizer=cfg.optimizer, batch_size=cfg.batch_size, seed=cfg.seed)
+    record.update(backprop_epochs=cfg.finetune_epochs, lr=cfg.finetune_lr)
+    return _finish(net, new_masks, record, t0)
+
+
+def prune_iterative(model: nn.Module, data: tuple[Tensor, Tensor], loss_fn: Loss,
+                    cfg: PruneConfig, masks: Mapping[str, Tensor] | None = None,
+                    ) -> MethodResult:
+    """Method ``iterative`` (Han et al. 2015): ``cfg.rounds`` rounds on a geometric schedule
+    of sparsities up to ``cfg.sparsity``, each pruning further and retraining
+    ``cfg.round_epochs`` epochs with the mask fixed (``cfg.optimizer`` at
+    ``cfg.iterative_lr``). Arguments and result as :func:`prune_none`'s.
 
     Raises:
-        PruneError: unknown method, bad amount, missing early weights, ...
-
-    Example:
-        >>> r = run_baseline(snap.model, "refit", 0.95, (x, y), snap.head.loss)
-        ... # doctest: +SKIP
-        >>> r.record["backprop_epochs"]  # doctest: +SKIP
-        2
+        PruneError: ``cfg.criterion`` is not ``sparsity`` (a schedule needs levels).
     """
-    cfg = config or PruneConfig()
-    if method not in BASELINES:
-        raise PruneError(f"unknown baseline {method!r}; valid: {', '.join(BASELINES)}")
-    sparsity = check_amount(sparsity)
-    x, y = check_examples(train)
-    if method == "rewind":
-        _check_rewind(rewind)
-    t0 = time.perf_counter()
-    net = copy.deepcopy(model)
-    record: dict[str, Any] = {"method": method, "backprop_epochs": 0, "lr": None}
-    comp_x = x[: cfg.compensation_examples]
+    if cfg.criterion != "sparsity":
+        raise PruneError("method 'iterative' needs criterion='sparsity' (a schedule)")
+    t0, net, record = _begin(model, "iterative")
+    schedule = geometric_schedule(cfg.sparsity, cfg.rounds)
+    current = dict(masks) if masks else None
+    for level in schedule:
+        current = choose_masks(net, level, cfg, current)
+        train_masked(net, current, data, loss_fn, cfg.round_epochs, lr=cfg.iterative_lr,
+                     optimizer=cfg.optimizer, batch_size=cfg.batch_size, seed=cfg.seed)
+        record["backprop_epochs"] += cfg.round_epochs
+    record.update(schedule=schedule, rounds=cfg.rounds, round_epochs=cfg.round_epochs,
+                  lr=cfg.iterative_lr)
+    return _finish(net, current, record, t0)
 
-    def common(kw: dict[str, Any]) -> dict[str, Any]:
-        return dict(kw, batch_size=cfg.batch_size, seed=cfg.seed)
 
-    if method == "iterative":
-        if cfg.criterion != "sparsity":
-            raise PruneError("method 'iterative' needs criterion='sparsity' (a schedule)")
-        schedule = geometric_schedule(sparsity, cfg.rounds)
-        current = dict(masks) if masks else None
-        for level in schedule:
-            current = choose_masks(net, level, cfg, current)
-            train_masked(net, current, (x, y), loss_fn, cfg.round_epochs,
-                         **common({"lr": cfg.iterative_lr, "optimizer": cfg.optimizer}))
-            record["backprop_epochs"] += cfg.round_epochs
-        record.update(schedule=schedule, rounds=cfg.rounds, round_epochs=cfg.round_epochs,
-                      lr=cfg.iterative_lr)
-        new_masks = current
-    else:
-        new_masks = choose_masks(net, sparsity, cfg, masks)
-        if method in ("none", "refit"):
-            if cfg.bias_compensation:
-                bias_compensate(net, new_masks, comp_x)
-            else:
-                apply_masks(net, new_masks)
-            record["bias_compensation"] = cfg.bias_compensation
-        if method == "refit" and cfg.refit_epochs > 0:
-            refit_nonweights(net, (x, y), loss_fn, cfg.refit_epochs, cfg.refit_lr, new_masks,
-                             **common({}))
-            record.update(backprop_epochs=cfg.refit_epochs, lr=cfg.refit_lr)
-        elif method == "finetune":
-            train_masked(net, new_masks, (x, y), loss_fn, cfg.finetune_epochs,
-                         **common({"lr": cfg.finetune_lr, "optimizer": cfg.optimizer}))
-            record.update(backprop_epochs=cfg.finetune_epochs, lr=cfg.finetune_lr)
-        elif method == "rewind":
-            assert rewind is not None  # _check_rewind
-            _load_early(net, rewind.state)
-            record.update(rewind_retrain(net, new_masks, (x, y), loss_fn, rewind,
-                                         cfg.rewind_lr, cfg.seed))
-    apply_masks(net, new_masks)
-    record["wall_time_s"] = time.perf_counter() - t0
-    return MethodResult(net, new_masks, record)
+def prune_rewind(model: nn.Module, data: tuple[Tensor, Tensor], loss_fn: Loss,
+                 cfg: PruneConfig, masks: Mapping[str, Tensor] | None,
+                 rewind: RewindPoint | None) -> MethodResult:
+    """Method ``rewind`` (lottery-ticket rewinding): prune, reset the kept weights to the
+    rewind point's, then finish the snapshot's own training schedule with the mask fixed
+    (:func:`rewind_retrain`, peak rate ``cfg.rewind_lr`` or the training's). Arguments and
+    result as :func:`prune_none`'s, and:
+
+    Args:
+        rewind: the early weights and the snapshot's training settings.
+
+    Raises:
+        PruneError: no rewind point, or its epoch is after the end of training.
+    """
+    _check_rewind(rewind)
+    assert rewind is not None  # _check_rewind
+    t0, net, record = _begin(model, "rewind")
+    new_masks = choose_masks(net, cfg.sparsity, cfg, masks)
+    _load_early(net, rewind.state)
+    record.update(rewind_retrain(net, new_masks, data, loss_fn, rewind, cfg.rewind_lr,
+                                 cfg.seed))
+    return _finish(net, new_masks, record, t0)
 
 
 def _check_rewind(rewind: RewindPoint | None) -> None:
@@ -317,7 +358,11 @@ __all__ = [
     "PruneConfig",
     "RewindPoint",
     "choose_masks",
+    "prune_finetune",
+    "prune_iterative",
+    "prune_none",
+    "prune_refit",
+    "prune_rewind",
     "rewind_retrain",
-    "run_baseline",
     "train_masked",
 ]

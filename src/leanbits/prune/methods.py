@@ -1,18 +1,22 @@
 """The pruning-method registry: every method by name, one signature, one runner.
 
 =========== ===========================================================================
-method      module and what it does
+method      function and what it does
 =========== ===========================================================================
-none        :mod:`.baselines`: magnitude masks, nothing else
-refit       :mod:`.baselines`: masks, then only the non-weights re-fitted (the paper's way)
-finetune    :mod:`.baselines`: masks, then kept weights retrained
-iterative   :mod:`.baselines`: prune-retrain rounds (Han et al. 2015)
-rewind      :mod:`.baselines`: masks, kept weights rewound to early training, the rest of
-            the original schedule retrained (lottery-ticket rewinding)
-gradual     :mod:`.gradual`: training while the sparsity rises on a cubic schedule
-            (Zhu & Gupta 2017)
-sparse-vd   :mod:`.variational`: sparse variational dropout (Molchanov et al. 2017)
-structured  :mod:`.structured`: whole units removed to a weight budget, then retrained
+none        :func:`.baselines.prune_none`: magnitude masks, nothing else
+refit       :func:`.baselines.prune_refit`: masks, then only the non-weights re-fitted
+            (the paper's way)
+finetune    :func:`.baselines.prune_finetune`: masks, then kept weights retrained
+iterative   :func:`.baselines.prune_iterative`: prune-retrain rounds (Han et al. 2015)
+rewind      :func:`.baselines.prune_rewind`: masks, kept weights rewound to early
+            training, the rest of the original schedule retrained (lottery-ticket
+            rewinding)
+gradual     :func:`.gradual.gradual_prune`: training while the sparsity rises on a cubic
+            schedule (Zhu & Gupta 2017)
+sparse-vd   :func:`.variational.sparse_vd`: sparse variational dropout (Molchanov et al.
+            2017)
+structured  :func:`.structured.structured_prune`: whole units removed to a weight budget,
+            then retrained
 =========== ===========================================================================
 
 Every entry is called as ``fn(model, data, loss, cfg, masks, rewind)`` on the caller's
@@ -33,12 +37,20 @@ from collections.abc import Callable, Mapping
 from torch import Tensor, nn
 
 from leanbits.errors import PruneError
-from leanbits.prune.baselines import MethodResult, RewindPoint, run_baseline
+from leanbits.prune.baselines import (
+    MethodResult,
+    RewindPoint,
+    prune_finetune,
+    prune_iterative,
+    prune_none,
+    prune_refit,
+    prune_rewind,
+)
 from leanbits.prune.gradual import gradual_prune
 from leanbits.prune.masks import check_amount, check_examples
 from leanbits.prune.structured import structured_prune
 from leanbits.prune.variational import sparse_vd
-from leanbits.settings.prune import BASELINES, METHODS, PruneConfig
+from leanbits.settings.prune import METHODS, PruneConfig
 from leanbits.train import TrainConfig
 
 Loss = Callable[[Tensor, Tensor], Tensor]
@@ -47,14 +59,6 @@ Method = Callable[
      RewindPoint | None],
     MethodResult,
 ]
-
-
-def _baseline(name: str) -> Method:
-    def run(model: nn.Module, data: tuple[Tensor, Tensor], loss: Loss, cfg: PruneConfig,
-            masks: Mapping[str, Tensor] | None, rewind: RewindPoint | None) -> MethodResult:
-        return run_baseline(model, name, cfg.sparsity, data, loss, cfg, rewind, masks)
-
-    return run
 
 
 def _from_snapshot(fn: Callable[..., MethodResult]) -> Method:
@@ -68,7 +72,11 @@ def _from_snapshot(fn: Callable[..., MethodResult]) -> Method:
 
 
 REGISTRY: dict[str, Method] = {
-    **{name: _baseline(name) for name in BASELINES},
+    "none": _from_snapshot(prune_none),
+    "refit": _from_snapshot(prune_refit),
+    "finetune": _from_snapshot(prune_finetune),
+    "iterative": _from_snapshot(prune_iterative),
+    "rewind": prune_rewind,
     "gradual": _from_snapshot(gradual_prune),
     "sparse-vd": _from_snapshot(sparse_vd),
     "structured": _from_snapshot(structured_prune),
@@ -143,10 +151,10 @@ def run_method(
     if method not in REGISTRY:
         raise PruneError(f"unknown method {method!r}; valid: {', '.join(REGISTRY)}")
     cfg = dataclasses.replace(config or PruneConfig(), sparsity=check_amount(sparsity))
-    check_examples(train)
+    data = check_examples(train)
     rewind = (RewindPoint(early_state, train_config)
               if early_state is not None and train_config is not None else None)
-    return REGISTRY[method](model, train, loss_fn, cfg, masks, rewind)
+    return REGISTRY[method](model, data, loss_fn, cfg, masks, rewind)
 
 
 __all__ = ["LR_FIELDS", "METHODS", "REGISTRY", "Method", "lr_field", "run_method"]

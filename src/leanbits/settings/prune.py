@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from leanbits.config import MAX_SEED, make, option, to_dict
 from leanbits.errors import PruneError
 
-#: the methods :mod:`leanbits.prune.baselines` runs (:func:`~leanbits.prune.baselines.run_baseline`)
+#: the methods of :mod:`leanbits.prune.baselines` (``prune_none``, ``prune_refit``, ...)
 BASELINES = ("none", "refit", "finetune", "iterative", "rewind")
 #: every method's name, in the order the CLI lists them; :mod:`leanbits.prune.methods` maps
 #: each name to its function (the baselines, then :mod:`leanbits.prune.gradual`,
