@@ -94,6 +94,14 @@ def sibling_lock(p: Path) -> Path:
 # ----------------------------------------------------------------------------- pruning
 
 
+def beside(snap: Path, kind: str, key: str) -> Path:
+    """``SNAP-KIND-KEY``: the default output directory of a command run on the snapshot
+    ``SNAP`` (``leanbits prune``: kind ``prune``, ``leanbits profile``: ``profile``), beside
+    it; ``key`` is the hash of the command's settings."""
+    p = Path(snap)
+    return p.parent / f"{p.name}-{kind}-{key}"
+
+
 def report(d: Path) -> Path:
     """The pruning report of ``leanbits prune`` (written last: its presence marks the end)."""
     return Path(d) / "report.json"

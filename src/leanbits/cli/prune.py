@@ -86,8 +86,7 @@ def _load_data(snap: Any, cfg: PruneConfig) -> Any:
 
 
 def _default_out(snap_dir: Path, kind: str, *parts: Any) -> Path:
-    snap_dir = snap_dir.resolve()
-    return snap_dir.parent / f"{snap_dir.name}-{kind}-{stage_hash(*parts)}"
+    return paths.beside(snap_dir.resolve(), kind, stage_hash(*parts))
 
 
 def _print_report(report: dict[str, Any], out: Path) -> None:

@@ -25,7 +25,7 @@ import numpy as np
 from leanbits.errors import DataError
 from leanbits.fileio import write_bytes_atomic
 
-__all__ = ["DTYPES", "GZIP_MAGIC", "read_idx", "write_idx", "is_gzip"]
+__all__ = ["CHUNK", "DTYPES", "GZIP_MAGIC", "read_idx", "write_idx", "is_gzip"]
 
 #: IDX dtype code -> big-endian numpy dtype.
 DTYPES: dict[int, np.dtype] = {
@@ -44,7 +44,10 @@ GZIP_MAGIC = b"\x1f\x8b"
 # never inflates to more than ~1032*n bytes. A header declaring more than that
 # is corrupt, and we can say so without inflating anything.
 _MAX_DEFLATE_RATIO = 1100
-_CHUNK = 1 << 20
+
+#: bytes read or written at a time by the data modules (this reader, the sources' copies
+#: and downloads), so memory stays bounded whatever a file's size
+CHUNK = 1 << 20
 
 _DEFAULT_HINT = (
     "re-create the file (if it came from `leanbits data fetch`, delete it and fetch again)"
@@ -181,7 +184,7 @@ def _read_gzip(path: Path, file_size: int, hint: str) -> np.ndarray:
         buf = bytearray()
         want = expected + 1
         while len(buf) < want:
-            chunk = f.read(min(_CHUNK, want - len(buf)))
+            chunk = f.read(min(CHUNK, want - len(buf)))
             if not chunk:
                 break
             buf += chunk

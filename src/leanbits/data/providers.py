@@ -21,10 +21,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from leanbits.data.idx import CHUNK
 from leanbits.data.registry import dataset_spec
 
-#: bytes read or written at a time
-CHUNK = 1 << 20
 HTTP_TIMEOUT_S = 20.0
 NPM_TIMEOUT_S = 600.0
 APT_TIMEOUT_S = 900.0

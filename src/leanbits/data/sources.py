@@ -29,9 +29,8 @@ from typing import BinaryIO
 
 from tqdm import tqdm
 
-from leanbits.data.idx import GZIP_MAGIC
+from leanbits.data.idx import CHUNK, GZIP_MAGIC
 from leanbits.data.providers import (
-    CHUNK,
     DebianSource,
     DirSource,
     MirrorSource,
