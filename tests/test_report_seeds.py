@@ -24,7 +24,7 @@ from leanbits.report.document import Table, Text
 from leanbits.report.seeds import SeedRecord, read_csv, records_of_run, write_csv
 from leanbits.report.tables import markdown_blocks, markdown_table
 from leanbits.results import Row, compression
-from leanbits.stats import INCONCLUSIVE, SUPPORTED
+from leanbits.stats import INCONCLUSIVE, SUPPORTED, estimate
 from leanbits.sweep.experiment import load_experiment, parse_experiment, study_path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -258,3 +258,19 @@ def test_committed_results_readme_states_the_preset_budgets():
     from the snapshot preset (so the next --write keeps them, and a changed preset shows)."""
     readme = (ROOT / "docs" / "results" / "README.md").read_text(encoding="utf-8")
     assert _preset_budgets() in sections(readme)[claims.STUDIES["snapshot"][0]]
+
+
+def test_lines_named_group_and_arm_get_a_colour_per_arm_and_a_marker_per_group():
+    def point(line: str, x: float) -> overseeds.ConfigPoint:
+        return overseeds.ConfigPoint(line, f"{x}", estimate([x]), estimate([2.0, 3.0]),
+                                     estimate([2.0, 3.0]), True)
+
+    names = [f"{g} / {a}" for g in ("full", "1k", "5k", "noise20")
+             for a in ("none", "l2", "group")]
+    lines = overseeds.error_lines([point(n, x) for n in names for x in (1e4, 1e5)])
+    style = {line.label: (line.color, line.marker) for line in lines}
+    assert len(set(style.values())) == len(names)  # 12 lines, none drawn alike
+    for a in ("none", "l2", "group"):
+        assert len({style[f"{g} / {a}"][0] for g in ("full", "1k", "5k", "noise20")}) == 1
+    for g in ("full", "1k", "5k", "noise20"):
+        assert len({style[f"{g} / {a}"][1] for a in ("none", "l2", "group")}) == 1
