@@ -32,7 +32,9 @@ from leanbits.report import (
     markdown,
     profile,
     tables,
+    training,
 )
+from leanbits.report.collect import TrainingRun
 from leanbits.results import Row, profile_document
 from leanbits.sweep.frontier import pareto_front
 
@@ -425,6 +427,102 @@ def test_profile_of_three_seeds_draws_one_line_per_method_with_spread():
     one = [(m, r) for m, r in points if r.axes["seed"] == 1]
     assert all(s.spread is None for p in profile.profile_panels(one, "test_acc", "a")
                for s in p.series)
+
+
+def seeded_runs(configs: dict[str, str], seeds: tuple[int, ...]) -> list[TrainingRun]:
+    """Training runs of a multi-seed sweep: per configuration name and seed, epochs_for its
+    head with the losses and output magnitude shifted by the seed."""
+    runs = []
+    for config, head in configs.items():
+        for seed in seeds:
+            epochs = epochs_for(head, 6)
+            for e in epochs:
+                e["val_loss"] += 0.01 * seed
+                e["mean_abs_output"] += 0.5 * seed
+            runs.append(TrainingRun(f"stages/train/{config}-{seed}", head, Path("."), epochs,
+                                    name=f"{config} / {seed}",
+                                    config=config if len(seeds) > 1 else None))
+    return runs
+
+
+def drawn_panels(monkeypatch, runs: list[TrainingRun]) -> tuple[dict, list]:
+    """training_section's figures, and per figure title the panels it was drawn from."""
+    seen: dict = {}
+    real = training.plots.line_figure
+
+    def record(panels, title=None):
+        seen[title or panels[0].title] = panels
+        return real(panels, title)
+
+    monkeypatch.setattr(training.plots, "line_figure", record)
+    blocks = training.training_section(runs, [])
+    return seen, [b for b in blocks if isinstance(b, document.Figure)]
+
+
+def test_training_curves_of_seeds_are_one_line_per_configuration(monkeypatch):
+    """3 seeds x 2 configurations: 2 lines per panel at the mean over seeds, with a band of
+    ± 1 std; colours per arm and line styles per group; the caption says so."""
+    runs = seeded_runs({"full / none": "llr", "1k / none": "llr"}, (1, 2, 3))
+    seen, figures = drawn_panels(monkeypatch, runs)
+    (val,) = [p for p in seen["Losses and accuracy per epoch"] if p.title == "Validation loss"]
+    assert [s.label for s in val.series] == ["full / none", "1k / none"]
+    for s, members in zip(val.series, (runs[:3], runs[3:]), strict=True):
+        assert s.band and list(s.x) == list(range(1, 7))
+        for i, (y, sd) in enumerate(zip(s.y, s.spread, strict=True)):
+            vals = [r.epochs[i]["val_loss"] for r in members]
+            assert y == pytest.approx(statistics.mean(vals))
+            assert sd == pytest.approx(statistics.stdev(vals)) and sd > 0
+    full, small = val.series
+    assert full.color == small.color and full.linestyle != small.linestyle  # one arm
+    (out,) = seen["Output magnitude (validation set)"]
+    assert out.series[0].spread[0] == pytest.approx(0.5)  # std of 0.5 * (1, 2, 3)
+    for fig in figures:
+        check_png(fig.png)
+        assert "mean over 3 seeds" in fig.caption and "± 1 std" in fig.caption
+    _, again = drawn_panels(monkeypatch, runs)
+    assert [f.png for f in again] == [f.png for f in figures]  # deterministic bytes
+    # the per-epoch tables stay one per run
+    tables_ = [b for b in training.training_section(runs, [])
+               if isinstance(b, document.Table) and (b.title or "").startswith("Per epoch")]
+    assert len(tables_) == len(runs)
+
+
+def test_training_curves_of_single_runs_are_drawn_as_before(monkeypatch):
+    """Without seeds to aggregate, every run is its own plain line (no band), coloured by
+    its head, the caption saying one line per training run."""
+    runs = seeded_runs({"a": "llr", "b": "softmax"}, (1,))
+    seen, figures = drawn_panels(monkeypatch, runs)
+    (val,) = [p for p in seen["Losses and accuracy per epoch"] if p.title == "Validation loss"]
+    assert [s.label for s in val.series] == ["a / 1", "b / 1"]
+    for s, run in zip(val.series, runs, strict=True):
+        assert s.spread is None and not s.band and s.marker is None
+        assert list(s.y) == [e["val_loss"] for e in run.epochs]
+    assert [s.color for s in val.series] == ["#d62728", "#1f77b4"]
+    assert "one line per training run" in figures[0].caption
+
+
+def test_sweep_runs_named_by_configuration_without_seed():
+    """name_runs gives each multi-seed run its configuration; configurations that differ
+    only in their data (training-set size) stay apart although their train settings match."""
+    rows, runs = [], []
+    for regime, limit in (("full", None), ("1k", 1000)):
+        for arm in ("none", "l2"):
+            for seed in (1, 2):
+                stage = f"train/{regime}-{arm}-{seed}"
+                rows.append(Row(axes={"regime": regime, "regularizer": arm, "seed": seed},
+                                stages={"train": stage},
+                                settings={"train": {"head": "llr", "seed": seed,
+                                                    "l2": 5e-4 if arm == "l2" else 0.0},
+                                          "data": {"limit_train": limit,
+                                                   "split_seed": seed}}))
+                runs.append(TrainingRun(f"stages/{stage}", "llr", Path("."), []))
+    training.name_runs(runs, rows)
+    assert [r.name for r in runs[:2]] == ["full / none / 1", "full / none / 2"]
+    assert [r.config for r in runs] == [c for c in ("full / none", "full / l2",
+                                                    "1k / none", "1k / l2") for _ in (1, 2)]
+    one = [r for r in rows if r.axes["seed"] == 1]
+    training.name_runs(runs, one)
+    assert runs[0].config is None and runs[0].name == "full / none"
 
 
 def test_fewest_bits_per_level_table_is_chosen_on_validation():

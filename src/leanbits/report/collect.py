@@ -54,6 +54,9 @@ class TrainingRun:
     final: dict[str, Any] = field(default_factory=dict)
     #: display name (e.g. the sweep axes of its train stage); None: derived from head/label
     name: str | None = None
+    #: name of its configuration - its sweep axes but the seed - when the sweep trained
+    #: several seeds of it; runs sharing one are drawn as one line. None: its own line
+    config: str | None = None
 
 
 @dataclass

@@ -8,6 +8,8 @@ the axes that vary between them (``bits=4``).
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -67,6 +69,26 @@ def accuracy_key(rows: Sequence[Row]) -> str | None:
 def network(row: Row) -> str | None:
     """The trained network a row derives from: its train stage, else its profile."""
     return row.stages.get("train") or row.stages.get("profile")
+
+
+def seed_of(row: Row) -> Any:
+    """The train seed of a row: its ``seed`` axis, else its train settings' (None)."""
+    return row.axes.get("seed", row.settings.get("train", {}).get("seed"))
+
+
+def without_seed(row: Row) -> Row:
+    """The row as one of its configuration's seeds: no seed axis, and its network named by
+    its train and data settings but the seed (so every seed of a configuration is one
+    network, and configurations that differ only in their data - a training-set size, label
+    noise - stay apart). A split seed that follows the train seed is a seed too."""
+    seed = seed_of(row)
+    train = {k: v for k, v in row.settings.get("train", {}).items() if k != "seed"}
+    data = {k: v for k, v in row.settings.get("data", {}).items()
+            if not (k == "split_seed" and v == seed)}
+    return dataclasses.replace(
+        row, axes={k: v for k, v in row.axes.items() if k != "seed"},
+        stages={"train": json.dumps({"train": train, "data": data}, sort_keys=True,
+                                    default=str)})
 
 
 def point_label(row: Row, index: int, axes_shown: Iterable[str] | None = None) -> str:

@@ -118,19 +118,12 @@ def error_lines(points: Sequence[ConfigPoint]) -> list[plots.ErrorLine]:
     """The figure's lines: one per line name, test error mean ± std at mean x."""
     out = []
     by_line = group(points, lambda c: c.line)
-    # Lines named "group / arm" (e.g. "1k / l2"): one colour per arm and one marker per
-    # group, so a dozen lines stay tellable apart instead of cycling ten colours.
-    parts = [line.split(" / ") for line in by_line]
-    paired = len(by_line) > 1 and all(len(p) >= 2 for p in parts)
-    arms = list(dict.fromkeys(p[-1] for p in parts))
-    groups = list(dict.fromkeys(" / ".join(p[:-1]) for p in parts))
+    # "group / arm" lines: one colour per arm, one marker per group
+    paired = plots.arm_group_indices(list(by_line))
     for i, (line, members) in enumerate(by_line.items()):
         head = next((h for h in plots.HEAD_COLORS if line.split(" / ")[-1] == h
                      or f" {h} " in f" {line} ".replace("/", " ")), None)
-        color_index, marker_index = i, i
-        if paired:
-            color_index = arms.index(parts[i][-1])
-            marker_index = groups.index(" / ".join(parts[i][:-1]))
+        color_index, marker_index = paired[i] if paired else (i, i)
         out.append(plots.ErrorLine(
             line, [plots.ErrorPoint(c.x.mean, c.test_error.mean,
                                     c.test_error.std if c.test_error.n > 1 else None,

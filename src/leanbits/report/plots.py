@@ -56,6 +56,24 @@ def linestyle_for(index: int) -> str:
     return _LINESTYLES[index % len(_LINESTYLES)]
 
 
+def arm_group_indices(names: Sequence[str]) -> list[tuple[int, int]] | None:
+    """Per line named ``group / arm`` (e.g. ``1k / l2``): the index of its arm and of its
+    group, first-seen order, so each arm gets one colour and each group one marker or line
+    style - a dozen lines stay tellable apart instead of cycling ten colours. None unless
+    there are several names and every one has both parts.
+
+    Example:
+        >>> arm_group_indices(["full / none", "full / l2", "1k / none"])
+        [(0, 0), (1, 0), (0, 1)]
+    """
+    parts = [name.split(" / ") for name in names]
+    if len(parts) < 2 or any(len(p) < 2 for p in parts):
+        return None
+    arms = list(dict.fromkeys(p[-1] for p in parts))
+    groups = list(dict.fromkeys(" / ".join(p[:-1]) for p in parts))
+    return [(arms.index(p[-1]), groups.index(" / ".join(p[:-1]))) for p in parts]
+
+
 @dataclass(frozen=True)
 class Series:
     """One line (or set of markers) of a panel."""
@@ -69,6 +87,11 @@ class Series:
     #: ± spread of each y (std over seeds), drawn as error bars as in :func:`error_figure`;
     #: None: a plain line
     spread: Sequence[float | None] | None = None
+    #: draw ``spread`` as a shaded band around the line instead of error bars (curves
+    #: over many epochs, where bars at every point would hide the lines)
+    band: bool = False
+    #: with a marker: mark every n-th point only (long curves)
+    markevery: int | None = None
 
 
 @dataclass(frozen=True)
@@ -174,24 +197,35 @@ def line_figure(panels: Sequence[Panel], title: str | None = None) -> bytes:
         shared = len(panels) > 1 and all(lb == labels[0] for lb in labels) and labels[0]
         for ax, panel in zip(axes, panels, strict=True):
             drawn = 0
+            all_x = [v for s in panel.series for v in s.x]
+            all_y = [v for s in panel.series for v in s.y]
+            logy = panel.logy and bool(all_y) and _positive(all_y)
             for s in panel.series:
                 if not len(s.x) or not len(s.y):
                     continue
                 # A line through one or two points is hard to see: mark the points.
                 marker = s.marker or ("o" if len(s.x) < 4 else None)
-                if s.spread is not None:
+                if s.spread is not None and s.band:
+                    sd = [v or 0.0 for v in s.spread]
+                    # On a log axis the band stops short of zero, as error bars do.
+                    lo = [y - (min(d, 0.95 * y) if logy else d)
+                          for y, d in zip(s.y, sd, strict=True)]
+                    hi = [y + d for y, d in zip(s.y, sd, strict=True)]
+                    ax.fill_between(list(s.x), lo, hi, color=s.color, alpha=0.15,
+                                    linewidth=0)
+                    ax.plot(list(s.x), list(s.y), label=s.label, color=s.color,
+                            linestyle=s.linestyle, marker=marker, markevery=s.markevery)
+                elif s.spread is not None:
                     ax.errorbar(list(s.x), list(s.y), yerr=[v or 0.0 for v in s.spread],
                                 label=s.label, color=s.color, linestyle=s.linestyle,
                                 marker=marker, capsize=2, elinewidth=0.8)
                 else:
                     ax.plot(list(s.x), list(s.y), label=s.label, color=s.color,
-                            linestyle=s.linestyle, marker=marker)
+                            linestyle=s.linestyle, marker=marker, markevery=s.markevery)
                 drawn += 1
             ax.set_title(panel.title)
             ax.set_xlabel(panel.xlabel)
             ax.set_ylabel(panel.ylabel)
-            all_x = [v for s in panel.series for v in s.x]
-            all_y = [v for s in panel.series for v in s.y]
             if all_x and all(isinstance(v, int) for v in all_x):
                 from matplotlib.ticker import MaxNLocator
 
@@ -204,7 +238,7 @@ def line_figure(panels: Sequence[Panel], title: str | None = None) -> bytes:
             if panel.logx and all_x and _positive(all_x):
                 ax.set_xscale("log")
                 _plain_log_axis(ax.xaxis, panel.xcounts)
-            if panel.logy and all_y and _positive(all_y):
+            if logy:
                 ax.set_yscale("log")
                 _plain_log_axis(ax.yaxis, False)
             if not shared:

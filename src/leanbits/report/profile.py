@@ -11,13 +11,20 @@ pruning level (:func:`profile_panels`).
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Sequence
 from typing import Any
 
 from leanbits.report import plots
 from leanbits.report.document import Block, Figure, Heading, Table
-from leanbits.report.grouping import accuracy_key, group, group_names, network, pct
+from leanbits.report.grouping import (
+    accuracy_key,
+    group,
+    group_names,
+    network,
+    pct,
+    seed_of,
+    without_seed,
+)
 from leanbits.results import Row
 from leanbits.stats import estimate
 
@@ -76,20 +83,6 @@ def drawable(points: Sequence[ProfilePoint]) -> list[ProfilePoint]:
             and r.accuracy(acc) is not None]
 
 
-def seed_of(row: Row) -> Any:
-    """The train seed of a row: its ``seed`` axis, else its train settings' (None)."""
-    return row.axes.get("seed", row.settings.get("train", {}).get("seed"))
-
-
-def _without_seed(row: Row) -> Row:
-    """The row as one of its network's seeds: no seed axis, and the network named by its
-    train settings but the seed (so every seed of a configuration is one network)."""
-    train = {k: v for k, v in row.settings.get("train", {}).items() if k != "seed"}
-    return dataclasses.replace(
-        row, axes={k: v for k, v in row.axes.items() if k != "seed"},
-        stages={"train": json.dumps(train, sort_keys=True, default=str)})
-
-
 def _level(row: Row) -> Any:
     """Where a point sits on its line: the requested sparsity (the same for every seed,
     also for methods that measure their own), else the measured one."""
@@ -101,7 +94,7 @@ def line_labels(points: Sequence[ProfilePoint]) -> list[str]:
     several seeds, the seeds of one configuration share their line."""
     rows = [r for _, r in points]
     if len({seed_of(r) for r in rows}) > 1:
-        rows = [_without_seed(r) for r in rows]
+        rows = [without_seed(r) for r in rows]
     return group_names(rows, [m for m, _ in points])
 
 

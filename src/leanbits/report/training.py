@@ -6,6 +6,11 @@ and, when a training subset was evaluated, ``train_eval_loss`` / ``train_eval_ac
 mode: comparable with the validation numbers, so preferred), ``val_loss``, ``val_acc``,
 ``gap_acc``, ``mean_abs_output``, ``layers`` (``{layer: {l2_norm, max_abs, zero_frac,
 numel}}``) and ``dead_units``. A missing number leaves a gap in its curve.
+
+Runs of a sweep that differ only in their seed (:attr:`TrainingRun.config`) are drawn as
+one line: the mean over their seeds per epoch, with a shaded band of ± 1 std; lines named
+``group / arm`` get one colour per arm and one line style and marker per group, as the
+over-seeds figures do. The per-epoch tables stay one per run.
 """
 
 from __future__ import annotations
@@ -19,8 +24,16 @@ from leanbits import paths
 from leanbits.report import plots
 from leanbits.report.collect import TrainingRun
 from leanbits.report.document import Block, Figure, Heading, Table
-from leanbits.report.grouping import group_names, network, pct
+from leanbits.report.grouping import (
+    group,
+    group_names,
+    network,
+    pct,
+    seed_of,
+    without_seed,
+)
 from leanbits.results import Row
+from leanbits.stats import estimate
 
 #: where a sweep keeps stage directories, relative to its run directory
 STAGES_DIR = paths.stages(Path()).name
@@ -97,6 +110,20 @@ def _series(epochs: Sequence[Mapping[str, Any]],
     return xs, ys
 
 
+def _mean_series(runs: Sequence[TrainingRun],
+                 fn: Callable[[Mapping[str, Any]], float | None],
+                 ) -> tuple[list[int], list[float], list[float | None]]:
+    """Per epoch, the mean and std (None for one value) of ``fn`` over the runs that have
+    it at that epoch: epochs, means, stds."""
+    values: dict[int, list[float]] = {}
+    for run in runs:
+        for x, y in zip(*_series(run.epochs, fn), strict=True):
+            values.setdefault(x, []).append(y)
+    xs = sorted(values)
+    ests = [estimate(values[x]) for x in xs]
+    return xs, [e.mean for e in ests], [e.std if e.n > 1 else None for e in ests]
+
+
 def _run_styles(runs: Sequence[TrainingRun]) -> list[tuple[str, str, str]]:
     """(colour, linestyle, marker) per run: colour by head; linestyle and marker tell the
     runs of one head apart."""
@@ -113,6 +140,35 @@ def _run_styles(runs: Sequence[TrainingRun]) -> list[tuple[str, str, str]]:
     return out
 
 
+def _lines(runs: Sequence[TrainingRun], names: Sequence[str],
+           ) -> list[tuple[str, list[TrainingRun]]]:
+    """The figures' lines, first-seen order: the runs of one configuration together (named
+    by it), every other run alone (named by ``names``)."""
+    keyed = group(zip(runs, names, strict=True),
+                  lambda rn: ("config", rn[0].config) if rn[0].config is not None
+                  else ("run", rn[1]))
+    # a configuration with one run left is that run (named with its seed)
+    return [(key[1] if len(pairs) > 1 else pairs[0][1], [r for r, _ in pairs])
+            for key, pairs in keyed.items()]
+
+
+def _line_styles(lines: Sequence[tuple[str, Sequence[TrainingRun]]],
+                 ) -> list[tuple[str, str, str]]:
+    """(colour, linestyle, marker) per line: for ``group / arm`` configurations (seeds
+    aggregated) one colour per arm (its head's when the arm is a head) and one line style
+    and marker per group; else by head, as :func:`_run_styles`."""
+    paired = (plots.arm_group_indices([label for label, _ in lines])
+              if any(len(members) > 1 for _, members in lines) else None)
+    if not paired:
+        return _run_styles([members[0] for _, members in lines])
+    out = []
+    for (label, _), (arm, grp) in zip(lines, paired, strict=True):
+        head = label.split(" / ")[-1]
+        out.append((plots.color_for(head if head in plots.HEAD_COLORS else None, arm),
+                    plots.linestyle_for(grp), plots.marker_for(grp)))
+    return out
+
+
 def run_name(run: TrainingRun, runs: Sequence[TrainingRun]) -> str:
     """How a training run is called in the report: its network's group name in a sweep,
     else its head (with its directory when that does not tell it apart)."""
@@ -125,16 +181,25 @@ def run_name(run: TrainingRun, runs: Sequence[TrainingRun]) -> str:
 
 def name_runs(runs: Sequence[TrainingRun], results: Sequence[Row]) -> None:
     """Name each sweep training run as its network is named in the result groups (e.g.
-    ``lenet5 / llr``) rather than by its stage directory."""
+    ``lenet5 / llr``) rather than by its stage directory; when the sweep trained several
+    seeds, also name its configuration (the same without the seed, e.g. ``1k / l2``)."""
     if not results:
         return
-    by_stage = {}
-    for r, name in zip(results, group_names(results), strict=True):
-        key = network(r)
-        if "train" in r.stages and name != "all points":
-            by_stage[f"{STAGES_DIR}/{key}"] = name
+    names = group_names(results)
+    several = len({seed_of(r) for r in results}) > 1
+    configs = (group_names([without_seed(r) for r in results]) if several
+               else [None] * len(results))
+    by_stage: dict[str, tuple[str | None, str | None]] = {}
+    for r, name, config in zip(results, names, configs, strict=True):
+        if "train" in r.stages:
+            by_stage[f"{STAGES_DIR}/{network(r)}"] = (
+                name if name != "all points" else None,
+                # seeds were all that differed: the configuration is the whole sweep
+                config if config != "all points" else "all seeds")
     for run in runs:
-        run.name = by_stage.get(run.label, run.name)
+        name, config = by_stage.get(run.label, (None, None))
+        run.name = name or run.name
+        run.config = config
 
 
 def training_section(runs: Sequence[TrainingRun], notes: list[str]) -> list[Block]:
@@ -143,17 +208,31 @@ def training_section(runs: Sequence[TrainingRun], notes: list[str]) -> list[Bloc
     if not runs:
         notes.append("Training curves: skipped - no metrics.jsonl with epoch records found.")
         return []
-    styles = _run_styles(runs)
     names = [run_name(r, runs) for r in runs]
+    lines = _lines(runs, names)
+    styles = _line_styles(lines)
+    sizes = sorted({len(members) for _, members in lines if len(members) > 1})
+    per_line = "one line per training run"
+    if sizes:
+        n = str(sizes[0]) if len(sizes) == 1 else f"{sizes[0]}-{sizes[-1]}"
+        per_line = (f"one line per configuration: runs that differ only in their seed are "
+                    f"drawn at their mean over {n} seeds, the shaded band ± 1 std")
 
     def series(fn) -> list[plots.Series]:
         out = []
-        for run, name, (color, ls, marker) in zip(runs, names, styles, strict=True):
-            xs, ys = _series(run.epochs, fn)
+        for (label, members), (color, ls, marker) in zip(lines, styles, strict=True):
+            if len(members) == 1:
+                xs, ys = _series(members[0].epochs, fn)
+                if xs:
+                    # Markers only on short runs: there a line alone may be a single dot.
+                    out.append(plots.Series(label, xs, ys, color, ls,
+                                            marker if len(xs) < 4 else None))
+                continue
+            xs, ys, sd = _mean_series(members, fn)
             if xs:
-                # Markers only on short runs: there a line alone may be a single dot.
-                out.append(plots.Series(name, xs, ys, color, ls,
-                                        marker if len(xs) < 4 else None))
+                # A marker every few epochs tells the groups apart where styles repeat.
+                out.append(plots.Series(label, xs, ys, color, ls, marker, spread=sd,
+                                        band=True, markevery=max(1, len(xs) // 6)))
         return out
 
     has_layers = any(layers_of(rec) for run in runs for rec in run.epochs)
@@ -172,7 +251,7 @@ def training_section(runs: Sequence[TrainingRun], notes: list[str]) -> list[Bloc
         blocks.append(Figure("weights", plots.line_figure(panels, "Weight size per epoch"),
                              "Weight L2 norm (all layers and output layer), largest |w| and "
                              "fraction of exactly-zero weights per epoch (log scale "
-                             "except the last panel), one line per training run."))
+                             f"except the last panel), {per_line}."))
     else:
         notes.append("Weight-size plot: skipped - epoch records have no 'layers' "
                      "(l2_norm, max_abs, zero_frac, numel).")
@@ -181,7 +260,7 @@ def training_section(runs: Sequence[TrainingRun], notes: list[str]) -> list[Bloc
         blocks.append(Figure("outputs", plots.line_figure([plots.Panel(
             "Output magnitude (validation set)", "epoch", "mean |output| (logit / LLR, nats)",
             out_series)]), "Mean absolute output - logit (softmax) or LLR (LLR heads) - on "
-            "the validation set per epoch."))
+            "the validation set per epoch" + (f", {per_line}." if sizes else ".")))
     else:
         notes.append("Output-magnitude plot: skipped - no 'mean_abs_output' in epoch records.")
 
@@ -200,7 +279,8 @@ def training_section(runs: Sequence[TrainingRun], notes: list[str]) -> list[Bloc
                                                        "Losses and accuracy per epoch"),
                              "Training loss (eval mode on a training subset where recorded) "
                              "and validation loss, the train - validation accuracy gap, and "
-                             "validation accuracy per epoch (losses on a log scale)."))
+                             "validation accuracy per epoch (losses on a log scale)"
+                             + (f"; {per_line}." if sizes else ".")))
     else:
         notes.append("Loss plot: skipped - no train_loss / val_loss in epoch records.")
 
