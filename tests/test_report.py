@@ -516,7 +516,9 @@ def test_sweep_runs_named_by_configuration_without_seed():
                                           "data": {"limit_train": limit,
                                                    "split_seed": seed}}))
                 runs.append(TrainingRun(f"stages/{stage}", "llr", Path("."), []))
-    training.name_runs(runs, rows)
+    shuffled = runs[::-1]
+    training.name_runs(shuffled, rows)
+    assert [r.label for r in shuffled] == [r.label for r in runs]  # the sweep's order
     assert [r.name for r in runs[:2]] == ["full / none / 1", "full / none / 2"]
     assert [r.config for r in runs] == [c for c in ("full / none", "full / l2",
                                                     "1k / none", "1k / l2") for _ in (1, 2)]

@@ -59,14 +59,19 @@ def linestyle_for(index: int) -> str:
 def arm_group_indices(names: Sequence[str]) -> list[tuple[int, int]] | None:
     """Per line named ``group / arm`` (e.g. ``1k / l2``): the index of its arm and of its
     group, first-seen order, so each arm gets one colour and each group one marker or line
-    style - a dozen lines stay tellable apart instead of cycling ten colours. None unless
-    there are several names and every one has both parts.
+    style - a dozen lines stay tellable apart instead of cycling ten colours. A last part
+    every name shares (``full / l2 / refit`` with one pruning method) tells nothing and is
+    dropped first. None unless there are several names and every one has both parts.
 
     Example:
         >>> arm_group_indices(["full / none", "full / l2", "1k / none"])
         [(0, 0), (1, 0), (0, 1)]
+        >>> arm_group_indices(["full / none / refit", "1k / l2 / refit"])
+        [(0, 0), (1, 1)]
     """
     parts = [name.split(" / ") for name in names]
+    while len(parts) > 1 and all(len(p) > 2 for p in parts) and len({p[-1] for p in parts}) == 1:
+        parts = [p[:-1] for p in parts]
     if len(parts) < 2 or any(len(p) < 2 for p in parts):
         return None
     arms = list(dict.fromkeys(p[-1] for p in parts))

@@ -113,6 +113,9 @@ def profile_panels(points: Sequence[ProfilePoint], acc: str, acc_label: str,
     groups = group(zip(line_labels(points), rows, strict=True), lambda lr: lr[0])
     several_seeds = len({seed_of(r) for r in rows}) > 1
     several_heads = len({r.head for r in rows}) > 1
+    # "group / arm" lines (e.g. regime / regularizer): one colour per arm, one marker per
+    # group, as in the over-seeds figures
+    paired = plots.arm_group_indices(list(groups))
     panels = []
     for key, xlabel in (("nonzero_weights", "nonzero weights (count)"),
                         ("effective_connections", "effective connections (count)")):
@@ -130,11 +133,12 @@ def profile_panels(points: Sequence[ProfilePoint], acc: str, acc_label: str,
             heads = {r.head for r in rs}
             # Colour by head (as in every figure) when lines differ by head; with one
             # head the methods would all share its colour, so colour by line instead.
+            color_index, marker_index = paired[i] if paired else (i, i)
             color = plots.color_for(
-                heads.pop() if several_heads and len(heads) == 1 else None, i)
+                heads.pop() if several_heads and len(heads) == 1 else None, color_index)
             series.append(plots.Series(
                 label, [c[0] for c in cells], [c[1] for c in cells], color,
-                marker=plots.marker_for(i),
+                marker=plots.marker_for(marker_index),
                 spread=[c[2] for c in cells] if several_seeds else None))
         if series:
             panels.append(plots.Panel(f"Accuracy against {xlabel.split(' (')[0]}", xlabel,

@@ -179,10 +179,12 @@ def run_name(run: TrainingRun, runs: Sequence[TrainingRun]) -> str:
     return f"{run.head} ({run.label})" if run.head else run.label
 
 
-def name_runs(runs: Sequence[TrainingRun], results: Sequence[Row]) -> None:
+def name_runs(runs: list[TrainingRun], results: Sequence[Row]) -> None:
     """Name each sweep training run as its network is named in the result groups (e.g.
     ``lenet5 / llr``) rather than by its stage directory; when the sweep trained several
-    seeds, also name its configuration (the same without the seed, e.g. ``1k / l2``)."""
+    seeds, also name its configuration (the same without the seed, e.g. ``1k / l2``) and
+    put the runs in the sweep's order, so its configurations, their colours and markers
+    come in the order of the over-seeds figures."""
     if not results:
         return
     names = group_names(results)
@@ -200,6 +202,9 @@ def name_runs(runs: Sequence[TrainingRun], results: Sequence[Row]) -> None:
         name, config = by_stage.get(run.label, (None, None))
         run.name = name or run.name
         run.config = config
+    if several:
+        order = {label: i for i, label in enumerate(by_stage)}
+        runs.sort(key=lambda run: order.get(run.label, len(order)))  # stable: others last
 
 
 def training_section(runs: Sequence[TrainingRun], notes: list[str]) -> list[Block]:
