@@ -6,8 +6,8 @@ files where directories belong, empty files, devices, FIFOs, scalars where a con
 belongs, NaN weights, read-only and full file systems (real tmpfs mounts where this system
 allows them, else skipped; monkeypatched errors otherwise). Then the boundary itself: an
 interrupt exits 130 in one line, a genuine bug keeps its traceback and asks for a report,
-and ``leanbits --version`` / ``--help``, every command's ``--help``, a mistyped command and
-a bad flag value never import torch.
+and ``leanbits --version`` / ``--help``, every command's ``--help``, a mistyped command, a
+bad flag value and an experiment file that ``leanbits run`` refuses never import torch.
 """
 
 from __future__ import annotations
@@ -356,17 +356,47 @@ QUICK = {
 }
 
 
-@pytest.mark.parametrize("case", QUICK, ids=list(QUICK))
-def test_quick_answers_do_not_import_torch(case):
-    argv, code = QUICK[case]
+#: experiment files that `leanbits run` refuses while reading them, before it builds a
+#: stage (which is when torch loads): (file text, extra flags, what the error says)
+BAD_EXPERIMENTS = {
+    "a grid over the limit": (
+        f"[train.vary]\nseed = {list(range(1000))}\nepochs = {list(range(1, 1001))}\n",
+        ["--dry-run"], "1,000,000 points"),
+    "an unknown key": ("[train]\nbogus = 1\n", [], "bogus"),
+    "a bad value": ('[train]\nhead = "sigmoid"\n', [], "sigmoid"),
+    "an empty file": ("", [], "no settings"),
+}
+
+
+def _probe(argv: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run ``leanbits ARGV`` in a fresh interpreter that reports, on its last stderr line,
+    which of :data:`HEAVY` it imported."""
     probe = ("import sys\nfrom leanbits.cli import main\n"
              "try:\n    rc = main(sys.argv[1:])\nexcept SystemExit as e:\n    rc = e.code\n"
              f"heavy = [m for m in {HEAVY!r} if m in sys.modules]\n"
              "print('HEAVY', heavy, file=sys.stderr)\nsys.exit(rc)\n")
-    r = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True,
-                       timeout=120)
+    return subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True,
+                          text=True, timeout=120, cwd=cwd)
+
+
+@pytest.mark.parametrize("case", QUICK, ids=list(QUICK))
+def test_quick_answers_do_not_import_torch(case):
+    argv, code = QUICK[case]
+    r = _probe(argv)
     assert r.returncode == code, r.stderr
     assert "HEAVY []" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("case", BAD_EXPERIMENTS, ids=list(BAD_EXPERIMENTS))
+def test_a_bad_experiment_is_refused_without_importing_torch(case, tmp_path):
+    text, flags, says = BAD_EXPERIMENTS[case]
+    (tmp_path / "exp.toml").write_text(text)
+    r = _probe(["run", "exp.toml", *flags], cwd=tmp_path)
+    *err, heavy = r.stderr.strip().splitlines()
+    assert r.returncode == 2, r.stderr
+    assert len(err) == 1 and err[0].startswith("leanbits: error: exp.toml") and says in err[0]
+    assert heavy == "HEAVY []", r.stderr
+    assert not (tmp_path / "runs").exists()
 
 
 def test_the_quick_command_list_matches_the_command_modules():

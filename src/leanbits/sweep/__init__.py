@@ -2,6 +2,7 @@
 
 * :mod:`.experiment` - experiment files (TOML): reading, ``--quick`` and ``--set``,
 * :mod:`.grid` - an experiment's expansion into points and their stage chains,
+* :mod:`.kinds` - each stage kind's config class and directory label (no torch),
 * :mod:`.stages` - what one stage does and how its output becomes durable,
 * :mod:`.executors` - local (process pool) and Ray executors,
 * :mod:`.run` - running the DAG and the results files (schema in its docstring),
@@ -18,7 +19,7 @@ Example:
 import importlib
 from typing import TYPE_CHECKING, Any
 
-# The names below load on first use (PEP 562), not here: the sweep modules import torch,
+# The names below load on first use (PEP 562), not here: running a sweep imports torch,
 # and ``leanbits run --help`` or a study's name must not wait for it (``presets`` and
 # ``executors`` are light).
 _LAZY = {  # name -> module that defines it

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from leanbits.config import make, stage_hash, to_dict
-from leanbits.data import DataConfig
 from leanbits.errors import ConfigError
-from leanbits.sweep import stages
+from leanbits.settings.data import DataConfig
+from leanbits.sweep import kinds
 from leanbits.sweep.pick import PickConfig
 
 #: the stages of a grid point, first to last
@@ -185,9 +185,9 @@ def _check_data(data: Any) -> dict[str, Any]:
         raise ConfigError("[data] must be a table")
     values = {k: v for k, v in data.items() if k != "vary"}
     dataset = values.pop("dataset", DataConfig().dataset)
-    if dataset not in stages.DATASETS:
+    if dataset not in kinds.DATASETS:
         raise ConfigError(f"[data] dataset: {dataset!r} is not allowed; valid: "
-                          + ", ".join(stages.DATASETS))
+                          + ", ".join(kinds.DATASETS))
     follow = values.get("split_seed") == SPLIT_FOLLOWS_SEED
     if follow:
         values.pop("split_seed")
@@ -348,13 +348,22 @@ def _combos(kind: str, base: dict[str, Any], axes: list[Any], cls: type,
             where = ", ".join(f"{a}={lab}" for a, lab in labels.items())
             raise ConfigError(f"[{kind}] {exc}" + (f" (at {where})" if where else "")) from None
         if cfg is not None:
-            stages.check(kind, cfg)
+            _check_together(kind, cfg)
         else:
             # A skipped stage's other axes mean nothing for this point.
             labels = {a: (lab if over_skip else None) for (a, lab), over_skip in zip(
                 labels.items(), (c[2] for c in choice), strict=True)}
         out.append((labels, cfg, skip))
     return out
+
+
+def _check_together(kind: str, cfg: Any) -> None:
+    """:func:`leanbits.sweep.stages.check`: whether a stage's settings work together."""
+    # Imported here, not at the top: stages loads torch (seconds), and reading a file or
+    # refusing a bad key, value or grid size must not wait for it.
+    from leanbits.sweep import stages
+
+    stages.check(kind, cfg)
 
 
 def _sets_seed(section: Any) -> bool:
@@ -376,10 +385,10 @@ def _seeded(cfg: Any, train: StageSpec, follows: bool) -> Any:
 
 
 def _stage(kind: str, cfg: Any, parent: StageSpec | None, data: dict[str, Any]) -> StageSpec:
-    label = stages.label(kind, cfg)
+    label = kinds.label(kind, cfg)
     if kind == "train":
         # Same name as `leanbits train` would give for real data sets.
-        digest = stage_hash(*stages.data_hash_parts(data), cfg)
+        digest = stage_hash(*kinds.data_hash_parts(data), cfg)
     else:
         digest = stage_hash(cfg, parent.key if parent else None)
     return StageSpec(kind, cfg, f"{label}-{digest}", parent, data)
@@ -403,7 +412,7 @@ def expand(settings: dict[str, Any], max_points: int | None = MAX_POINTS,
         section = settings[kind]
         if not isinstance(section, dict):
             raise ConfigError(f"[{kind}] must be a table")
-        cls = stages.config_class(kind)
+        cls = kinds.config_class(kind)
         base, axes = _axes(kind, section, cls)
         for axis, _ in axes:
             if axis in axis_owner:
@@ -413,7 +422,7 @@ def expand(settings: dict[str, Any], max_points: int | None = MAX_POINTS,
             axis_owner[axis] = kind
         combos[kind] = _combos(kind, base, axes, cls)
     if "train" not in combos:
-        combos["train"] = _combos("train", {}, [], stages.config_class("train"))
+        combos["train"] = _combos("train", {}, [], kinds.config_class("train"))
 
     follows = {kind: not _sets_seed(settings.get(kind)) for kind in STAGE_KINDS}
     points = []
@@ -475,11 +484,11 @@ def _table_config(kind: str, section: Any) -> Any:
             "profile": "its methods and sparsities are its own grid",
             "compress": "its methods, bits and sparsity search are its own grid",
         }.get(kind, "it picks one point of the grid"))
-    cls = PickConfig if kind == "pick" else stages.config_class(kind)
+    cls = PickConfig if kind == "pick" else kinds.config_class(kind)
     try:
         cfg = make(cls, section)
     except ConfigError as exc:
         raise ConfigError(f"[{kind}] {exc}") from None
     if kind != "pick":
-        stages.check(kind, cfg)
+        _check_together(kind, cfg)
     return cfg

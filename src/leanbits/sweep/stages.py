@@ -60,27 +60,19 @@ from typing import Any
 import torch
 
 from leanbits import paths, snapshot
-from leanbits.bits import BitsConfig, quantize_snapshot, unpack
-from leanbits.compression import CompressConfig, check_recipe, compress
+from leanbits.bits import quantize_snapshot, unpack
+from leanbits.compression import check_recipe, compress
 from leanbits.config import to_dict
-from leanbits.data import DataConfig, datasets, load_data, sources
+from leanbits.data import load_data, sources
 from leanbits.errors import ConfigError, FormatError, PruneError
 from leanbits.fileio import exclusive_lock, write_bytes_atomic, write_text_atomic
 from leanbits.models import build
 from leanbits.models.layers import weight_layers
-from leanbits.prune import (
-    ProfileConfig,
-    PruneConfig,
-    profile,
-    prune_to_target,
-    save_profile,
-    save_result,
-)
+from leanbits.prune import profile, prune_to_target, save_profile, save_result
 from leanbits.results import BIT_PARTS, LAYER_BIT_PARTS
-from leanbits.train import TrainConfig, evaluate, make_head, make_plan, train
+from leanbits.sweep import kinds
+from leanbits.train import evaluate, make_head, make_plan, train
 
-#: data sets a sweep can use; "synthetic" is tiny generated data for tests and smoke runs
-DATASETS = (*datasets.DATASETS, "synthetic")
 #: environment variable for fault injection in tests: ``KIND`` or ``KIND:SUBSTRING`` makes
 #: every stage of that kind (whose key contains SUBSTRING) fail after writing its output
 #: but before marking it complete - what a crash or a kill would leave behind
@@ -96,33 +88,6 @@ _TIMINGS = ("wall_time_s", "grid_wall_time_s")
 
 
 # ----------------------------------------------------------------------------- adapters
-def config_class(kind: str) -> type:
-    """The config dataclass of a stage kind."""
-    if kind == "train":
-        return TrainConfig
-    if kind == "profile":
-        return ProfileConfig
-    if kind == "prune":
-        return PruneConfig
-    if kind == "bits":
-        return BitsConfig
-    if kind == "compress":
-        return CompressConfig
-    raise ConfigError(f"unknown stage kind {kind!r}; valid: train, profile, compress, prune, "
-                      "bits")
-
-
-#: fields whose values start a stage directory's name, so the name is readable
-_LABEL_FIELDS = {"train": ("model", "head"), "profile": (), "prune": ("method", "sparsity"),
-                 "bits": ("quant", "bits", "index"), "compress": ()}
-
-
-def label(kind: str, cfg: Any) -> str:
-    """Readable prefix of a stage directory name, e.g. ``lenet5-llr``."""
-    parts = [str(getattr(cfg, f)) for f in _LABEL_FIELDS[kind] if hasattr(cfg, f)]
-    return "-".join(parts).replace("/", "_") or kind
-
-
 def check(kind: str, cfg: Any) -> None:
     """Checks beyond one field's value, done up front (before anything runs).
 
@@ -139,18 +104,6 @@ def check(kind: str, cfg: Any) -> None:
             raise ConfigError(str(exc)) from None
     if kind == "compress":
         check_recipe(cfg, require_target=True)
-
-
-def data_hash_parts(data: dict[str, Any]) -> list[Any]:
-    """What of the data settings goes into a train stage's hash.
-
-    For a real data set it is the :class:`DataConfig`, so a sweep's train stage has the
-    name ``leanbits train`` would give the same run.
-    """
-    if data["dataset"] == "synthetic":
-        values = {k: v for k, v in data.items() if k != "dataset"}
-        return [DataConfig(**values), "synthetic"]
-    return [DataConfig(**data)]
 
 
 # ----------------------------------------------------------------------------- data
@@ -395,7 +348,7 @@ def _evaluate(model: Any, head: Any, splits: Any,
 
 
 def _run_train(task: StageTask, splits: Any, out: Path) -> dict[str, Any]:
-    data_cfg = data_hash_parts(task.data)[0]
+    data_cfg = kinds.data_hash_parts(task.data)[0]
     result = train(data_cfg, task.config, splits, out, progress=False, log=lambda _line: None)
     # train() evaluated this model on validation (its last epoch) and test: reuse that.
     metrics = _evaluate(result.model, result.head, splits, measured=result.final)
