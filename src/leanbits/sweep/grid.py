@@ -212,33 +212,8 @@ def _data_combos(data: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, A
         raise ConfigError("[data.vary] dataset: the data set is one per experiment; run one "
                           "experiment per data set")
     fields = {f.name for f in dataclasses.fields(DataConfig)} - {"dataset"}
-    axes = []
-    for name, values in vary.items():
-        where = f"[data.vary] {name}"
-        if not isinstance(values, list) or not values:
-            raise ConfigError(f"{where}: an axis must be a non-empty list of values")
-        entries = []
-        for i, v in enumerate(values):
-            if isinstance(v, dict):
-                bad = [k for k in v if k not in fields | {"name"}]
-                if bad:
-                    raise ConfigError(f"{where}[{i}]: unknown key(s) {', '.join(bad)}; valid: "
-                                      + ", ".join(sorted(fields) + ["name"]))
-                over = {k: x for k, x in v.items() if k != "name"}
-                if "name" in v and (not isinstance(v["name"], str) or not v["name"]):
-                    raise ConfigError(f"{where}[{i}].name: {v['name']!r} must be a non-empty "
-                                      "string (it labels the value in results)")
-                label = v.get("name") or (
-                    _label(next(iter(over.values()))) if len(over) == 1 else
-                    ",".join(f"{k}={_label(x)}" for k, x in over.items()) or "-")
-            elif name in fields:
-                over, label = {name: v}, _label(v)
-            else:
-                raise ConfigError(f"{where}: not a DataConfig field, so its values must be "
-                                  f"tables of field values; valid fields: "
-                                  f"{', '.join(sorted(fields))}")
-            entries.append((label, over))
-        axes.append((name, entries))
+    axes = [(name, [(label, over) for label, over, _ in entries])
+            for name, entries in _parse_axes("data", vary, fields, "DataConfig")]
     out = []
     for choice in itertools.product(*(entries for _, entries in axes)):
         values, owner, labels = {k: v for k, v in data.items() if k != "vary"}, {}, {}
@@ -277,6 +252,19 @@ def _axes(kind: str, section: dict[str, Any], cls: type) -> tuple[dict[str, Any]
     if not isinstance(vary, dict):
         raise ConfigError(f"[{kind}.vary] must be a table of axes")
     fields = {f.name for f in dataclasses.fields(cls)}
+    axes = _parse_axes(kind, vary, fields, cls.__name__)
+    return base, axes
+
+
+def _parse_axes(kind: str, vary: dict[str, Any], fields: set[str], cls_name: str,
+                ) -> list[tuple[str, list[tuple[Any, dict[str, Any], bool]]]]:
+    """The axes of a ``[KIND.vary]`` table: [(name, [(label, overrides, skipped)])].
+
+    An axis named after a field lists its values; any other axis lists tables of field
+    values, each optionally with the meta keys of ``_META_KEYS[kind]`` (``name`` labels the
+    entry in results, ``skip`` leaves it out of the stages it would run).
+    """
+    meta = _META_KEYS[kind]
     axes = []
     for name, values in vary.items():
         where = f"[{kind}.vary] {name}"
@@ -285,14 +273,14 @@ def _axes(kind: str, section: dict[str, Any], cls: type) -> tuple[dict[str, Any]
         entries = []
         for i, v in enumerate(values):
             if isinstance(v, dict):
-                allowed = sorted(fields) + list(_META_KEYS[kind])
+                allowed = sorted(fields) + list(meta)
                 bad = [k for k in v if k not in allowed]
                 if bad:
                     raise ConfigError(
                         f"{where}[{i}]: unknown key(s) {', '.join(bad)}; valid: "
                         + ", ".join(allowed)
                     )
-                over = {k: x for k, x in v.items() if k not in _META_KEYS[kind]}
+                over = {k: x for k, x in v.items() if k not in meta}
                 skip = v.get("skip", False)
                 if not isinstance(skip, bool):
                     raise ConfigError(f"{where}[{i}].skip: {skip!r} must be true or false "
@@ -311,11 +299,11 @@ def _axes(kind: str, section: dict[str, Any], cls: type) -> tuple[dict[str, Any]
                 entries.append((_label(v), {name: v}, False))
             else:
                 raise ConfigError(
-                    f"{where}: not a {cls.__name__} field, so its values must be tables of "
+                    f"{where}: not a {cls_name} field, so its values must be tables of "
                     f"field values; valid fields: {', '.join(sorted(fields))}"
                 )
         axes.append((name, entries))
-    return base, axes
+    return axes
 
 
 def _label(value: Any) -> Any:
