@@ -30,10 +30,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench_md import update_section  # noqa: E402
 
 from leanbits.bits.forge import (  # noqa: E402
+    coded_positions,
     coded_words,
     float16,
     frame,
     name_shape,
+    one_level,
     start,
     weight_settings,
 )
@@ -48,29 +50,6 @@ from leanbits.bits.stream import HEADER, BitWriter  # noqa: E402
 from leanbits.models import Plan  # noqa: E402
 
 # ------------------------------------------------------------------------ forging
-
-
-def coded(shape: tuple[int, ...], nwords: int, prior: int = 0) -> bytes:
-    """Coded positions over ``shape`` (rows = shape[0]) from all-zero words: every row is
-    decoded before the nonzero count is found wrong."""
-    n = int(np.prod(shape))
-    w = start(1)
-    name_shape(w, "w", shape)
-    weight_settings(w, index=3)
-    w.uv(n // 2, HEADER)
-    coded_words(w, 0, prior, np.zeros(nwords, dtype=np.uint32))
-    return frame(w)
-
-
-def one_level(n: int, filler: int) -> bytes:
-    """Valid: n weights all 1.0 (dense, 1-entry codebook: no value bits), and a float16
-    tensor that makes the file long enough for n elements."""
-    w = start(2)
-    name_shape(w, "w", (n,))
-    weight_settings(w, index=0)
-    w.uv(n, HEADER)
-    float16(w, "b", filler)
-    return frame(w)
 
 
 def plan_layers(layers: int) -> bytes:
@@ -186,19 +165,20 @@ def plan_model(plan: Plan, classes: int | None) -> bytes:
 
 FILES: dict[str, tuple[str, Callable[[], bytes]]] = {
     # name: (what it declares, forger). First the forgeries of issue 10 ...
-    "issue: coded 1-D": ("1e6 weights, coded positions", lambda: coded((10**6,), 1)),
+    "issue: coded 1-D": ("1e6 weights, coded positions", lambda: coded_positions((10**6,), 1)),
     "issue: coded 1-D, 1.6 KB": ("4e6 weights, coded positions",
-                                 lambda: coded((4 * 10**6,), 384)),
+                                 lambda: coded_positions((4 * 10**6,), 384)),
     "issue: 1-entry codebook": ("134 M weights, 65 KB", lambda: one_level(134_000_000, 32_700)),
     "issue: 40,000-layer plan": ("40,000 fc layers", lambda: plan_layers(40_000)),
     "issue: plan input 2^40": ("input 1 x 2^20 x 2^20", big_input),
     # ... then the worst cases within the ceilings.
     "coded, adaptive, 2^16 rows x 128": (
         "8.4 M weights, 65,536 decoder calls",
-        lambda: coded((MAX_CODED_ROWS, MAX_ELEMENTS // MAX_CODED_ROWS), 30_000)),
-    "coded, adaptive, 2^16 rows x 1": ("65,536 decoder calls", lambda: coded((MAX_CODED_ROWS,), 1)),
+        lambda: coded_positions((MAX_CODED_ROWS, MAX_ELEMENTS // MAX_CODED_ROWS), 30_000)),
+    "coded, adaptive, 2^16 rows x 1": ("65,536 decoder calls",
+                                       lambda: coded_positions((MAX_CODED_ROWS,), 1)),
     "coded, static, 8.4 M": ("8.4 M weights, one call",
-                             lambda: coded((MAX_CODED_ROWS, 128), 30_000, prior=7)),
+                             lambda: coded_positions((MAX_CODED_ROWS, 128), 30_000, prior=7)),
     "dense, entropy, 2^16 codebook": ("8.4 M range-coded values",
                                       lambda: dense_entropy(MAX_ELEMENTS, 1 << 16)),
     "dense, 1-entry codebook": ("8.4 M weights in 8 KB",

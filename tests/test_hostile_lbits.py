@@ -24,10 +24,11 @@ from leanbits import snapshot
 from leanbits.bits import container
 from leanbits.bits.container import decode, encode
 from leanbits.bits.forge import (
+    coded_positions,
     coded_words,
-    float16,
     frame,
     name_shape,
+    one_level,
     start,
     static_coded,
     weight_settings,
@@ -46,29 +47,6 @@ from leanbits.models import Plan, build
 from leanbits.models.plan import MAX_LAYERS
 
 # ------------------------------------------------------------------ forging helpers
-
-
-def coded_1d(n: int, nwords: int) -> bytes:
-    """A 1-D weight of n elements with coded positions: n rows of one column (issue 10:
-    24 bytes and 1e6 elements took 14 s, 1.6 KB and 4e6 elements 42 s)."""
-    w = start(1)
-    name_shape(w, "w", (n,))
-    weight_settings(w, index=3)
-    w.uv(n // 2, HEADER)
-    coded_words(w, 0, 0, np.zeros(nwords, dtype=np.uint32))
-    return frame(w)
-
-
-def one_level(n: int, filler: int) -> bytes:
-    """A valid file: n weights all 1.0 (dense, 1-entry codebook: no value bits) and a float16
-    tensor long enough that the file passes the per-bit limit (issue 10: 134 M elements in
-    65 KB reached 3.6 GB)."""
-    w = start(2)
-    name_shape(w, "w", (n,))
-    weight_settings(w, index=0)
-    w.uv(n, HEADER)
-    float16(w, "b", filler)
-    return frame(w)
 
 
 def coded_rows_over_tensors(rows: int, tensors: int) -> bytes:
@@ -128,8 +106,8 @@ def tensor_count(count: int) -> bytes:
 
 FORGED = {
     # name: (bytes, what the one-line refusal names)
-    "coded 1-D 1e6 elements, 24 bytes": (lambda: coded_1d(10**6, 1), "rows"),
-    "coded 1-D 4e6 elements, 1.6 KB": (lambda: coded_1d(4 * 10**6, 384), "rows"),
+    "coded 1-D 1e6 elements, 24 bytes": (lambda: coded_positions((10**6,), 1), "rows"),
+    "coded 1-D 4e6 elements, 1.6 KB": (lambda: coded_positions((4 * 10**6,), 384), "rows"),
     "134 M weights, 1-entry codebook, 65 KB": (lambda: one_level(134_000_000, 32_700),
                                                "elements"),
     "coded rows summed over tensors": (lambda: coded_rows_over_tensors(40_000, 2), "rows"),

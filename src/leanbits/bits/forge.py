@@ -96,5 +96,31 @@ def static_coded(n: int, k: int) -> np.ndarray:
     return encoder.get_compressed().astype(np.uint32)
 
 
-__all__ = ["HALF_ONE", "ONE", "coded_words", "float16", "frame", "name_shape", "start",
-           "static_coded", "weight_settings"]
+def coded_positions(shape: tuple[int, ...], nwords: int, prior: int = 0) -> bytes:
+    """A file whose one weight of ``shape`` has coded positions (rows = ``shape[0]``) from
+    ``nwords`` all-zero words, declaring half its elements nonzero: every row decodes
+    before the count is found wrong (issue 10: a 1-D weight of 10^6 elements in 24 bytes
+    took 14 s, one of 4e6 in 1.6 KB took 42 s)."""
+    n = int(np.prod(shape))
+    w = start(1)
+    name_shape(w, "w", shape)
+    weight_settings(w, index=3)
+    w.uv(n // 2, HEADER)
+    coded_words(w, 0, prior, np.zeros(nwords, dtype=np.uint32))
+    return frame(w)
+
+
+def one_level(n: int, filler: int) -> bytes:
+    """A valid file: ``n`` weights all 1.0 (dense, 1-entry codebook: no value bits) and a
+    float16 tensor of ``filler`` values that makes the file long enough to pass the per-bit
+    limit for ``n`` elements (issue 10: 134 M elements in 65 KB reached 3.6 GB)."""
+    w = start(2)
+    name_shape(w, "w", (n,))
+    weight_settings(w, index=0)
+    w.uv(n, HEADER)
+    float16(w, "b", filler)
+    return frame(w)
+
+
+__all__ = ["HALF_ONE", "ONE", "coded_positions", "coded_words", "float16", "frame", "name_shape",
+           "one_level", "start", "static_coded", "weight_settings"]
