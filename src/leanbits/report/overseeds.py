@@ -11,6 +11,11 @@ choice made on validation), test error against total bits and against nonzero we
 (log axes, seed spread as error bars, one line per method / architecture through its
 configurations that are Pareto-optimal on mean *validation* error), and a table of every
 configuration.
+
+Its cells (:func:`pm`, :class:`SeedColumn`, :func:`seed_cells`) are those of every table of a
+multi-seed run: the training, pruning-profile and frontier sections also show one row per
+configuration, mean ± std over its seeds, with a line saying where each seed's values are
+(:func:`per_seed_note`).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import dataclasses
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from leanbits.report import plots
 from leanbits.report.document import Block, Figure, Heading, Table, Text
@@ -33,6 +38,8 @@ from leanbits.sweep.frontier import pareto_front
 POSITION_AXES = ("level", "sparsity", "bits")
 #: the section's heading
 HEADING = "Results over seeds"
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -151,39 +158,66 @@ def frontier_figure(samples: Sequence[Sample], name: str, xlabel: str, title: st
     return Figure(name, png, caption)
 
 
-def _pm(e: Estimate, digits: int = 2) -> str:
+def pm(e: Estimate, digits: int = 2) -> str:
+    """``mean ± std`` over seeds with ``digits`` decimals: the mean alone for one seed, ``-``
+    for none.
+
+    Example:
+        >>> pm(estimate([97.0, 98.0])), pm(estimate([5.0]), 0), pm(estimate([]))
+        ('97.50 ± 0.71', '5', '-')
+    """
     if e.n == 0 or math.isnan(e.mean):
         return "-"
     return e.format(1, digits)
 
 
-def _mean_of(rs: Sequence[SeedRecord], key: str) -> Estimate:
-    return estimate(v for v in (r.get(key) for r in rs) if v is not None)
+@dataclass(frozen=True)
+class SeedColumn(Generic[T]):
+    """A column of a table with one row per configuration: each cell is the mean ± std over
+    the configuration's seeds of ``value`` (None: not measured for that seed) times
+    ``scale``, with ``digits`` decimals."""
+
+    header: str
+    value: Callable[[T], float | None]
+    scale: float = 1.0
+    digits: int = 2
+
+
+def seed_cells(members: Sequence[T], columns: Sequence[SeedColumn[T]]) -> list[str]:
+    """Per column, the mean ± std over ``members``, the seeds of one configuration.
+
+    Example:
+        >>> seed_cells([0.97, 0.98], [SeedColumn("acc (%)", lambda v: v, 100)])
+        ['97.50 ± 0.71']
+    """
+    return [pm(estimate(c.scale * v for v in map(c.value, members) if v is not None),
+               c.digits) for c in columns]
+
+
+def per_seed_note(where: str) -> Text:
+    """The line under a table aggregated over seeds, saying where each seed's values are."""
+    return Text(f"Per-seed values: {where}.")
 
 
 def configurations_table(records: Sequence[SeedRecord]) -> Table:
     """Every configuration, mean ± std over its seeds."""
     names = line_names(records)
     configs = group(zip(names, records, strict=True), lambda nr: (nr[0], nr[1].config()))
-    cols: list[tuple[str, Callable[[Sequence[SeedRecord]], str]]] = [
-        ("val acc (%)", lambda rs: _pm(_scaled(rs, "val_acc"))),
-        ("test acc (%)", lambda rs: _pm(_scaled(rs, "test_acc"))),
+    cols: list[SeedColumn[SeedRecord]] = [
+        SeedColumn("val acc (%)", lambda r: r.get("val_acc"), 100),
+        SeedColumn("test acc (%)", lambda r: r.get("test_acc"), 100),
     ]
     for key, title, digits in (("total_bits", "total bits", 0), ("compression", "compression "
                                "(x)", 1), ("nonzero_weights", "nonzero weights", 0)):
         if any(r.get(key) is not None for r in records):
-            cols.append((title, lambda rs, k=key, d=digits: _pm(_mean_of(rs, k), d)))
+            cols.append(SeedColumn(title, lambda r, k=key: r.get(k), digits=digits))
     rows = []
     for (line, config), pairs in configs.items():
         rs = [r for _, r in pairs]
         point = _label((k, v) for k, v in config if k in POSITION_AXES) or "-"
-        rows.append([line, point, len({r.seed for r in rs}), *(fn(rs) for _, fn in cols)])
-    return Table(["line", "point", "seeds", *(t for t, _ in cols)], rows,
+        rows.append([line, point, len({r.seed for r in rs}), *seed_cells(rs, cols)])
+    return Table(["line", "point", "seeds", *(c.header for c in cols)], rows,
                  "Every configuration: mean ± std over seeds")
-
-
-def _scaled(rs: Sequence[SeedRecord], key: str) -> Estimate:
-    return estimate(100 * v for v in (r.get(key) for r in rs) if v is not None)
 
 
 def seeds_section(records: Sequence[SeedRecord], source: str,
