@@ -184,6 +184,164 @@ def built(sweep_dir: Path) -> build.ReportFiles:
     return build.build_report(sweep_dir)
 
 
+SEEDS = (1, 2, 3)
+SEED_HEADS = ("softmax", "llr")
+
+
+def seed_shift(seed: int) -> float:
+    """A seed's offset of every accuracy: unequal steps, so the std is not a round number."""
+    return {1: 0.0, 2: -0.004, 3: 0.0015}[seed]
+
+
+def seeded_sweep_row(point: int, seed: int, head: str, sparsity: float | None,
+                     qbits: int) -> dict:
+    """:func:`sweep_row` of one seed: a seed axis, the seed in the train settings, the
+    seed's own stages, and accuracies and bits that move with the seed."""
+    row = sweep_row(point, head, sparsity, qbits)
+    row["axes"]["seed"] = seed
+    row["settings"]["train"]["seed"] = seed
+    row["stages"] = {k: f"{v}-s{seed}" for k, v in row["stages"].items()}
+    for key in ("val_acc", "test_acc"):
+        row[key] = round(row[key] + seed_shift(seed), 4)
+    row["total_bits"] += 100 * seed * seed
+    for stage in row["metrics"].values():
+        for key in ("val_acc", "test_acc"):
+            stage[key] += seed_shift(seed)
+    return row
+
+
+@pytest.fixture(scope="module")
+def seeds_dir(tmp_path_factory) -> Path:
+    """A sweep of 2 heads x 3 seeds laid out as leanbits.sweep.run writes it: per head and
+    seed a snapshot (its losses and final accuracies moved by the seed) and its rows."""
+    root = tmp_path_factory.mktemp("seeds")
+    (root / "experiment.toml").write_text(
+        'name = "seeds"\n\n[train.vary]\nhead = ["softmax", "llr"]\nseed = [1, 2, 3]\n')
+    rows = []
+    for seed in SEEDS:
+        for h in SEED_HEADS:
+            d = root / "stages" / "train" / f"lenet-300-100-{h}-0a1b2c-s{seed}"
+            recs = write_snapshot(d, h)
+            for e in recs:
+                e["val_loss"] += 0.01 * seed * seed
+            (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+            final = json.loads((d / "metrics.json").read_text())
+            final.update(val_acc=final["val_acc"] + seed_shift(seed),
+                         test_acc=final["test_acc"] + seed_shift(seed),
+                         train_time_s=10.0 + seed * seed)
+            (d / "metrics.json").write_text(json.dumps(final))
+            rows += [seeded_sweep_row(len(rows), seed, h, s, q) for _, s, q in
+                     (pt for pt in SWEEP_POINTS if pt[0] == h)]
+    (root / "results.json").write_text(json.dumps(
+        {"schema": 1, "experiment": "seeds", "axes": ["head", "seed", "level", "bits"],
+         "rows": rows, "frontier": {}}))
+    return root
+
+
+def md_table(md: str, title: str) -> tuple[list[str], list[list[str]], str]:
+    """Headers, rows (cells as text) and the paragraph after the Markdown table titled
+    ``title``."""
+    after = md.split(f"**{title}**\n\n")[1].split("\n\n")
+    lines = after[0].splitlines()
+    cells = [[c.strip() for c in re.split(r"(?<!\\)\|", line.strip()[1:-1])]
+             for line in lines]
+    return cells[0], cells[2:], after[1]
+
+
+def test_multi_seed_report_tables_are_one_row_per_configuration(seeds_dir: Path,
+                                                                  tmp_path: Path):
+    """3 seeds of 2 heads: every table of the training, pruning-profile and frontier
+    sections has one row per configuration whose cells are mean ± std over the seeds (as
+    computed here from the files written), each followed by where the per-seed values are."""
+    files = build.build_report(seeds_dir, tmp_path)
+    md = files.markdown.read_text()
+    assert files.sections == ("Results over seeds", "Training", "Pruning profile",
+                              "Accuracy against total bits", "Configuration")
+    snaps = {(h, seed): seeds_dir / "stages" / "train" / f"lenet-300-100-{h}-0a1b2c-s{seed}"
+             for h in SEED_HEADS for seed in SEEDS}
+
+    def per_seed(h: str, read) -> list[float]:
+        return [read(snaps[h, seed]) for seed in SEEDS]
+
+    def last_epoch(d: Path) -> dict:
+        return json.loads((d / "metrics.jsonl").read_text().splitlines()[-1])
+
+    headers, rows, after = md_table(md, "Final metrics: mean ± std over seeds")
+    assert [r[:2] for r in rows] == [["softmax", "3"], ["llr", "3"]]
+    assert after == "Per-seed values: stages/train/*/metrics.json."
+    for h, row in zip(SEED_HEADS, rows, strict=True):
+        cell = dict(zip(headers, row, strict=True))
+        assert cell["test acc (%)"] == pm_text(per_seed(h, lambda d: 100 * json.loads(
+            (d / "metrics.json").read_text())["test_acc"]), 2)
+        assert cell["train time (s)"] == pm_text(per_seed(h, lambda d: json.loads(
+            (d / "metrics.json").read_text())["train_time_s"]), 1)
+    headers, rows, after = md_table(
+        md, "After the last epoch: mean ± std over seeds (every epoch: the figures above)")
+    assert [r[0] for r in rows] == ["softmax", "llr"]
+    assert after == "Per-seed values: stages/train/*/metrics.jsonl (every epoch)."
+    for h, row in zip(SEED_HEADS, rows, strict=True):
+        assert dict(zip(headers, row, strict=True))["val loss"] == pm_text(
+            per_seed(h, lambda d: last_epoch(d)["val_loss"]), 4)
+    headers, rows, _ = md_table(md, "Per layer after the last epoch: mean ± std over seeds")
+    assert [r[:3] for r in rows] == [[h, k, "3"] for h in SEED_HEADS for k in LAYERS]
+    _, rows, _ = md_table(md, "Units that never fire on the validation set after the last "
+                          "epoch: mean ± std over seeds")
+    assert rows == [[h, "3", "8.0 ± 0.0", "16.0 ± 0.0"] for h in SEED_HEADS]
+    assert "Per epoch:" not in md and "Per layer after the last epoch: softmax" not in md
+
+    results = json.loads((seeds_dir / "results.json").read_text())["rows"]
+
+    def over_seeds(rows_of_config: list[dict], read, digits: int) -> str:
+        assert sorted(r["axes"]["seed"] for r in rows_of_config) == list(SEEDS)
+        return pm_text([read(r) for r in rows_of_config], digits)
+
+    # pruning profile: per head and level, the pruned model's accuracy over seeds
+    headers, rows, after = md_table(md, "Pruning profile: mean ± std over seeds")
+    assert len(rows) == len(SEED_HEADS) * 3 and after == "Per-seed values: results.json."
+    for h in SEED_HEADS:
+        for s in (0.9, 0.97):
+            (row,) = [r for r in rows if r[0] == f"{h} / refit"
+                      and r[2].startswith(f"{100 * s:.2f}")]
+            want = over_seeds([r for r in results if r["axes"]["head"] == h
+                               and r["axes"]["level"] == s and r["axes"]["bits"] == 2],
+                              lambda r: 100 * r["metrics"]["prune"]["test_acc"], 2)
+            assert dict(zip(headers, row, strict=True))["test acc (%)"] == want
+    # every grid point but the seed: one row, total bits and test accuracy over seeds
+    headers, rows, after = md_table(
+        md, "All configurations, fewest bits first: mean ± std over seeds; frontier: "
+        "Pareto-optimal in mean total bits and mean validation accuracy")
+    assert len(rows) == len(results) // len(SEEDS) and after.startswith("Per-seed values")
+    for row in rows:
+        cell = dict(zip(headers, row, strict=True))
+        axes = dict(kv.split("=") for kv in cell["point"].split(", "))
+        members = [r for r in results if r["axes"]["head"] == axes["head"]
+                   and str(r["axes"]["level"]) == axes["level"]
+                   and str(r["axes"]["bits"]) == axes["bits"]]
+        assert cell["seeds"] == "3"
+        assert cell["total bits"] == over_seeds(members, lambda r: r["total_bits"], 0)
+        assert cell["test acc (%)"] == over_seeds(members, lambda r: 100 * r["test_acc"], 2)
+    # every other table of the section: seeds aggregated, followed by the per-seed line
+    for title in re.findall(r"^\*\*((?:Fewest|Bit breakdown|Bits per layer|Per-layer "
+                            r"sparsity).*)\*\*$", md, re.M):
+        headers, rows, after = md_table(md, title)
+        assert "mean ± std over seeds" in title and after.startswith("Per-seed values: ")
+        assert rows and all(" ± " in c or c == "-" for r in rows for c in r[2:]), title
+    assert not re.search(r"seed=\d", md.split("## Training")[1].split("## Configuration")[0])
+
+
+def test_single_seed_report_keeps_its_per_run_tables(built: build.ReportFiles):
+    """A run of one seed per configuration: a table per run, every epoch, plain numbers."""
+    md = built.markdown.read_text()
+    body = md.split("## Training")[1].split("## Configuration")[0]
+    assert "±" not in body and "Per-seed values" not in body and "seeds |" not in body
+    for h in HEADS:
+        headers, rows, _ = md_table(
+            md, f"Per epoch: {h} (stages/train/lenet-300-100-{h}-0a1b2c)")
+        assert len(rows) == 8 and headers[0] == "epoch"
+    headers, rows, _ = md_table(md, "Final metrics")
+    assert headers[:3] == ["run", "val_acc", "test_acc"] and len(rows) == len(HEADS)
+
+
 # ----------------------------------------------------------------------------- PNG checks
 def check_png(data: bytes) -> tuple[int, int]:
     """Walk a PNG's chunks (CRCs verified, image data inflated); return (width, height)."""
@@ -421,12 +579,25 @@ def test_profile_of_three_seeds_draws_one_line_per_method_with_spread():
     fig = next(b for b in blocks if isinstance(b, document.Figure))
     check_png(fig.png)
     assert "Means over 3 seeds" in fig.caption and not notes
+    # the table: one row per method and level, mean ± std over the 3 seeds
     table = next(b for b in blocks if isinstance(b, document.Table))
-    assert table.headers[:2] == ["group", "seed"] and len(table.rows) == len(rows)
+    assert table.headers[:2] == ["group", "seeds"] and len(table.rows) == len(accs)
+    col = table.headers.index("test acc (%)")
+    for method, level in ((m, s) for m in ("refit", "finetune") for s in (0.5, 0.9)):
+        (row,) = [r for r in table.rows if r[0] == method
+                  and r[2].startswith(f"{100 * level:.2f} ±")]
+        assert row[1] == 3
+        assert row[col] == pm_text(accs[(method, level)], 2)
+    assert blocks[-1] == document.Text("Per-seed values: results.json.")
     # one seed: plain lines, no spread, no seed column
     one = [(m, r) for m, r in points if r.axes["seed"] == 1]
     assert all(s.spread is None for p in profile.profile_panels(one, "test_acc", "a")
                for s in p.series)
+
+
+def pm_text(values: list[float], digits: int) -> str:
+    """``mean ± std`` of ``values`` computed here, independently of the report's helpers."""
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
 def seeded_runs(configs: dict[str, str], seeds: tuple[int, ...]) -> list[TrainingRun]:
@@ -481,10 +652,20 @@ def test_training_curves_of_seeds_are_one_line_per_configuration(monkeypatch):
         assert "mean over 3 seeds" in fig.caption and "± 1 std" in fig.caption
     _, again = drawn_panels(monkeypatch, runs)
     assert [f.png for f in again] == [f.png for f in figures]  # deterministic bytes
-    # the per-epoch tables stay one per run
-    tables_ = [b for b in training.training_section(runs, [])
-               if isinstance(b, document.Table) and (b.title or "").startswith("Per epoch")]
-    assert len(tables_) == len(runs)
+    # the tables: one row per configuration after the last epoch (the epochs before are
+    # the figures' means); no table per run
+    blocks = training.training_section(runs, [])
+    tables_ = [b for b in blocks if isinstance(b, document.Table)]
+    assert not any((t.title or "").startswith("Per epoch") for t in tables_)
+    last = next(t for t in tables_ if t.title.startswith("After the last epoch"))
+    assert [r[:2] for r in last.rows] == [["full / none", 3], ["1k / none", 3]]
+    for row, members in zip(last.rows, (runs[:3], runs[3:]), strict=True):
+        cell = dict(zip(last.headers, row, strict=True))
+        assert cell["val loss"] == pm_text([r.epochs[-1]["val_loss"] for r in members], 4)
+        assert cell["mean |out|"] == pm_text(
+            [r.epochs[-1]["mean_abs_output"] for r in members], 3)
+        assert cell["val acc (%)"] == pm_text(
+            [100 * r.epochs[-1]["val_acc"] for r in members], 2)
 
 
 def test_training_curves_of_single_runs_are_drawn_as_before(monkeypatch):

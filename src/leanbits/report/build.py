@@ -110,11 +110,13 @@ def _run_sections(data: RunData, notes: list[str]) -> list[Block]:
     points = profile_points(data.profile) if data.profile else pruned_models(data.results)
     if not data.profile and not drawable(points):
         points = [(r.method, r) for r in data.results]
-    body += prune_section(points, bool(data.profile), notes)
+    source = paths.profile(Path()).name if data.profile else data.results_source
+    body += prune_section(points, bool(data.profile), notes, source)
     # with per-seed records, the over-seeds section draws the frontier (seeds aggregated)
     seeds_frontier = any(r.get("total_bits") is not None for r in data.records)
     body += frontier_section(data.results or data.profile, notes, data.runs,
-                             figure=not seeds_frontier)
+                             figure=not seeds_frontier,
+                             source=data.results_source if data.results else source)
     if data.configs:
         body.append(Heading("Configuration"))
         body += [Code(text, lang, title) for title, lang, text in data.configs]

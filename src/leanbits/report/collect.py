@@ -72,6 +72,7 @@ class RunData:
         records: per-seed records: of the finished sweep (``results.json``), else of a
             ``results.csv``.
         records_source: where the records were read (relative to the root's parent).
+        results_source: the file ``results`` were read from (relative to the root).
     """
 
     root: Path
@@ -82,6 +83,7 @@ class RunData:
     notes: list[str] = field(default_factory=list)
     records: list[SeedRecord] = field(default_factory=list)
     records_source: str | None = None
+    results_source: str | None = None
 
     @property
     def empty(self) -> bool:
@@ -263,6 +265,7 @@ def collect(root: str | os.PathLike[str]) -> RunData:
                 if doc is not None:
                     rows = doc.get("rows") if isinstance(doc, Mapping) else None
                     data.results = _rows(rows, name, data.notes)
+            data.results_source = name
             break
     _add_records(root, data)
     return data

@@ -5,15 +5,18 @@ Its points are profile rows (``profile.json``: one row per method and level) whe
 has any; else a sweep's rows reduced to one per pruned model (:func:`pruned_models`),
 since a sweep row's accuracy is that of its packed model. A run of several seeds draws one
 line per network (its settings but the seed) and method: mean ± std over seeds at each
-pruning level (:func:`profile_panels`).
+pruning level (:func:`profile_panels`), and its table one row per line and level, mean ± std
+over the seeds.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+from leanbits import paths
 from leanbits.report import plots
 from leanbits.report.document import Block, Figure, Heading, Table
 from leanbits.report.grouping import (
@@ -25,6 +28,7 @@ from leanbits.report.grouping import (
     seed_of,
     without_seed,
 )
+from leanbits.report.overseeds import SeedColumn, per_seed_note, seed_cells
 from leanbits.results import Row
 from leanbits.stats import estimate
 
@@ -147,9 +151,17 @@ def profile_panels(points: Sequence[ProfilePoint], acc: str, acc_label: str,
 
 
 def prune_section(points: Sequence[ProfilePoint], from_profile: bool,
-                  notes: list[str]) -> list[Block]:
+                  notes: list[str], source: str | None = None) -> list[Block]:
     """Accuracy against nonzero weights (and effective connections), one line per method
-    (per network and method; seeds aggregated as mean ± std)."""
+    (per network and method; seeds aggregated as mean ± std, also in the table).
+
+    Args:
+        points: the profile's points (:func:`profile_points` or :func:`pruned_models`).
+        from_profile: they are profile rows (else a sweep's result rows).
+        notes: where a skipped section is noted.
+        source: the file the points were read from, named under a table aggregated over
+            seeds (default: profile.json or results.json).
+    """
     usable = drawable(points)
     if not usable:
         where = "profile.json rows" if from_profile else "result rows"
@@ -168,18 +180,43 @@ def prune_section(points: Sequence[ProfilePoint], from_profile: bool,
                          "Accuracy against the weights kept, per pruning method (log scale). "
                          "Effective connections drop weights into or out of dead units."
                          + spread))
-    columns = [(q, h) for q, h in (("sparsity", "sparsity"),
-                                   ("nonzero_weights", "nonzero weights"),
-                                   ("effective_connections", "effective connections"),
-                                   ("val_acc", "val acc"), ("test_acc", "test acc"),
-                                   ("total_bits", "total bits"))
-               if any(getattr(r, q) is not None for r in rows)]
     groups = group(zip(line_labels(usable), rows, strict=True), lambda lr: lr[0])
+    if len(seeds) > 1:
+        where = source or (paths.profile if from_profile else paths.results)(Path()).name
+        blocks += _seed_table(groups, where)
+        return blocks
+    columns = [(q, h) for q, h in PROFILE_COLUMNS
+               if any(getattr(r, q) is not None for r in rows)]
     table_rows = []
     for label, pairs in groups.items():
-        for _, r in sorted(pairs, key=lambda lr: (-lr[1].nonzero_weights, str(seed_of(lr[1])))):
-            table_rows.append([label, *([seed_of(r)] if len(seeds) > 1 else []),
-                               *(getattr(r, q) for q, _ in columns)])
-    blocks.append(Table(["group", *(["seed"] if len(seeds) > 1 else []),
-                         *(h for _, h in columns)], table_rows, "Pruning profile"))
+        for _, r in sorted(pairs, key=lambda lr: -lr[1].nonzero_weights):
+            table_rows.append([label, *(getattr(r, q) for q, _ in columns)])
+    blocks.append(Table(["group", *(h for _, h in columns)], table_rows, "Pruning profile"))
     return blocks
+
+
+#: the profile table's columns: (Row attribute, header)
+PROFILE_COLUMNS = (("sparsity", "sparsity"), ("nonzero_weights", "nonzero weights"),
+                   ("effective_connections", "effective connections"), ("val_acc", "val acc"),
+                   ("test_acc", "test acc"), ("total_bits", "total bits"))
+#: the same aggregated over seeds: (Row attribute, header, scale, decimals)
+SEED_COLUMNS = (("sparsity", "sparsity (%)", 100, 2), ("nonzero_weights", "nonzero weights", 1, 0),
+                ("effective_connections", "effective connections", 1, 0),
+                ("val_acc", "val acc (%)", 100, 2), ("test_acc", "test acc (%)", 100, 2),
+                ("total_bits", "total bits", 1, 0))
+
+
+def _seed_table(groups: Mapping[str, Sequence[tuple[str, Row]]], where: str) -> list[Block]:
+    """The profile table of several seeds: per line, one row per pruning level (mean ± std
+    over its seeds), most weights first; and where each seed's values are."""
+    rows = [r for pairs in groups.values() for _, r in pairs]
+    columns = [SeedColumn(h, lambda r, q=q: getattr(r, q), scale, digits)
+               for q, h, scale, digits in SEED_COLUMNS
+               if any(getattr(r, q) is not None for r in rows)]
+    table_rows = []
+    for label, pairs in groups.items():
+        levels = list(group((r for _, r in pairs), _level).values())
+        levels.sort(key=lambda rs: -estimate(r.nonzero_weights for r in rs).mean)
+        table_rows += [[label, len(rs), *seed_cells(rs, columns)] for rs in levels]
+    return [Table(["group", "seeds", *(c.header for c in columns)], table_rows,
+                  "Pruning profile: mean ± std over seeds"), per_seed_note(where)]

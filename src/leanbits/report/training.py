@@ -10,7 +10,11 @@ numel}}``) and ``dead_units``. A missing number leaves a gap in its curve.
 Runs of a sweep that differ only in their seed (:attr:`TrainingRun.config`) are drawn as
 one line: the mean over their seeds per epoch, with a shaded band of ± 1 std; lines named
 ``group / arm`` get one colour per arm and one line style and marker per group, as the
-over-seeds figures do. The per-epoch tables stay one per run.
+over-seeds figures do. The tables of such runs show one row per configuration, mean ± std
+over its seeds after the last epoch (final metrics, the epoch record, each layer, the dead
+units); the epochs before are in the figures, each seed's values in its run's
+``metrics.jsonl``. A run of one seed per configuration has one table per run, every
+epoch.
 """
 
 from __future__ import annotations
@@ -32,11 +36,21 @@ from leanbits.report.grouping import (
     seed_of,
     without_seed,
 )
+from leanbits.report.overseeds import SeedColumn, per_seed_note, seed_cells
 from leanbits.results import Row
 from leanbits.stats import estimate
 
 #: where a sweep keeps stage directories, relative to its run directory
 STAGES_DIR = paths.stages(Path()).name
+#: the final metrics (a snapshot's metrics.json) the report shows, in this order
+FINAL_KEYS = ("val_acc", "test_acc", "params", "weights", "nonzero_weights",
+              "epochs_completed", "train_time_s")
+#: per final metric, its column aggregated over seeds: (header, scale, decimals)
+FINAL_COLUMNS = {"val_acc": ("val acc (%)", 100, 2), "test_acc": ("test acc (%)", 100, 2),
+                 "params": ("params", 1, 0), "weights": ("weights", 1, 0),
+                 "nonzero_weights": ("nonzero weights", 1, 0),
+                 "epochs_completed": ("epochs completed", 1, 0),
+                 "train_time_s": ("train time (s)", 1, 1)}
 
 
 def num(record: Mapping[str, Any], key: str) -> float | None:
@@ -140,8 +154,8 @@ def _run_styles(runs: Sequence[TrainingRun]) -> list[tuple[str, str, str]]:
     return out
 
 
-def _lines(runs: Sequence[TrainingRun], names: Sequence[str],
-           ) -> list[tuple[str, list[TrainingRun]]]:
+def config_lines(runs: Sequence[TrainingRun], names: Sequence[str],
+                 ) -> list[tuple[str, list[TrainingRun]]]:
     """The figures' lines, first-seen order: the runs of one configuration together (named
     by it), every other run alone (named by ``names``)."""
     keyed = group(zip(runs, names, strict=True),
@@ -214,7 +228,7 @@ def training_section(runs: Sequence[TrainingRun], notes: list[str]) -> list[Bloc
         notes.append("Training curves: skipped - no metrics.jsonl with epoch records found.")
         return []
     names = [run_name(r, runs) for r in runs]
-    lines = _lines(runs, names)
+    lines = config_lines(runs, names)
     styles = _line_styles(lines)
     sizes = sorted({len(members) for _, members in lines if len(members) > 1})
     per_line = "one line per training run"
@@ -289,6 +303,21 @@ def training_section(runs: Sequence[TrainingRun], notes: list[str]) -> list[Bloc
     else:
         notes.append("Loss plot: skipped - no train_loss / val_loss in epoch records.")
 
+    if sizes:  # seeds to aggregate: one row per configuration
+        blocks += _seed_tables(lines)
+        finals = [(label, [r.final for r in members if r.final]) for label, members in lines]
+        finals = [(label, fs) for label, fs in finals if fs]
+        if finals:
+            keys = [k for k in FINAL_KEYS if any(k in f for _, fs in finals for f in fs)]
+            cols = [SeedColumn(header, lambda f, k=k: num(f, k), scale, digits)
+                    for k in keys for header, scale, digits in [FINAL_COLUMNS[k]]]
+            blocks[1:1] = [
+                Table(["configuration", "seeds", *(c.header for c in cols)],
+                      [[label, len(fs), *seed_cells(fs, cols)] for label, fs in finals],
+                      "Final metrics: mean ± std over seeds"),
+                per_seed_note(per_run_files(runs, paths.metrics(Path()).name))]
+        return blocks
+
     headers = ["epoch", "train loss", "val loss", "train acc", "val acc", "gap (pp)",
                "mean |out|", "||w|| all", "||w|| out", "max |w|", "zero %"]
     for run, name in zip(runs, names, strict=True):
@@ -316,9 +345,81 @@ def training_section(runs: Sequence[TrainingRun], notes: list[str]) -> list[Bloc
                                 f"Units that never fire on the validation set: {name}"))
     finals = [(name, run.final) for run, name in zip(runs, names, strict=True) if run.final]
     if finals:
-        keys = [k for k in ("val_acc", "test_acc", "params", "weights", "nonzero_weights",
-                            "epochs_completed", "train_time_s")
-                if any(k in f for _, f in finals)]
+        keys = [k for k in FINAL_KEYS if any(k in f for _, f in finals)]
         blocks.insert(1, Table(["run", *keys], [[n, *(f.get(k) for k in keys)]
                                                 for n, f in finals], "Final metrics"))
+    return blocks
+
+
+def per_run_files(runs: Sequence[TrainingRun], name: str) -> str:
+    """Where each run's ``name`` file is, as the report says it: ``stages/train/*/name``
+    when the runs share one parent directory, else each run's own.
+
+    Example:
+        >>> per_run_files([TrainingRun("stages/train/a", None, Path(), [])], "metrics.json")
+        'stages/train/*/metrics.json'
+    """
+    parents = {Path(r.label).parent.as_posix() for r in runs}
+    return f"{parents.pop()}/*/{name}" if len(parents) == 1 else f"each run's {name}"
+
+
+#: the columns of the per-configuration table after the last epoch: (header, value of an
+#: epoch record, scale, decimals)
+LAST_EPOCH_COLUMNS: tuple[SeedColumn[Mapping[str, Any]], ...] = (
+    SeedColumn("epoch", lambda r: num(r, "epoch"), digits=0),
+    SeedColumn("train loss", _train_loss, digits=4),
+    SeedColumn("val loss", lambda r: num(r, "val_loss"), digits=4),
+    SeedColumn("train acc (%)", _train_acc, 100),
+    SeedColumn("val acc (%)", lambda r: num(r, "val_acc"), 100),
+    SeedColumn("gap (pp)", _gap),
+    SeedColumn("mean |out|", lambda r: num(r, "mean_abs_output"), digits=3),
+    SeedColumn("||w|| all", lambda r: total_l2(layers_of(r)), digits=3),
+    SeedColumn("||w|| out", lambda r: num(_last_layer(r) or {}, "l2_norm"), digits=3),
+    SeedColumn("max |w|", _max_abs, digits=4),
+    SeedColumn("zero %", lambda r: pct(zero_fraction(layers_of(r)))),
+)
+#: the columns of the per-configuration table of each layer after the last epoch
+LAYER_COLUMNS: tuple[SeedColumn[Mapping[str, Any]], ...] = (
+    SeedColumn("weights", lambda d: num(d, "numel"), digits=0),
+    SeedColumn("L2 norm", lambda d: num(d, "l2_norm"), digits=3),
+    SeedColumn("max |w|", lambda d: num(d, "max_abs"), digits=4),
+    SeedColumn("zero %", lambda d: pct(num(d, "zero_frac"))),
+)
+
+
+def _seed_tables(lines: Sequence[tuple[str, Sequence[TrainingRun]]]) -> list[Block]:
+    """The tables of runs with several seeds, one row per configuration (mean ± std over its
+    seeds) after the last epoch: the epoch record, each layer and the dead units. The
+    epochs before are in the figures (the same means and stds) and in each run's
+    metrics.jsonl."""
+    runs = [r for _, members in lines for r in members]
+    note = per_seed_note(per_run_files(runs, paths.metrics_log(Path()).name)
+                         + " (every epoch)")
+    lasts = [(label, [r.epochs[-1] for r in members]) for label, members in lines]
+    blocks: list[Block] = [
+        Table(["configuration", "seeds", *(c.header for c in LAST_EPOCH_COLUMNS)],
+              [[label, len(recs), *seed_cells(recs, LAST_EPOCH_COLUMNS)]
+               for label, recs in lasts],
+              "After the last epoch: mean ± std over seeds (every epoch: the figures above)"),
+        note]
+    layer_rows = []
+    for label, recs in lasts:
+        names = list(dict.fromkeys(k for rec in recs for k in layers_of(rec)))
+        for k in names:
+            stats = [layers_of(rec)[k] for rec in recs if k in layers_of(rec)]
+            layer_rows.append([label, k, len(stats), *seed_cells(stats, LAYER_COLUMNS)])
+    if layer_rows:
+        blocks += [Table(["configuration", "layer", "seeds",
+                          *(c.header for c in LAYER_COLUMNS)], layer_rows,
+                         "Per layer after the last epoch: mean ± std over seeds"), note]
+    dead = [(label, [d for d in (rec.get("dead_units") for rec in recs)
+                     if isinstance(d, Mapping) and d]) for label, recs in lasts]
+    dead = [(label, ds) for label, ds in dead if ds]
+    if dead:
+        acts = list(dict.fromkeys(k for _, ds in dead for d in ds for k in d))
+        cols = [SeedColumn(a, lambda d, a=a: num(d, a), digits=1) for a in acts]
+        blocks += [Table(["configuration", "seeds", *acts],
+                         [[label, len(ds), *seed_cells(ds, cols)] for label, ds in dead],
+                         "Units that never fire on the validation set after the last epoch: "
+                         "mean ± std over seeds"), note]
     return blocks
