@@ -42,7 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "breakdowns, the numbers behind every plot and the configs that produced them. A "
         "sweep, or a directory holding a study's results.csv (docs/results/<study>), also "
         "gets results over seeds: mean ± std per configuration, test error against total "
-        "bits with seed spread, and the study's verdicts.",
+        "bits with seed spread, and the study's verdicts. When a sweep trained several "
+        "seeds per configuration, every table has one row per configuration, mean ± std "
+        "over its seeds (each seed's values stay in the run's files).",
     )
     p.add_argument("run_dir", metavar="RUN_DIR",
                    help="sweep run directory, snapshot directory, `leanbits profile` output "
