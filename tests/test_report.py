@@ -10,6 +10,7 @@ import json
 import math
 import os
 import re
+import shutil
 import signal
 import statistics
 import struct
@@ -25,6 +26,7 @@ from leanbits.errors import LeanbitsError
 from leanbits.report import (
     bits,
     build,
+    configuration,
     document,
     frontier,
     grouping,
@@ -34,7 +36,7 @@ from leanbits.report import (
     tables,
     training,
 )
-from leanbits.report.collect import TrainingRun
+from leanbits.report.collect import TrainingRun, collect
 from leanbits.results import Row, profile_document
 from leanbits.sweep.frontier import pareto_front
 
@@ -200,6 +202,7 @@ def seeded_sweep_row(point: int, seed: int, head: str, sparsity: float | None,
     row = sweep_row(point, head, sparsity, qbits)
     row["axes"]["seed"] = seed
     row["settings"]["train"]["seed"] = seed
+    row["settings"]["data"]["split_seed"] = seed  # the split follows the seed
     row["stages"] = {k: f"{v}-s{seed}" for k, v in row["stages"].items()}
     for key in ("val_acc", "test_acc"):
         row[key] = round(row[key] + seed_shift(seed), 4)
@@ -222,6 +225,9 @@ def seeds_dir(tmp_path_factory) -> Path:
         for h in SEED_HEADS:
             d = root / "stages" / "train" / f"lenet-300-100-{h}-0a1b2c-s{seed}"
             recs = write_snapshot(d, h)
+            config = (d / "config.toml").read_text()  # as a sweep writes it: the seeds in
+            (d / "config.toml").write_text(config.replace(  # it, the split following
+                "[data]\n", f"[data]\nsplit_seed = {seed}\n") + f"seed = {seed}\n")
             for e in recs:
                 e["val_loss"] += 0.01 * seed * seed
             (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
@@ -327,6 +333,54 @@ def test_multi_seed_report_tables_are_one_row_per_configuration(seeds_dir: Path,
         assert "mean ± std over seeds" in title and after.startswith("Per-seed values: ")
         assert rows and all(" ± " in c or c == "-" for r in rows for c in r[2:]), title
     assert not re.search(r"seed=\d", md.split("## Training")[1].split("## Configuration")[0])
+    # configuration: the experiment file, then one config.toml per configuration (seed 1's),
+    # titled with its seeds and the keys that differ between their files
+    config = md.split("## Configuration\n\n")[1]
+    assert config.count("```toml") == 1 + len(SEED_HEADS)
+    assert config_titles(config) == ["experiment.toml"] + [
+        f"{h} - seeds 1, 2, 3 (data.split_seed and train.seed follow the seed); shown: seed 1, "
+        f"stages/train/lenet-300-100-{h}-0a1b2c-s1/config.toml" for h in SEED_HEADS]
+    for h in SEED_HEADS:
+        assert (snaps[h, 1] / "config.toml").read_text() in config
+    assert config.rstrip().endswith("Per-seed values: stages/train/*/config.toml.")
+
+
+def config_titles(section: str) -> list[str]:
+    """The titles of the code blocks of a Markdown report's configuration section."""
+    return re.findall(r"^\*\*(.+)\*\*\n\n```", section, re.M)
+
+
+def test_config_of_seeds_that_differ_in_more_than_the_seed(seeds_dir: Path, tmp_path: Path):
+    """What differs between the seeds' config.toml is read from the files: a split seed
+    that stays put is not said to follow the seed, and runs of one configuration (by the
+    results' settings) whose files differ in another key - not one configuration by
+    without_seed's definition - are listed apart, each with its seeds and its value, and
+    noted."""
+    root = tmp_path / "seeds"
+    shutil.copytree(seeds_dir, root)
+    snap = root / "stages" / "train"
+    for seed in SEEDS:  # softmax: one split for every seed
+        p = snap / f"lenet-300-100-softmax-0a1b2c-s{seed}" / "config.toml"
+        p.write_text(p.read_text().replace(f"split_seed = {seed}\n", "split_seed = 0\n"))
+    p = snap / "lenet-300-100-llr-0a1b2c-s2" / "config.toml"  # llr seed 2: another lr
+    p.write_text(p.read_text().replace("lr = 0.05\n", "lr = 0.1\n"))
+    data = collect(root)
+    training.name_runs(data.runs, data.results)
+    notes: list[str] = []
+    section = markdown.to_markdown(document.Report(
+        "r", configuration.configuration_section(data.configs, data.runs, notes)))
+    llr = "stages/train/lenet-300-100-llr-0a1b2c-s{}/config.toml"
+    assert config_titles(section) == [
+        "experiment.toml",
+        "softmax - seeds 1, 2, 3 (train.seed follows the seed); shown: seed 1, "
+        "stages/train/lenet-300-100-softmax-0a1b2c-s1/config.toml",
+        "llr, train.lr = 0.05 - seeds 1, 3 (data.split_seed and train.seed follow the "
+        "seed); shown: seed 1, " + llr.format(1),
+        "llr, train.lr = 0.1 - seed 2; shown: " + llr.format(2)]
+    assert (root / llr.format(2)).read_text() in section
+    assert notes == ["Configuration: the runs of llr differ in more than the seed (train.lr), "
+                     "so their config.toml are listed apart with their seeds; the tables "
+                     "above still take them as one configuration."]
 
 
 def test_single_seed_report_keeps_its_per_run_tables(built: build.ReportFiles):
@@ -428,6 +482,11 @@ def test_sweep_report_sections_tables_and_config(built: build.ReportFiles, sweep
     assert 'head = ["softmax", "llr", "llr-code"]' in md
     assert 'head = [&quot;softmax&quot;, &quot;llr&quot;, &quot;llr-code&quot;]' in page
     assert "lenet-300-100-llr-code-0a1b2c/config.toml" in md
+    # one seed per configuration: every file as it is, titled by its path, nothing else
+    files = ["experiment.toml", *(f"stages/train/lenet-300-100-{h}-0a1b2c/config.toml"
+                                  for h in sorted(HEADS))]  # in the order found
+    assert md.split("## Configuration\n\n")[1].rstrip() == "\n\n".join(
+        f"**{f}**\n\n```toml\n{(sweep_dir / f).read_text().rstrip()}\n```" for f in files)
     # the bit breakdown: every category, summing to the total (padding is not a bit of it)
     bits_table = md.split("**Bit breakdown (bits)**")[1].split("\n\n")[1]
     assert bits_table.splitlines()[0] == (

@@ -44,7 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "gets results over seeds: mean ± std per configuration, test error against total "
         "bits with seed spread, and the study's verdicts. When a sweep trained several "
         "seeds per configuration, every table has one row per configuration, mean ± std "
-        "over its seeds (each seed's values stay in the run's files).",
+        "over its seeds (each seed's values stay in the run's files), and the "
+        "configuration section shows one config.toml per configuration, naming its seeds "
+        "and the keys that follow the seed.",
     )
     p.add_argument("run_dir", metavar="RUN_DIR",
                    help="sweep run directory, snapshot directory, `leanbits profile` output "

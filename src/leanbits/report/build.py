@@ -1,9 +1,10 @@
 """Build a report: collect a run directory, assemble its sections, write Markdown + HTML.
 
 The pieces: :mod:`.collect` reads the directory into training histories and
-:class:`leanbits.results.Row` objects; :mod:`.training`, :mod:`.profile`, :mod:`.frontier`
-and :mod:`.bits` each turn them into blocks of a :class:`.document.Report`;
-:mod:`.markdown` and :mod:`.html` render it; :mod:`.plots` draws every figure.
+:class:`leanbits.results.Row` objects; :mod:`.training`, :mod:`.profile`, :mod:`.frontier`,
+:mod:`.bits` and :mod:`.configuration` each turn them into blocks of a
+:class:`.document.Report`; :mod:`.markdown` and :mod:`.html` render it; :mod:`.plots` draws
+every figure.
 
 Example:
     >>> result = build_report("runs/sweep-1")  # doctest: +SKIP
@@ -23,7 +24,8 @@ from leanbits.errors import LeanbitsError
 from leanbits.fileio import write_bytes_atomic, write_text_atomic
 from leanbits.report.claims import STUDIES
 from leanbits.report.collect import MAX_DEPTH, RESULTS_FILES, RunData, collect
-from leanbits.report.document import Block, Code, Heading, Note, Report, Text
+from leanbits.report.configuration import configuration_section
+from leanbits.report.document import Block, Heading, Note, Report, Text
 from leanbits.report.frontier import frontier_section
 from leanbits.report.html import to_html
 from leanbits.report.markdown import to_markdown
@@ -117,12 +119,7 @@ def _run_sections(data: RunData, notes: list[str]) -> list[Block]:
     body += frontier_section(data.results or data.profile, notes, data.runs,
                              figure=not seeds_frontier,
                              source=data.results_source if data.results else source)
-    if data.configs:
-        body.append(Heading("Configuration"))
-        body += [Code(text, lang, title) for title, lang, text in data.configs]
-    else:
-        notes.append("Configuration: no config.toml or experiment file found.")
-    return body
+    return body + configuration_section(data.configs, data.runs, notes)
 
 
 @dataclass(frozen=True)

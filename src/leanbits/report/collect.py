@@ -60,6 +60,25 @@ class TrainingRun:
 
 
 @dataclass
+class ConfigFile:
+    """A config or experiment file as the report shows it: one text, named by every file
+    found with exactly that text (identical files are listed once)."""
+
+    names: list[str]
+    language: str
+    text: str
+
+    @property
+    def title(self) -> str:
+        return ", ".join(self.names)
+
+
+def config_name(label: str) -> str:
+    """How the config.toml of the training run labelled ``label`` is named in the report."""
+    return f"{label}/{paths.config(Path()).name}"
+
+
+@dataclass
 class RunData:
     """Everything reportable found under a root directory.
 
@@ -67,7 +86,7 @@ class RunData:
         results: the sweep's rows (``results.json``), one per grid point.
         profile: the rows of every pruning profile found; each names its profile in
             ``stages["profile"]`` (relative to the root for a ``leanbits profile`` output).
-        configs: ``(title, language, text)`` of every config and experiment file.
+        configs: every config and experiment file, in the order found.
         notes: what could not be read.
         records: per-seed records: of the finished sweep (``results.json``), else of a
             ``results.csv``.
@@ -79,7 +98,7 @@ class RunData:
     runs: list[TrainingRun] = field(default_factory=list)
     results: list[Row] = field(default_factory=list)
     profile: list[Row] = field(default_factory=list)
-    configs: list[tuple[str, str, str]] = field(default_factory=list)
+    configs: list[ConfigFile] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     records: list[SeedRecord] = field(default_factory=list)
     records_source: str | None = None
@@ -224,12 +243,10 @@ def collect(root: str | os.PathLike[str]) -> RunData:
         if text is None or not text.strip():
             return
         if text in seen_configs:  # identical configs are listed once, with every user
-            i = seen_configs[text]
-            t, lg, tx = data.configs[i]
-            data.configs[i] = (f"{t}, {title}", lg, tx)
+            data.configs[seen_configs[text]].names.append(title)
             return
         seen_configs[text] = len(data.configs)
-        data.configs.append((title, lang, text))
+        data.configs.append(ConfigFile([title], lang, text))
 
     def add_run(d: Path, label: str) -> None:
         if d.resolve() in seen_runs:
@@ -239,7 +256,7 @@ def collect(root: str | os.PathLike[str]) -> RunData:
         if run is not None:
             data.runs.append(run)
             if paths.config(d).is_file():
-                add_config(f"{label}/{paths.config(d).name}", paths.config(d), "toml")
+                add_config(config_name(label), paths.config(d), "toml")
 
     # Experiment files at the top level (e.g. a sweep's experiment.toml): what produced the
     # whole directory. A snapshot's own config.toml is added with its run below.
@@ -307,8 +324,8 @@ def _add_profile(d: Path, rel: str, root: Path, data: RunData, add_run: Any) -> 
             add_run(snap, snap.resolve().name)
     cfg = doc.get("config")
     if isinstance(cfg, Mapping) and cfg:
-        data.configs.append((f"{name} (config)", "json",
-                             json.dumps(cfg, indent=2, sort_keys=True)))
+        data.configs.append(ConfigFile([f"{name} (config)"], "json",
+                                       json.dumps(cfg, indent=2, sort_keys=True)))
     for r in rows:
         # A profile outside a sweep has no stage of its own: name it by where it is.
         stages = r.stages if "profile" in r.stages else {**r.stages, "profile": rel}
