@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import statistics
 
 import pytest
 
@@ -332,6 +333,20 @@ def test_explosion_verdicts_follow_the_paired_differences(outcome):
             assert r.verdicts[f"claim 2, {name}, {regime}"] == outcome
         assert r.verdicts[f"claim 2, {name}"] == outcome
     assert f"**Claim 1 ({claims.CLAIM1.claim}): {outcome}**" in r.verdict
+
+
+def test_claim1_table_shows_the_growth_ratios_of_the_records():
+    """The claim-1 table prints each head's growth as the records hold it (a scale given
+    where digits were meant once printed every growth three times too large)."""
+    rs = explosion_records(SUPPORTED, SUPPORTED)
+    table = claims.explosion(rs).text.split("Claim 2")[0]
+    for head in ("softmax", "llr"):
+        row = next(line for line in table.splitlines() if line.startswith(f"| {head} |"))
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        full = [x for x in rs if x.axes["regime"] == "full" and x.axes["head"] == head]
+        for col, key in ((4, "late_last_growth"), (6, "late_output_growth")):
+            mean = statistics.mean(x.values[key] for x in full)
+            assert float(cells[col].split(" ± ")[0]) == pytest.approx(mean, abs=5e-4)
 
 
 def test_claim1_needs_both_parts_and_claim2_every_regime():

@@ -48,8 +48,10 @@ def explosion(records: Sequence[SeedRecord]) -> StudyResult:
         rs = select(c1, head=head)
         rows.append([head, est(rs, "zero_error_epoch").format(digits=1),
                      est(rs, "late_epoch").format(digits=0),
-                     est(rs, "last_l2_end").format(), est(rs, "late_last_growth").format(3),
-                     est(rs, "mean_abs_output").format(), est(rs, "late_output_growth").format(3),
+                     est(rs, "last_l2_end").format(),
+                     est(rs, "late_last_growth").format(digits=3),
+                     est(rs, "mean_abs_output").format(),
+                     est(rs, "late_output_growth").format(digits=3),
                      pts(est(rs, "train_test_acc"))]
                     + [pts(est(select(records, regime=c1_regime, head=head, bits=b),
                                    "test_acc")) for b in bits])
