@@ -72,15 +72,50 @@ def test_changing_a_setting_renames_only_what_depends_on_it():
     assert _keys(same, "bits") == _keys(base, "bits")
 
 
-def test_train_stage_name_matches_leanbits_train_for_real_data():
+@pytest.mark.parametrize("dataset", ["mnist", "fashion-mnist", "synthetic"])
+def test_train_stage_name_matches_leanbits_train(dataset):
     from leanbits.data import DataConfig
     from leanbits.train import TrainConfig, run_name
 
-    exp = parse_experiment({"data": {"dataset": "mnist", "limit_train": 100},
+    exp = parse_experiment({"data": {"dataset": dataset, "limit_train": 100},
                             "train": {"epochs": 2, "head": "softmax"}})
     (stage,) = exp.stages("train")
-    assert stage.key == run_name(DataConfig(limit_train=100), TrainConfig(epochs=2,
-                                                                          head="softmax"))
+    assert stage.key == run_name(DataConfig(dataset=dataset, limit_train=100),
+                                 TrainConfig(epochs=2, head="softmax"))
+
+
+#: Stage directory names of a real-data experiment, as leanbits named them before the data
+#: set was recorded in synthetic train stages' config.toml (main at bf4cdc3). A study
+#: resumes from these directories: a change here makes every existing run of it rebuild
+#: from scratch, so it must be a deliberate migration, never a side effect.
+_NAMED = {"data": {"limit_train": 1000, "label_noise": 0.2, "split_seed": "seed"},
+          "train": {"epochs": 3, "vary": {"head": ["softmax", "llr"], "seed": [0, 1]}},
+          "prune": {"refit_epochs": 1, "vary": {"sparsity": [0.9]}},
+          "bits": {"vary": {"bits": [4]}}}
+_NAMES = {
+    "mnist": {
+        "train/lenet-300-100-llr-2b2f3371ab", "train/lenet-300-100-llr-9951d91292",
+        "train/lenet-300-100-softmax-60ffb3d2c6", "train/lenet-300-100-softmax-e395ecf101",
+        "prune/refit-0.9-641148f462", "prune/refit-0.9-7131b01f80",
+        "prune/refit-0.9-71834635b9", "prune/refit-0.9-ad9ebb7aed",
+        "bits/kmeans-4-coded-0bc13a220e", "bits/kmeans-4-coded-3993331f8e",
+        "bits/kmeans-4-coded-7c10311969", "bits/kmeans-4-coded-e55326e146"},
+    "fashion-mnist": {
+        "train/lenet-300-100-llr-0105b53051", "train/lenet-300-100-llr-aebed01016",
+        "train/lenet-300-100-softmax-8b8c734d97", "train/lenet-300-100-softmax-9a0ee19bf9"},
+}
+
+
+@pytest.mark.parametrize("dataset", sorted(_NAMES))
+def test_real_data_stage_names_are_those_existing_runs_have(dataset):
+    raw = copy.deepcopy(_NAMED)
+    raw["data"]["dataset"] = dataset
+    exp = parse_experiment(raw)
+    names = {s.relpath for p in exp.points for s in p.stages}
+    assert len(names) == 12
+    assert _NAMES[dataset] <= names
+    if dataset == "mnist":
+        assert names == _NAMES[dataset]
 
 
 def test_table_axes_labels_and_skipped_stages():

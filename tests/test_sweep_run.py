@@ -96,6 +96,56 @@ def test_leanbits_bits_prints_the_rows_compression(reference, capsys):
         capsys.readouterr().out)
 
 
+def test_stage_config_records_the_data_it_used_and_reruns_the_stage(tmp_path):
+    """A train or prune stage's config.toml holds every data setting the stage used, the
+    data set included (synthetic stages once recorded the default, mnist), and
+    `leanbits train --config STAGE/config.toml` retrains the very same model under the
+    stage's own name."""
+    import torch
+
+    from leanbits import snapshot
+    from leanbits.cli.train import SECTIONS
+    from leanbits.config import from_sources
+    from leanbits.data import DataConfig
+    from leanbits.train import TrainConfig
+
+    data = {"dataset": "synthetic", "limit_train": 80, "val_size": 40, "label_noise": 0.1,
+            "split_seed": "seed"}
+    exp = _exp(data=data, train={"vary": {"seed": [3, 4]}}, prune={"vary": {"sparsity": [0.5]}},
+               bits={"vary": {"bits": [4]}})
+    _run(exp, tmp_path)
+    trained = exp.stages("train")
+    assert len(trained) == 2
+    for stage in trained:
+        used = {**data, "split_seed": stage.config.seed}
+        assert stage.data == used
+        d = tmp_path / "stages" / stage.relpath
+        assert stages.read_stage(d)["data"] == used
+        assert snapshot.read_toml(paths.config(d))["data"] == used
+        # Read back as `leanbits train --config` reads it: the settings the sweep used.
+        assert from_sources(DataConfig, None, paths.config(d), section="data",
+                            sections=SECTIONS) == DataConfig(**used)
+        assert from_sources(TrainConfig, None, paths.config(d), section="train",
+                            sections=SECTIONS) == stage.config
+    for stage in exp.stages("prune"):
+        recorded = snapshot.read_toml(paths.config(tmp_path / "stages" / stage.relpath))
+        assert recorded["data"] == stage.input.data == stage.data
+        assert recorded["data"]["dataset"] == "synthetic"
+
+    stage = trained[0]
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the stage ran (one thread per task)
+    try:
+        assert main(["train", "--config", str(paths.config(tmp_path / "stages" / stage.relpath)),
+                     "--runs", str(tmp_path / "again"), "--json"]) == 0
+    finally:
+        torch.set_num_threads(before)
+    again = snapshot.load_tensors(paths.weights(tmp_path / "again" / stage.key))
+    first = snapshot.load_tensors(paths.weights(tmp_path / "stages" / stage.relpath))
+    assert again.keys() == first.keys()
+    assert all(torch.equal(again[k], first[k]) for k in first)
+
+
 def test_profile_stage_and_pick(tmp_path):
     raw = copy.deepcopy(TINY)
     raw["train"]["vary"] = {"head": ["llr"]}

@@ -20,7 +20,7 @@ import torch
 from leanbits.config import make
 from leanbits.data import idx, sources
 from leanbits.errors import ConfigError, DataError, FormatError
-from leanbits.settings.data import DATASETS, MAX_LABEL_NOISE, VAL_SIZE, DataConfig
+from leanbits.settings.data import DATASETS, MAX_LABEL_NOISE, SYNTHETIC, VAL_SIZE, DataConfig
 
 __all__ = ["DATASETS", "MAX_LABEL_NOISE", "VAL_SIZE", "DataConfig", "Split", "Splits",
            "dataset_meta", "load_data", "load_splits", "snapshot_data",
@@ -301,7 +301,7 @@ def load_data(data: DataConfig | Mapping[str, Any]) -> Splits:
     d = {f.name: getattr(data, f.name) for f in fields(DataConfig)} \
         if isinstance(data, DataConfig) else dict(data)
     noise = d.get("label_noise") or 0.0
-    if d.get("dataset") == "synthetic":
+    if d.get("dataset") == SYNTHETIC:
         n_val = min(int(d.get("val_size") or 128), 512)
         seed = int(d.get("split_seed") or 0)
         s = synthetic_splits(d.get("limit_train") or 512, n_val, n_val, seed)

@@ -8,8 +8,11 @@ from leanbits.config import MAX_SEED, option
 
 #: validation examples carved from the official training set unless said otherwise
 VAL_SIZE = 5000
-#: the real data sets (``"synthetic"`` is generated, for tests and smoke runs)
+#: the real data sets (fetched and cached; :mod:`leanbits.data.sources`)
 DATASETS = ("mnist", "fashion-mnist")
+#: tiny generated MNIST-shaped data for tests and smoke runs
+#: (:func:`leanbits.data.synthetic_splits`); nothing to fetch
+SYNTHETIC = "synthetic"
 #: the largest label noise rate: at 0.9 a noisy label of 10 classes is uniform, so no rate
 #: beyond it means anything
 MAX_LABEL_NOISE = 0.9
@@ -19,7 +22,8 @@ MAX_LABEL_NOISE = 0.9
 class DataConfig:
     """Which data, and how the validation set is carved from the training set."""
 
-    dataset: str = option("mnist", "data set", choices=DATASETS)
+    dataset: str = option("mnist", "data set; synthetic is tiny generated data for tests "
+                          "and smoke runs", choices=(*DATASETS, SYNTHETIC))
     val_size: int = option(VAL_SIZE, "validation examples carved from the training set",
                            minimum=1)
     split_seed: int = option(0, "seed of the train/validation split", minimum=0,

@@ -184,15 +184,10 @@ def _check_data(data: Any) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError("[data] must be a table")
     values = {k: v for k, v in data.items() if k != "vary"}
-    dataset = values.pop("dataset", DataConfig().dataset)
-    if dataset not in kinds.DATASETS:
-        raise ConfigError(f"[data] dataset: {dataset!r} is not allowed; valid: "
-                          + ", ".join(kinds.DATASETS))
     follow = values.get("split_seed") == SPLIT_FOLLOWS_SEED
     if follow:
         values.pop("split_seed")
-    cfg = make(DataConfig, values)  # checks the other keys and values
-    out = {"dataset": dataset, **{k: v for k, v in to_dict(cfg).items() if k != "dataset"}}
+    out = to_dict(make(DataConfig, values))  # checks every key and value
     if follow:
         out["split_seed"] = SPLIT_FOLLOWS_SEED
     return out
@@ -375,8 +370,9 @@ def _seeded(cfg: Any, train: StageSpec, follows: bool) -> Any:
 def _stage(kind: str, cfg: Any, parent: StageSpec | None, data: dict[str, Any]) -> StageSpec:
     label = kinds.label(kind, cfg)
     if kind == "train":
-        # Same name as `leanbits train` would give for real data sets.
-        digest = stage_hash(*kinds.data_hash_parts(data), cfg)
+        # The name `leanbits train` gives the same settings (train.run_name); for the
+        # data sets of DataConfig it is the name train stages have always had.
+        digest = stage_hash(DataConfig(**data), cfg)
     else:
         digest = stage_hash(cfg, parent.key if parent else None)
     return StageSpec(kind, cfg, f"{label}-{digest}", parent, data)

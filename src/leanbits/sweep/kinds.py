@@ -1,6 +1,5 @@
-"""Stage kinds as an experiment file sees them: each kind's config dataclass, the readable
-label that starts its directory name, the data sets a sweep can use and what of the data
-settings names a train stage.
+"""Stage kinds as an experiment file sees them: each kind's config dataclass and the
+readable label that starts its directory name.
 
 Nothing here imports torch (the config classes come from :mod:`leanbits.settings`), so an
 experiment file is read, checked and refused (an unknown key, a bad value, a grid over the
@@ -12,15 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 from leanbits.errors import ConfigError
-from leanbits.settings import data as data_settings
 from leanbits.settings.bits import BitsConfig
 from leanbits.settings.compress import CompressConfig
-from leanbits.settings.data import DataConfig
 from leanbits.settings.prune import ProfileConfig, PruneConfig
 from leanbits.settings.train import TrainConfig
-
-#: data sets a sweep can use; "synthetic" is tiny generated data for tests and smoke runs
-DATASETS = (*data_settings.DATASETS, "synthetic")
 
 _CONFIGS: dict[str, type] = {"train": TrainConfig, "profile": ProfileConfig,
                              "prune": PruneConfig, "bits": BitsConfig,
@@ -50,20 +44,3 @@ def label(kind: str, cfg: Any) -> str:
     parts = [str(getattr(cfg, f)) for f in _LABEL_FIELDS[kind] if hasattr(cfg, f)]
     return "-".join(parts).replace("/", "_") or kind
 
-
-def data_hash_parts(data: dict[str, Any]) -> list[Any]:
-    """What of the data settings goes into a train stage's hash.
-
-    For a real data set it is the :class:`DataConfig`, so a sweep's train stage has the
-    name ``leanbits train`` would give the same run.
-
-    Args:
-        data: checked data settings (``dataset`` and the other :class:`DataConfig` fields).
-
-    Returns:
-        ``[DataConfig]``, or ``[DataConfig, "synthetic"]`` for the synthetic data set.
-    """
-    if data["dataset"] == "synthetic":
-        values = {k: v for k, v in data.items() if k != "dataset"}
-        return [DataConfig(**values), "synthetic"]
-    return [DataConfig(**data)]

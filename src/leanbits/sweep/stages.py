@@ -63,14 +63,14 @@ from leanbits import paths, snapshot
 from leanbits.bits import quantize_snapshot, unpack
 from leanbits.compression import check_recipe, compress
 from leanbits.config import to_dict
-from leanbits.data import load_data, sources
+from leanbits.data import DataConfig, load_data, sources
 from leanbits.errors import ConfigError, FormatError, PruneError
 from leanbits.fileio import exclusive_lock, write_bytes_atomic, write_text_atomic
 from leanbits.models import build
 from leanbits.models.layers import weight_layers
 from leanbits.prune import profile, prune_to_target, save_profile, save_result
 from leanbits.results import BIT_PARTS, LAYER_BIT_PARTS
-from leanbits.sweep import kinds
+from leanbits.settings.data import SYNTHETIC
 from leanbits.train import evaluate, make_head, make_plan, train
 
 #: environment variable for fault injection in tests: ``KIND`` or ``KIND:SUBSTRING`` makes
@@ -119,7 +119,7 @@ def load_splits(data: dict[str, Any]) -> Any:
 
 def prefetch(data: dict[str, Any]) -> None:
     """Download the data set once, in the driver, so parallel workers never race on it."""
-    if data["dataset"] != "synthetic":
+    if data["dataset"] != SYNTHETIC:
         sources.fetch(data["dataset"])
 
 
@@ -348,8 +348,10 @@ def _evaluate(model: Any, head: Any, splits: Any,
 
 
 def _run_train(task: StageTask, splits: Any, out: Path) -> dict[str, Any]:
-    data_cfg = kinds.data_hash_parts(task.data)[0]
-    result = train(data_cfg, task.config, splits, out, progress=False, log=lambda _line: None)
+    # Every data setting, the data set included, goes into the snapshot's config.toml:
+    # `leanbits train --config STAGE/config.toml` reruns the stage on the same data.
+    result = train(DataConfig(**task.data), task.config, splits, out, progress=False,
+                   log=lambda _line: None)
     # train() evaluated this model on validation (its last epoch) and test: reuse that.
     metrics = _evaluate(result.model, result.head, splits, measured=result.final)
     metrics["epochs_completed"] = result.final.get("epochs_completed")
