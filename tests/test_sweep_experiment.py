@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from leanbits.errors import ConfigError
-from leanbits.sweep.experiment import load_experiment, parse_experiment
+from leanbits.sweep.experiment import differences, load_experiment, parse_experiment
 from leanbits.sweep.presets import study_names, study_path
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "experiments"
@@ -329,3 +329,21 @@ def test_the_seed_a_prune_stage_takes_from_its_point_drives_its_randomness(metho
     one, again, two = pruned(1), pruned(1), pruned(2)
     assert torch.equal(one, again)
     assert torch.equal(one, two) == (method == "none")
+
+
+def test_differences_name_what_changes_the_run_and_nothing_else():
+    base = _exp()
+    # written otherwise, named or described otherwise: the same stages for the same points
+    same = _exp(name="other", description="words",
+                train__vary__head=[{"head": "softmax"}, {"name": "llr", "head": "llr"}])
+    assert differences(same, base) == []
+    assert differences(_exp(train__epochs=3, prune__vary__sparsity=[0.5]), base,
+                       "preset") == ["train.epochs = 3 (preset: 1)",
+                                     "prune.vary.sparsity = 0.5 (preset: 0.5, 0.8)"]
+    # an axis whose labels agree shows its settings; a new setting is "not set" in the base
+    fc = _exp(train__vary__head=[{"name": "softmax", "head": "softmax", "fc": [4]},
+                                 {"name": "llr", "head": "llr"}], train__l2=0.001)
+    assert differences(fc, base) == [
+        'train.vary.head = [{"name": "softmax", "head": "softmax", "fc": [4]}, '
+        '{"name": "llr", "head": "llr"}] (base: ["softmax", "llr"])',
+        "train.l2 = 0.001 (base: not set)"]

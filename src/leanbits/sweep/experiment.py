@@ -86,6 +86,7 @@ importable from here too).
 from __future__ import annotations
 
 import copy
+import json
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
@@ -116,8 +117,9 @@ from leanbits.sweep.presets import study_names, study_path  # re-exported: their
 __all__ = [
     "AXIS_SECTIONS", "MAX_NAME_BYTES", "MAX_POINTS", "POINT_KINDS", "SECTIONS", "SIDE_KINDS",
     "SPLIT_FOLLOWS_SEED", "STAGE_KINDS", "TOP_KEYS", "Experiment", "GridHook", "Point",
-    "StageSpec", "check_name", "describe_grid", "effective_settings", "grid_axes",
-    "grid_size", "load_experiment", "parse_experiment", "study_names", "study_path",
+    "StageSpec", "check_name", "describe_grid", "differences", "effective_settings",
+    "grid_axes", "grid_size", "load_experiment", "parse_experiment", "study_names",
+    "study_path",
 ]
 
 #: the tables an experiment file may set (``--set`` reaches them too)
@@ -211,3 +213,69 @@ def _apply_override(settings: dict[str, Any], item: str, source: str) -> None:
         if not isinstance(d, dict):
             raise ConfigError(f"--set {item!r}: {p} is not a table in {source}")
     d[parts[-1]] = value
+
+
+# ----------------------------------------------------------------------------- comparing
+#: top-level keys that name or describe an experiment without changing what it runs
+_LABELS = ("name", "description")
+
+
+def differences(exp: Experiment, base: Experiment, base_name: str = "base") -> list[str]:
+    """How ``exp`` differs from ``base`` as a run: nothing when both run the same stages
+    (same keys) for the same points (same axis values), with the same side stages and
+    pick rule - however their settings are written - else one line per setting that
+    differs (name and description aside).
+
+    Args:
+        exp: the experiment described.
+        base: the one it is compared with.
+        base_name: how the lines name ``base``.
+
+    Returns:
+        E.g. ``["train.vary.model = lenet-300-100 (preset: lenet-300-100, lenet5, conv2)"]``:
+        axes by their values' labels (their settings where the labels agree), other
+        settings as JSON values; ``[]`` when the experiments run alike.
+    """
+    def runs(e: Experiment) -> tuple[Any, ...]:
+        return (tuple((tuple(p.axes.items()), tuple(s.key for s in p.stages))
+                      for p in e.points),
+                tuple(s.key for s in e.profiles), tuple(s.key for s in e.compressions),
+                e.pick)
+
+    if runs(exp) == runs(base):
+        return []
+    lines = []
+    for path, mine, theirs in _changed(exp.settings, base.settings, ()):
+        if path[0] in _LABELS:
+            continue
+        axis = path[-1] if len(path) == 3 and path[1] == "vary" else None
+        a, b = (_axis_labels(e, axis) for e in (exp, base)) if axis else ((), ())
+        shown = (a, b) if a and b and a != b else (_show(mine), _show(theirs))
+        lines.append(f"{'.'.join(path)} = {shown[0]} ({base_name}: {shown[1]})")
+    return lines or [f"the expanded grids differ ({base_name} has "
+                     f"{len(base.points):,} points, this one {len(exp.points):,})"]
+
+
+_MISSING = object()
+
+
+def _changed(a: Any, b: Any, path: tuple[str, ...]) -> list[tuple[tuple[str, ...], Any, Any]]:
+    """[(dotted path, value in a, value in b)] of every leaf that differs; a table's keys
+    are compared one by one, anything else as a whole."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [c for k in dict.fromkeys([*a, *b])
+                for c in _changed(a.get(k, _MISSING), b.get(k, _MISSING), (*path, k))]
+    return [] if a == b else [(path, a, b)]
+
+
+def _axis_labels(exp: Experiment, axis: str) -> str:
+    """An axis' values as results label them, in grid order ("" when it is not one)."""
+    got = dict.fromkeys(str(p.axes[axis]) for p in exp.points
+                        if p.axes.get(axis) is not None)  # None: a skipped stage's axis
+    return ", ".join(got)
+
+
+def _show(value: Any) -> str:
+    if value is _MISSING:
+        return "not set"
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from leanbits.report.claims.bits import configurations, fewest_bits, frontier
+from leanbits.report.claims.bits import CLAIM5, MEASURED, configurations, fewest_bits, frontier
 from leanbits.report.claims.common import (
+    Finding,
     StudyResult,
     axis_values,
     compare,
@@ -92,10 +93,13 @@ __all__ = [
     "CLAIM4_CUTOFF",
     "CLAIM4_MARGIN",
     "CLAIM4_NONE",
+    "CLAIM5",
     "CRITERIA",
+    "MEASURED",
     "OVERFIT_METRICS",
     "REGIMES",
     "STUDIES",
+    "Finding",
     "StudyResult",
     "axis_values",
     "baseline_budgets",

@@ -1,6 +1,7 @@
-"""What every claim's tables share: :class:`StudyResult`, selecting and summarising per-seed
-records (by axis, per seed, over seeds), paired comparisons under a criterion, and the
-formatting of estimates, differences, regimes and Markdown tables.
+"""What every claim's tables share: :class:`StudyResult` (with its :class:`Finding`s),
+selecting and summarising per-seed records (by axis, per seed, over seeds), paired
+comparisons under a criterion, and the formatting of estimates, differences, regimes and
+Markdown tables.
 """
 
 from __future__ import annotations
@@ -16,6 +17,34 @@ from leanbits.stats import Criterion, Estimate, estimate, paired
 
 
 @dataclass(frozen=True)
+class Finding:
+    """One part of a claim and what a study says of it: a row of an overview.
+
+    Attributes:
+        claim: the claim's number, e.g. ``claim 2``.
+        statement: what the claim says (its criterion's ``claim``).
+        part: the measure, regime or arm the verdict is about, as the study's section
+            names it.
+        verdict: the criterion's verdict, the word the section prints; for a claim that
+            is measured rather than decided, its headline measure.
+        key: the verdict's name in :attr:`StudyResult.verdicts` ("" for a measured claim).
+        diff: the paired difference the verdict reads, with its arms, 95 % CI and unit
+            ("": the verdict combines several, those of ``by``).
+        seeds: seeds of that difference (0: not one difference; the study's seeds).
+        by: the verdicts this one needs all of, each a Finding (empty: none).
+    """
+
+    claim: str
+    statement: str
+    part: str
+    verdict: str
+    key: str = ""
+    diff: str = ""
+    seeds: int = 0
+    by: tuple[Finding, ...] = ()
+
+
+@dataclass(frozen=True)
 class StudyResult:
     """What one study's records say.
 
@@ -25,12 +54,16 @@ class StudyResult:
         verdicts: ``{criterion name: verdict}``.
         choices: every choice made on validation (level, cutoff, configuration), by name;
             test accuracy never changes them.
+        findings: the claim parts, each with its verdict (or headline measure) and the
+            difference it reads, in the order of the verdict paragraphs; with their
+            ``by`` they name every entry of ``verdicts``.
     """
 
     text: str
     verdict: str
     verdicts: dict[str, str] = field(default_factory=dict)
     choices: dict[str, Any] = field(default_factory=dict)
+    findings: tuple[Finding, ...] = ()
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -146,6 +179,8 @@ def fmt_diff(d: Estimate, scale: float = 100.0, digits: int = 2) -> str:
 #: how each overfitting measure is shown: (column title, scale, digits)
 SHOW = {"test accuracy": ("test acc (%)", 100.0, 2), "test NLL": ("test NLL (nats)", 1.0, 4),
         "test ECE": ("test ECE (%)", 100.0, 2)}
+#: the unit of a paired difference of each overfitting measure, as :data:`SHOW` scales it
+UNIT = {"test accuracy": "pt", "test NLL": "nats", "test ECE": "pt"}
 
 
 def overfit_cells(rs: Sequence[SeedRecord]) -> list[str]:

@@ -9,6 +9,8 @@ from collections.abc import Sequence
 
 from leanbits.report.claims.common import (
     SHOW,
+    UNIT,
+    Finding,
     StudyResult,
     axis_values,
     compare,
@@ -66,12 +68,18 @@ def explosion(records: Sequence[SeedRecord]) -> StudyResult:
              "for runs whose training error reached zero by its start.")
     verdicts: dict[str, str] = {}
     parts = []
+    part_findings = []
     for name, c in CLAIM1_PARTS.items():
         d, v = compare(c, c1, "head")
         verdicts[name] = v
-        parts.append(f"{name.split(', ', 1)[1]}: {v}, softmax - llr {fmt_diff(d, 1, 3)} "
-                     f"({d.n} seeds)")
+        part = name.split(", ", 1)[1]
+        parts.append(f"{part}: {v}, softmax - llr {fmt_diff(d, 1, 3)} ({d.n} seeds)")
+        part_findings.append(Finding(
+            "claim 1", c.claim, f"{part}, {regime_label(c1_regime)}", v, name,
+            f"{c.treatment} - {c.baseline} {fmt_diff(d, 1, 3)} (growth ratio)", d.n))
     verdicts["claim 1"] = all_of(verdicts[n] for n in CLAIM1_PARTS)
+    findings = [Finding("claim 1", CLAIM1.claim, "both parts needed", verdicts["claim 1"],
+                        "claim 1"), *part_findings]
     controls = []
     for arm in CLAIM1_CONTROLS:
         if arm in heads:
@@ -81,6 +89,7 @@ def explosion(records: Sequence[SeedRecord]) -> StudyResult:
                 controls.append(f"{arm} - softmax, {c.metric}: {fmt_diff(d, 1, 3)}")
     # Claim 2: llr against softmax, per regime and measure.
     rows, cmp_rows = [], []
+    by: dict[str, list[Finding]] = {name: [] for name in CLAIM2}
     for regime in regs:
         for head in heads:
             rows.append([regime_label(regime), head]
@@ -88,13 +97,21 @@ def explosion(records: Sequence[SeedRecord]) -> StudyResult:
         cells = []
         for name, c in CLAIM2.items():
             d, v = compare(c, nets, "head", regime=regime)
-            verdicts[f"claim 2, {name}, {regime_label(regime)}"] = v
+            key = f"claim 2, {name}, {regime_label(regime)}"
+            verdicts[key] = v
             _t, scale, digits = SHOW[name]
             cells += [fmt_diff(d, scale, digits), v]
+            by[name].append(Finding(
+                "claim 2", c.claim, regime_label(regime), v, key,
+                f"{c.treatment} - {c.baseline} {fmt_diff(d, scale, digits)} {UNIT[name]}",
+                d.n))
         cmp_rows.append([regime_label(regime), *cells])
-    for name in CLAIM2:
+    for name, c in CLAIM2.items():
         verdicts[f"claim 2, {name}"] = all_of(
             verdicts[f"claim 2, {name}, {regime_label(r)}"] for r in regs)
+        findings.append(Finding("claim 2", c.claim, f"{name}, every regime",
+                                verdicts[f"claim 2, {name}"], f"claim 2, {name}",
+                                by=tuple(by[name])))
     text += "\n\nClaim 2, trained models:\n\n" + md_table(
         ["regime", "head"] + [SHOW[n][0] for n in OVERFIT_METRICS], rows)
     text += "\n\nllr - softmax, paired by seed [95 % CI]:\n\n" + md_table(
@@ -113,4 +130,4 @@ def explosion(records: Sequence[SeedRecord]) -> StudyResult:
             + ", ".join(f"{regime_label(r)} {verdicts[f'claim 2, {name}, {regime_label(r)}']}"
                         for r in regs) + ")" for name in CLAIM2)
         + ". Criteria: " + "; ".join(c.rule() for c in CLAIM2.values()) + ".")
-    return StudyResult(text, verdict, verdicts)
+    return StudyResult(text, verdict, verdicts, findings=tuple(findings))

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from leanbits.report.claims.common import (
+    Finding,
     StudyResult,
     axis_values,
     compare,
@@ -67,17 +68,23 @@ def snapshot(records: Sequence[SeedRecord]) -> StudyResult:
             estimate([]), INCONCLUSIVE)
         head = f"not supported at any sparsity on validation; at {at} on test: {v}"
         verdicts = {"claim 4": v if v != SUPPORTED else INCONCLUSIVE}
+        where = f"at sparsity {at} (no cutoff on validation)"
     else:
         d, v = compare(CLAIM4, records, "method", sparsity=cutoff)
         head = f"{v} up to sparsity {cutoff}"
         verdicts = {"claim 4": v}
+        where = f"up to the cutoff sparsity {cutoff} (chosen on validation)"
+    finding = Finding("claim 4", CLAIM4.claim, f"{CLAIM4.treatment} against "
+                      f"{CLAIM4.baseline}, test accuracy, {where}", verdicts["claim 4"],
+                      "claim 4", f"{CLAIM4.treatment} - {CLAIM4.baseline} {diff_text(d)} pt",
+                      d.n)
     verdict = (
         f"**Claim 4 ({CLAIM4.claim}): {head}.** The cutoff is the highest sparsity up to "
         f"which re-fit stays within {-100 * CLAIM4_MARGIN:g} points of masked fine-tuning on "
         "validation (paired CI); at it, refit - finetune test accuracy is "
         f"{diff_text(d)} points ({d.n} seeds; {_rule(CLAIM4)}). Re-fit against no re-fit, "
         "per sparsity, is in the second table.")
-    return StudyResult(text, verdict, verdicts, {"cutoff": cutoff})
+    return StudyResult(text, verdict, verdicts, {"cutoff": cutoff}, (finding,))
 
 
 def _method_configs(experiment: Experiment) -> tuple[Any, dict[str, Any]]:

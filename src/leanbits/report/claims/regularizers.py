@@ -11,6 +11,8 @@ from typing import Any
 
 from leanbits.report.claims.common import (
     SHOW,
+    UNIT,
+    Finding,
     StudyResult,
     axis_values,
     compare,
@@ -68,6 +70,8 @@ def regularization(records: Sequence[SeedRecord]) -> StudyResult:
     regs = regimes(records)
     regularizers = axis_values(records, "regularizer")
     verdicts: dict[str, str] = {}
+    shown: dict[str, str] = {}  # verdict name -> its paired difference, as shown
+    seeds: dict[str, int] = {}
     choices: dict[str, Any] = {}
     rows, prune_rows = [], []
     for regime in regs:
@@ -83,10 +87,13 @@ def regularization(records: Sequence[SeedRecord]) -> StudyResult:
                 c = CLAIM3_OVERFIT.get((reg, name)) or Criterion(
                     "", metric, reg, "none", direction)
                 d, v = compare(c, rn, "regularizer")
-                if (reg, name) in CLAIM3_OVERFIT:
-                    verdicts[f"claim 3, less overfitting, {reg}, {name}, "
-                             f"{regime_label(regime)}"] = v
                 _t, scale, digits = SHOW[name]
+                if (reg, name) in CLAIM3_OVERFIT:
+                    key = f"claim 3, less overfitting, {reg}, {name}, {regime_label(regime)}"
+                    verdicts[key] = v
+                    shown[key] = (f"{reg} - none {fmt_diff(d, scale, digits)} "
+                                  f"{UNIT[name]}")
+                    seeds[key] = d.n
                 diffs.append("" if reg == "none" else
                              fmt_diff(d, scale, digits) + (f" {v}" if (reg, name) in
                                                            CLAIM3_OVERFIT else ""))
@@ -95,7 +102,10 @@ def regularization(records: Sequence[SeedRecord]) -> StudyResult:
                                                       "greater")
             d, v = compare(c, at, "regularizer")
             if reg in CLAIM3_PRUNABLE:
-                verdicts[f"claim 3, more prunable, {reg}, {regime_label(regime)}"] = v
+                key = f"claim 3, more prunable, {reg}, {regime_label(regime)}"
+                verdicts[key] = v
+                shown[key] = f"{reg} - none {fmt_diff(d)} pt at {level}"
+                seeds[key] = d.n
             if reg != "none":
                 pdiff = fmt_diff(d) + (f" {v}" if reg in CLAIM3_PRUNABLE else "")
             prune_rows.append(
@@ -103,15 +113,25 @@ def regularization(records: Sequence[SeedRecord]) -> StudyResult:
                                                             "prune_test_acc")), pdiff]
                 + [pts(est(select(rr, regularizer=reg, level=lv), "prune_test_acc"))
                    for lv in levels])
-    for name in OVERFIT_METRICS:
-        verdicts[f"claim 3, less overfitting, {name}"] = all_of(
-            verdicts[f"claim 3, less overfitting, {a}, {name}, {regime_label(r)}"]
-            for a in CLAIM3_ARMS for r in regs
-            if f"claim 3, less overfitting, {a}, {name}, {regime_label(r)}" in verdicts)
-    verdicts["claim 3, more prunable"] = all_of(
-        verdicts[f"claim 3, more prunable, {a}, {regime_label(r)}"]
-        for a in CLAIM3_ARMS for r in regs
-        if f"claim 3, more prunable, {a}, {regime_label(r)}" in verdicts)
+    def part(statement: str, name: str, keys: list[tuple[str, str]]) -> Finding:
+        """The verdict ``name``, all of ``keys`` ([(label, verdict name)]) that exist."""
+        got = [(label, k) for label, k in keys if k in verdicts]
+        verdicts[name] = all_of(verdicts[k] for _label, k in got)
+        return Finding("claim 3", statement, name.removeprefix("claim 3, "),
+                       verdicts[name], name, by=tuple(
+                           Finding("claim 3", statement, label, verdicts[k], k, shown[k],
+                                   seeds[k]) for label, k in got))
+
+    overfit_claim = next(iter(CLAIM3_OVERFIT.values())).claim
+    findings = [part(overfit_claim, f"claim 3, less overfitting, {name}", [
+        (f"{regime_label(r)} {a}", f"claim 3, less overfitting, {a}, {name}, "
+                                   f"{regime_label(r)}") for r in regs for a in CLAIM3_ARMS])
+        for name in OVERFIT_METRICS]
+    findings.append(part(next(iter(CLAIM3_PRUNABLE.values())).claim,
+                         "claim 3, more prunable", [
+                             (f"{regime_label(r)} {a}",
+                              f"claim 3, more prunable, {a}, {regime_label(r)}")
+                             for r in regs for a in CLAIM3_ARMS]))
     text = "Less overfitting: the trained models.\n\n" + md_table(
         ["regime", "regularizer"] + [SHOW[n][0] for n in OVERFIT_METRICS]
         + [f"{SHOW[n][0].split(' (')[0]} - none [95 % CI]" for n in OVERFIT_METRICS], rows)
@@ -136,7 +156,7 @@ def regularization(records: Sequence[SeedRecord]) -> StudyResult:
         + "; ".join(f"{regime_label(r)} at {choices[f'level, {regime_label(r)}']}: "
                     + ", ".join(f"{a} {_prunable(verdicts, a, r)}" for a in CLAIM3_ARMS)
                     for r in regs) + ".")
-    return StudyResult(text, verdict, verdicts, choices)
+    return StudyResult(text, verdict, verdicts, choices, tuple(findings))
 
 
 def _prunable(verdicts: Mapping[str, str], arm: str, regime: Any) -> str:
