@@ -16,9 +16,16 @@ Two sources, one computation (``leanbits.report.claims``):
 
 With ``--write`` the tables and verdicts go to ``docs/results/README.md`` and BENCHMARKS.md,
 one section per study; with ``--only`` just the named studies' sections are replaced and
-the others are kept as they were. The claim-4 section also states the budget of every
-pruning method (:func:`leanbits.report.claims.baseline_budgets`), read from the run's
-``experiment.toml``, or from the shipped study preset with ``--from-csv``.
+the others are kept as they were. Written from runs, each study also commits its run's
+effective ``experiment.toml`` (after ``--quick`` / ``--set``) beside its results.csv, and
+its section names the command that reruns exactly that (``leanbits run
+docs/results/<name>/experiment.toml``), with the study's preset command as a second
+pointer when it is the same experiment, or one line saying what differs. The README opens
+with the verdicts at a glance: one row per claim part of every study (studies not
+recomputed this time from their committed CSV; a study without one is "not measured under
+the current protocol"). The claim-4 section also states the budget of every pruning
+method (:func:`leanbits.report.claims.baseline_budgets`), read from the run's
+``experiment.toml`` (the committed one with ``--from-csv``), else from the shipped preset.
 Every verdict's criterion is a constant in ``leanbits/report/claims/criteria.py`` fixed
 before the studies run; tables show mean ± std over seeds and 95 % CIs of differences
 paired by seed; every choice (cutoff, fewest bits at a level, most prunable) is made on validation.
@@ -36,7 +43,10 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import platform
+import re
+import shlex
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -47,38 +57,86 @@ from _bench_md import update_section  # noqa: E402
 
 from leanbits import paths  # noqa: E402
 from leanbits.errors import LeanbitsError  # noqa: E402
-from leanbits.fileio import write_text_atomic  # noqa: E402
+from leanbits.fileio import write_bytes_atomic, write_text_atomic  # noqa: E402
 from leanbits.report.build import build_report  # noqa: E402
 from leanbits.report.claims import (  # noqa: E402
     BUDGETED_STUDIES,
     STUDIES,
+    Finding,
+    StudyResult,
     baseline_budgets,
     criteria_text,
+    md_table,
 )
-from leanbits.report.seeds import CSV_NAME, read_csv, records_of_run, write_csv  # noqa: E402
-from leanbits.sweep.experiment import load_experiment, study_path  # noqa: E402
+from leanbits.report.seeds import (  # noqa: E402
+    CSV_NAME,
+    SeedRecord,
+    read_csv,
+    records_of_run,
+    write_csv,
+)
+from leanbits.stats import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED  # noqa: E402
+from leanbits.sweep.experiment import differences, load_experiment, study_path  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "docs" / "results"
-_FRONTIER = ("leanbits study frontier --out runs/studies/{name} --jobs 2 "
-             "--set 'train.vary.model=[\"lenet-300-100\",\"lenet5\"]'")
-#: study name -> the command that runs it from scratch (into runs/studies/<name>)
-STUDY_COMMANDS = {
-    "explosion": "leanbits study explosion --out runs/studies/explosion --jobs 2",
-    "regularization": "leanbits study regularization --out runs/studies/regularization "
-                      "--jobs 2",
-    "snapshot": "leanbits study snapshot --out runs/studies/snapshot --jobs 2",
-    "frontier-mnist": _FRONTIER.format(name="frontier-mnist"),
-    "frontier-fashion": _FRONTIER.format(name="frontier-fashion")
-    + " --set data.dataset=fashion-mnist --set train.epochs=12 --set train.lr=0.02",
+_TWO_LENETS = 'train.vary.model=["lenet-300-100","lenet5"]'
+#: study name -> (preset, --set overrides): the command meant to run it from scratch
+STUDY_PRESETS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "explosion": ("explosion", ()),
+    "regularization": ("regularization", ()),
+    "snapshot": ("snapshot", ()),
+    "frontier-mnist": ("frontier", (_TWO_LENETS,)),
+    "frontier-fashion": ("frontier", (_TWO_LENETS, "data.dataset=fashion-mnist",
+                                      "train.epochs=12", "train.lr=0.02")),
 }
+#: the name of a run's effective experiment file, committed beside its results.csv
+EXPERIMENT = paths.experiment(Path()).name
+#: differing settings a regenerate line names before "and N more"
+SHOWN_DIFFERENCES = 3
+NOT_MEASURED = "not measured under the current protocol"
+VERDICT_ORDER = (SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE)
 
 
-def regenerate(name: str) -> str:
-    """How a study's section is made again: from scratch, and from its committed CSV."""
-    return (f"Regenerate: `{STUDY_COMMANDS[name]}`, then `python benchmarks/paper_studies.py "
-            "runs/studies --write` (every study found there); from the committed CSV, "
-            f"without training: `python benchmarks/paper_studies.py --from-csv --only {name}`.")
+def shown(path: Path) -> str:
+    """A path as commands in the docs give it: from the repository root when inside it."""
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def preset_command(name: str) -> str:
+    """``leanbits study PRESET ...`` into runs/studies/<name> (see :data:`STUDY_PRESETS`)."""
+    preset, sets = STUDY_PRESETS[name]
+    return (f"leanbits study {preset} --out runs/studies/{name} --jobs 2"
+            + "".join(f" --set {shlex.quote(s)}" for s in sets))
+
+
+def regenerate(name: str, experiment: Path | None) -> str:
+    """How a study's section is made again: by the run's own experiment file when there
+    is one (and by the preset command when that is the same experiment, else what
+    differs), by the preset command otherwise; then from the runs, or from the CSV."""
+    if experiment is None:
+        first = (f"`{preset_command(name)}` (the study's preset command: no {EXPERIMENT} "
+                 "was committed with this CSV, so the run may have differed)")
+    else:
+        preset, sets = STUDY_PRESETS[name]
+        diff = differences(load_experiment(experiment),
+                           load_experiment(study_path(preset), overrides=sets),
+                           "that command")
+        first = (f"`leanbits run {shown(experiment)} --out runs/studies/{name} --jobs 2` "
+                 "(the run's own experiment; ")
+        if not diff:
+            first += f"the same as `{preset_command(name)}`)"
+        else:
+            more = len(diff) - SHOWN_DIFFERENCES
+            first += (f"`{preset_command(name)}` differs: "
+                      + "; ".join(diff[:SHOWN_DIFFERENCES])
+                      + (f"; and {more} more settings" if more > 0 else "") + ")")
+    return (f"Regenerate: {first}, then `python benchmarks/paper_studies.py runs/studies "
+            "--write` (every study found there); from the committed CSV, without training: "
+            f"`python benchmarks/paper_studies.py --from-csv --only {name}`.")
 
 
 BUDGET_PRICE = ("The price of each budget - accuracy against backprop epochs at 0.9 / 0.95 "
@@ -86,22 +144,65 @@ BUDGET_PRICE = ("The price of each budget - accuracy against backprop epochs at 
                 "by `benchmarks/baseline_budget.py`.")
 
 
-def budgets(name: str, run: Path | None) -> str:
+def budgets(name: str, experiment: Path | None) -> str:
     """The budgets paragraph of a study of ``BUDGETED_STUDIES``: from the run's effective
-    experiment file when reading a run, else from the shipped preset of that name."""
-    if run is not None:
-        experiment = load_experiment(paths.experiment(run))
-        source = f"the run's {paths.experiment(Path()).name}"
-    else:
-        experiment = load_experiment(study_path(name))
+    experiment file when there is one, else from the shipped preset of that name."""
+    if experiment is None:
+        exp = load_experiment(study_path(name))
         source = f"`leanbits/sweep/studies/{name}.toml`"
-    return f"{baseline_budgets(experiment, source)} {BUDGET_PRICE}"
+    else:
+        exp = load_experiment(experiment)
+        source = f"`{shown(experiment)}`"
+    return f"{baseline_budgets(exp, source)} {BUDGET_PRICE}"
 
 
-def readme(path: Path, new: dict[str, str]) -> str:
-    """docs/results/README.md: the criteria, then one section per study in ``STUDIES``
-    order - the ones in ``new`` (``{title: body}``) as given, every other one as ``path``
-    has it (so ``--only`` keeps them)."""
+def anchor(title: str) -> str:
+    """The fragment a Markdown heading gets on GitHub (lower case, punctuation dropped,
+    spaces as hyphens)."""
+    return re.sub(r"[^\w\- ]", "", title.lower()).replace(" ", "-")
+
+
+def verdict_cell(f: Finding) -> str:
+    """A finding's verdict, and where its parts differ, which parts gave which verdict."""
+    words = sorted(dict.fromkeys(b.verdict for b in f.by),
+                   key=lambda w: VERDICT_ORDER.index(w) if w in VERDICT_ORDER else 3)
+    if len(words) < 2:
+        return f.verdict
+    return f"{f.verdict} (" + "; ".join(
+        f"{w}: {', '.join(b.part for b in f.by if b.verdict == w)}" for w in words) + ")"
+
+
+def glance(results: dict[str, tuple[StudyResult, int] | None]) -> str:
+    """The verdicts at a glance: one row per claim part of every study of ``STUDIES``
+    (``results``: ``{name: (result, seeds)}``, None for a study not measured), each
+    linking to its section."""
+    rows, last = [], None
+    for name, (title, _fn) in STUDIES.items():
+        link = f"[{name}](#{anchor(title)})"
+        got = results.get(name)
+        if got is None:
+            rows.append([title, "-", NOT_MEASURED, "-", "-", link])
+            last = None
+            continue
+        result, seeds = got
+        for f in result.findings:
+            claim = f"{f.claim}: {f.statement}"
+            rows.append(["" if claim == last else claim, f.part, verdict_cell(f),
+                         f.diff or "-", f.seeds or seeds, link])
+            last = claim
+    return ("One row per claim part, computed with the sections below from the same "
+            "per-seed results; differences are paired by seed, with their 95 % CI (pt: "
+            "accuracy points). A verdict that needs several parts lists which gave which. "
+            f"A study whose section has no per-seed results ({CSV_NAME}) is "
+            f"{NOT_MEASURED}.\n\n" + md_table(
+                ["claim", "part", "verdict", "paired difference [95 % CI]", "seeds",
+                 "section"], rows))
+
+
+def readme(path: Path, new: dict[str, str], overview: str) -> str:
+    """docs/results/README.md: the verdicts at a glance (``overview``), the criteria, then
+    one section per study in ``STUDIES`` order - the ones in ``new`` (``{title: body}``)
+    as given, every other one as ``path`` has it (so ``--only`` keeps them)."""
     old = md_sections(path.read_text(encoding="utf-8")) if path.is_file() else {}
     out = ["# What our measurements say about the paper's claims", "",
            "Each section is written by `benchmarks/paper_studies.py` from the study's "
@@ -109,6 +210,7 @@ def readme(path: Path, new: dict[str, str]) -> str:
            "from them without training), and says by which command, where and when; "
            "`--only` rewrites the named studies' sections and keeps the others. The report "
            "beside each study has the plots.", "",
+           "## Verdicts at a glance", "", overview, "",
            "## Verdict criteria (fixed before the runs)", "",
            "Each is decided by the 95 % confidence interval (Student t) of the difference "
            "between two arms paired by seed: supported when the whole interval lies beyond "
@@ -119,6 +221,21 @@ def readme(path: Path, new: dict[str, str]) -> str:
         if body is not None:
             out += [f"## {title}", "", body, ""]
     return "\n".join(out)
+
+
+def section(name: str, result: StudyResult, seeds: int, budget: str,
+            experiment: Path | None, links: str) -> str:
+    """A study's section body; ``links``: the prefix of its files' links."""
+    where = f"{links}{name}"
+    return (f"{budget}{result.verdict}\n\n{result.text}\n\nPer-seed results ({seeds} seeds): "
+            f"[{where}/{CSV_NAME}]({where}/{CSV_NAME}); report with plots: "
+            f"[{where}/report.md]({where}/report.md)\n\n{regenerate(name, experiment)}")
+
+
+def measured(records: Sequence[SeedRecord],
+             fn: Callable[[Sequence[SeedRecord]], StudyResult]) -> tuple[StudyResult, int]:
+    """A study's result and its number of seeds."""
+    return fn(records), len({r.seed for r in records})
 
 
 def main() -> None:
@@ -139,49 +256,59 @@ def main() -> None:
     only = set(args.only.split(",")) if args.only else None
     if only and not only <= set(STUDIES):
         ap.error(f"--only {args.only}: unknown study; valid: {', '.join(STUDIES)}")
-    sections = []
+    sections: list[tuple[str, str, str]] = []  # (title, body for BENCHMARKS, for README)
+    results: dict[str, tuple[StudyResult, int] | None] = {}
     for name, (title, fn) in STUDIES.items():
-        if only and name not in only:
-            continue
         csv_path = args.results / name / CSV_NAME
+        committed = args.results / name / EXPERIMENT
         try:
-            if args.from_csv:
+            if only and name not in only or args.from_csv:
                 if not csv_path.is_file():
+                    results[name] = None
                     continue
                 records = read_csv(csv_path)
+                if only and name not in only:  # for the overview only
+                    results[name] = measured(records, fn)
+                    continue
+                experiment = committed if committed.is_file() else None
             else:
                 run = args.runs / name
                 if not paths.results(run).is_file():
+                    results[name] = (measured(read_csv(csv_path), fn) if csv_path.is_file()
+                                     else None)
                     continue
                 records = records_of_run(run)
-            budget = (budgets(name, None if args.from_csv else args.runs / name) + "\n\n"
-                      if name in BUDGETED_STUDIES else "")
-            if args.write and not args.from_csv:
-                build_report(args.runs / name, out_dir=args.results / name, study=name)
-                write_csv(csv_path, records)
+                experiment = paths.experiment(run)
+                experiment = experiment if experiment.is_file() else None
+                if args.write:
+                    build_report(run, out_dir=args.results / name, study=name)
+                    write_csv(csv_path, records)
+                    if experiment is None:  # a stale one would name another run
+                        committed.unlink(missing_ok=True)
+                    else:
+                        write_bytes_atomic(committed, experiment.read_bytes())
+                        experiment = committed
+            budget = budgets(name, experiment) + "\n\n" if name in BUDGETED_STUDIES else ""
+            result, seeds = results[name] = measured(records, fn)
+            bench = section(name, result, seeds, budget, experiment, "docs/results/")
         except LeanbitsError as exc:
             sys.exit(f"paper_studies: {exc}")
-        result = fn(records)
-        seeds = len({r.seed for r in records})
-        body = (f"{budget}{result.verdict}\n\n{result.text}\n\nPer-seed results ({seeds} seeds): "
-                f"[docs/results/{name}/{CSV_NAME}](docs/results/{name}/{CSV_NAME}); report "
-                f"with plots: [docs/results/{name}/report.md](docs/results/{name}/report.md)"
-                f"\n\n{regenerate(name)}")
-        sections.append((title, body))
-        print(f"## {title}\n\n{body}\n")
+        sections.append((title, bench, section(name, result, seeds, budget, experiment, "")))
+        print(f"## {title}\n\n{bench}\n")
     source = "--from-csv" if args.from_csv else str(args.runs)
     header = (f"Command: `python benchmarks/paper_studies.py {source}"
               + (f" --only {args.only}" if args.only else "") + " --write`  \n"
               f"Machine: {platform.machine()}, 2 cores, torch {torch.__version__}  \n"
               f"Date: {dt.date.today().isoformat()}\n")
+    overview = glance(results)
+    print(f"## Verdicts at a glance\n\n{overview}\n")
     if args.write and sections:
-        for title, body in sections:
+        for title, bench, _body in sections:
             if args.results.resolve() == RESULTS.resolve():  # BENCHMARKS.md: committed ones
-                update_section(ROOT / "BENCHMARKS.md", title, header + "\n" + body)
+                update_section(ROOT / "BENCHMARKS.md", title, header + "\n" + bench)
         path = args.results / "README.md"
-        write_text_atomic(path, readme(path, {
-            title: header + "\n" + body.replace("docs/results/", "")
-            for title, body in sections}))
+        write_text_atomic(path, readme(path, {title: header + "\n" + body
+                                              for title, _bench, body in sections}, overview))
 
 
 if __name__ == "__main__":

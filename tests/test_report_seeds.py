@@ -43,6 +43,15 @@ def _bench_md():
 sections = _bench_md().sections
 
 
+def _paper_studies_module():
+    """benchmarks/paper_studies.py as a module (its functions, not its command line)."""
+    spec = importlib.util.spec_from_file_location(
+        "paper_studies", ROOT / "benchmarks" / "paper_studies.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def frontier_run(root: Path) -> Path:
     """A finished sweep of 2 models x 2 levels x 2 bit widths x 3 seeds (results.json)."""
     rng = random.Random(0)
@@ -184,6 +193,44 @@ def test_paper_studies_recomputes_every_verdict_from_csvs_alone(tmp_path):
     snapshot_title = claims.STUDIES["snapshot"][0]
     section = readme.split(f"## {snapshot_title}\n", 1)[1].split("\n## ", 1)[0]
     assert _preset_budgets() in section
+    # the overview: every claim part of every study, the sections' verdict words
+    rows = _glance_rows(readme)
+    for name, (_title, fn) in claims.STUDIES.items():
+        result = fn(read_csv(tmp_path / name / "results.csv"))
+        _assert_listed(result, rows[name])
+    assert rows["frontier-mnist"][0][2].startswith(">= 0.97: ")  # the headline measure
+    assert "measured, not a yes/no claim" in rows["frontier-mnist"][0][1]
+
+
+def _glance_rows(readme: str) -> dict[str, list[list[str]]]:
+    """The verdicts-at-a-glance table: {study: its rows' cells}, read by the section link
+    of each row."""
+    (table,) = [b for b in markdown_blocks(sections(readme)["Verdicts at a glance"])
+                if isinstance(b, Table)]
+    assert table.headers == ["claim", "part", "verdict", "paired difference [95 % CI]",
+                             "seeds", "section"]
+    rows: dict[str, list[list[str]]] = {}
+    for row in table.rows:
+        rows.setdefault(row[-1].split("]")[0].lstrip("["), []).append(row)
+    return rows
+
+
+def _assert_listed(result: claims.StudyResult, rows: list[list[str]]) -> None:
+    """The rows show each finding of ``result`` in order with its verdict, and the
+    findings (with the parts they combine) name every verdict of the result by the word
+    the result gives it."""
+    assert len(rows) == len(result.findings) > 0
+    named = {}
+    for row, f in zip(rows, result.findings, strict=True):
+        assert row[1] == f.part and row[2].startswith(f.verdict)
+        assert row[3] == (f.diff or "-")
+        for g in (f, *f.by):
+            if g.key:
+                named[g.key] = g.verdict
+        if len({g.verdict for g in f.by}) > 1:  # which part gave which verdict
+            assert all(g.part in row[2] for g in f.by)
+    assert named == result.verdicts
+    assert all(f.verdict in result.verdict for f in result.findings if f.key)
 
 
 def _preset_budgets() -> str:
@@ -223,6 +270,66 @@ def test_paper_studies_only_replaces_its_section_and_keeps_the_others(tmp_path):
     assert _preset_budgets() in got[snapshot_title]
     assert "--only snapshot --write" in got[snapshot_title]
     assert "## Verdict criteria" in readme
+    # the overview stays complete: regularization (not named) from its CSV, the studies
+    # without one as not measured, each row linking to its study's section
+    rows = _glance_rows(readme)
+    assert list(rows) == list(claims.STUDIES)
+    _assert_listed(claims.snapshot(records), rows["snapshot"])
+    _assert_listed(claims.regularization(regularization_records(random.Random(6))),
+                   rows["regularization"])
+    for name in ("explosion", "frontier-mnist", "frontier-fashion"):
+        (row,) = rows[name]
+        assert row[2] == "not measured under the current protocol"
+    for name, (title, _fn) in claims.STUDIES.items():
+        slug = title.lower().replace(":", "").replace(",", "").replace(";", "")
+        assert rows[name][0][-1] == f"[{name}](#{slug.replace(' ', '-')})"
+
+
+def _frontier_experiment(run: Path, models: str) -> Path:
+    """The run's effective experiment.toml: the frontier preset for ``models``."""
+    from leanbits.sweep.run import write_experiment
+    write_experiment(load_experiment(study_path("frontier"),
+                                     overrides=[f"train.vary.model={models}"]),
+                     run / "experiment.toml")
+    return run / "experiment.toml"
+
+
+def test_paper_studies_commits_the_runs_experiment_and_reruns_exactly_it(tmp_path):
+    """Written from a run, a study's experiment.toml is committed beside its CSV, byte for
+    byte the run's; its section's regenerate line reruns that file (a command `leanbits
+    run` accepts) and names what differs from the preset command, or says it is the same;
+    --from-csv reads the committed file back."""
+    run = frontier_run(tmp_path / "runs" / "frontier-mnist")
+    docs = tmp_path / "docs"
+    title = claims.STUDIES["frontier-mnist"][0]
+    _frontier_experiment(run, '["lenet-300-100"]')
+    out = _paper_studies(str(tmp_path / "runs"), "--only", "frontier-mnist", "--results",
+                         str(docs), "--write")
+    assert out.returncode == 0, out.stderr
+    committed = docs / "frontier-mnist" / "experiment.toml"
+    assert committed.read_bytes() == (run / "experiment.toml").read_bytes()
+    line = sections((docs / "README.md").read_text())[title].splitlines()[-1]
+    rerun = f"leanbits run {committed} --out runs/studies/frontier-mnist --jobs 2"
+    assert line.startswith(f"Regenerate: `{rerun}` (the run's own experiment; ")
+    assert ("--set 'train.vary.model=[\"lenet-300-100\",\"lenet5\"]'` differs: "
+            "train.vary.model = lenet-300-100 (that command: lenet-300-100, lenet5))") in line
+    dry = subprocess.run([sys.executable, "-m", "leanbits", *rerun.split()[1:], "--dry-run"],
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert dry.returncode == 0, dry.stderr
+    assert not (tmp_path / "runs" / "studies").exists()  # a dry run writes nothing
+    # the same experiment as the preset command: that command is the second pointer
+    _frontier_experiment(run, '["lenet-300-100","lenet5"]')
+    out = _paper_studies(str(tmp_path / "runs"), "--only", "frontier-mnist", "--results",
+                         str(docs), "--write")
+    assert out.returncode == 0, out.stderr
+    assert committed.read_bytes() == (run / "experiment.toml").read_bytes()
+    again = sections((docs / "README.md").read_text())[title].splitlines()[-1]
+    assert "(the run's own experiment; the same as `leanbits study frontier --out " in again
+    # from the committed CSV: the same line, read from the committed experiment.toml
+    out = _paper_studies("--from-csv", "--only", "frontier-mnist", "--results", str(docs),
+                         "--write")
+    assert out.returncode == 0, out.stderr
+    assert sections((docs / "README.md").read_text())[title].splitlines()[-1] == again
 
 
 def test_paper_studies_refuses_an_unknown_study():
@@ -253,11 +360,15 @@ def test_baseline_budgets_are_read_from_the_experiment():
     assert claims.baseline_budgets(parse_experiment(raw), "here") == ""
 
 
-def test_committed_results_readme_states_the_preset_budgets():
-    """docs/results/README.md carries the claim-4 budgets as the generator writes them
-    from the snapshot preset (so the next --write keeps them, and a changed preset shows)."""
+def test_committed_results_readme_states_the_budgets_it_is_generated_with():
+    """docs/results/README.md carries the claim-4 budgets as the generator writes them:
+    from the committed snapshot experiment.toml when there is one, else from the snapshot
+    preset (so the next --write keeps them, and a changed preset shows)."""
     readme = (ROOT / "docs" / "results" / "README.md").read_text(encoding="utf-8")
-    assert _preset_budgets() in sections(readme)[claims.STUDIES["snapshot"][0]]
+    committed = ROOT / "docs" / "results" / "snapshot" / "experiment.toml"
+    expected = (_paper_studies_module().budgets("snapshot", committed)
+                if committed.is_file() else _preset_budgets())
+    assert expected in sections(readme)[claims.STUDIES["snapshot"][0]]
 
 
 def test_lines_named_group_and_arm_get_a_colour_per_arm_and_a_marker_per_group():
