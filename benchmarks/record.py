@@ -1,5 +1,5 @@
-"""Fewest bits on record (issue 11): read a `leanbits study record` run and write the
-BENCHMARKS.md section and ``docs/results/record/summary.json``.
+"""Fewest bits on record (issue 11): read one or more `leanbits study record` runs and
+write the BENCHMARKS.md section and ``docs/results/record/summary.json``.
 
 For each net (LeNet-300-100, LeNet-5-Caffe), over the seeds of the run: mean +- std of the
 total-bits compression of the compressed file (32 x dense parameters / file bits), the
@@ -9,10 +9,13 @@ published anchors, with the training and compression wall time.
 
     leanbits study record                      # the real run (hours on 2 cores)
     python benchmarks/record.py runs/record --write
+    python benchmarks/record.py runs/record-mlp runs/record-lenet5 --write   # a run per net
     python benchmarks/record.py runs/record-quick --summary OUT.json   # smoke check
 
-Only the compress stages of the run's own ``experiment.toml`` are read (a shared stage
-directory may hold others). Without ``--write`` the section is printed.
+The nets are gathered from every run given (LeNet-5 costs hours, so it is often a run of
+its own); a net with finished stages in two runs is refused. Only the compress stages of
+each run's own ``experiment.toml`` are read (a shared stage directory may hold others).
+Without ``--write`` the section is printed.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench_md import update_section  # noqa: E402
 
+from leanbits.errors import ConfigError  # noqa: E402
 from leanbits.fileio import write_text_atomic  # noqa: E402
 from leanbits.sweep.experiment import load_experiment  # noqa: E402
 from leanbits.sweep.stages import is_complete, read_stage  # noqa: E402
@@ -91,6 +95,42 @@ def collect(run: Path) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
+def gather(runs: list[Path]) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Path]]:
+    """The records of :func:`collect` over several runs, each net from exactly one run.
+
+    Args:
+        runs: run directories of `leanbits study record`, in the order given.
+
+    Returns:
+        Per net its records, and per net the run it came from.
+
+    Raises:
+        ConfigError: a run has no finished compress stage, or a net has finished stages
+            in two runs (which would be counted twice).
+    """
+    per_net: dict[str, list[dict[str, Any]]] = {}
+    source: dict[str, Path] = {}
+    for run in runs:
+        found = collect(run)
+        if not found:
+            raise ConfigError(f"{run} has no finished compress stage")
+        for net, rows in found.items():
+            if net in source:
+                raise ConfigError(
+                    f"{NETS.get(net, net)} is in two runs, {source[net]} and {run}; give "
+                    "each net's run once")
+            per_net[net], source[net] = rows, run
+    return per_net, source
+
+
+def _max_drop_text(runs: list[Path], settings: list[dict[str, Any]]) -> str:
+    """``max_drop = X``, or one value per run where the runs differ."""
+    drops = [cfg.get("max_drop") for cfg in settings]
+    if len(set(drops)) == 1:
+        return f"max_drop = {drops[0]}"
+    return "max_drop = " + ", ".join(f"{d} (`{r}`)" for r, d in zip(runs, drops, strict=True))
+
+
 def summarize(per_net: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     """``summary.json``: one entry per net with seeds and mean / std of each figure."""
     summary = {}
@@ -104,13 +144,22 @@ def summarize(per_net: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     return summary
 
 
-def section(run: Path, per_net: dict[str, list[dict[str, Any]]], summary: dict[str, Any],
-            exp_cfg: dict[str, Any]) -> str:
+def section(runs: list[Path], source: dict[str, Path],
+            per_net: dict[str, list[dict[str, Any]]], summary: dict[str, Any],
+            settings: list[dict[str, Any]]) -> str:
+    """The BENCHMARKS.md section of the runs (as given on the command line), with
+    ``source`` naming each net's run and ``settings`` each run's ``[compress]`` table."""
+    given = " ".join(str(r) for r in runs)
+    if len(runs) == 1:
+        origin = ""
+    else:
+        origin = ", one run per net: " + ", ".join(
+            f"{NETS.get(net, net)} from `{run}`" for net, run in source.items())
     lines = [
-        f"`python benchmarks/record.py {run} --write` after `leanbits study record` "
-        f"({platform.machine()}, {dt.date.today().isoformat()}). Every file was chosen by "
-        "`leanbits compress` on the validation split only (the smallest decoded file "
-        f"within max_drop = {exp_cfg.get('max_drop')} of the trained model's validation "
+        f"`python benchmarks/record.py {given} --write` after `leanbits study record`"
+        f"{origin} ({platform.machine()}, {dt.date.today().isoformat()}). Every file was "
+        "chosen by `leanbits compress` on the validation split only (the smallest decoded "
+        f"file within {_max_drop_text(runs, settings)} of the trained model's validation "
         "accuracy); test error is that of the decoded file, read once after the choice. "
         "Compression = 32 x dense parameters / file bits (everything counted); weights kept "
         "= dense weights / stored nonzero weights. Mean +- sample std over seeds.",
@@ -147,24 +196,29 @@ def section(run: Path, per_net: dict[str, list[dict[str, Any]]], summary: dict[s
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("run", type=Path, help="run directory of `leanbits study record`")
+    p.add_argument("runs", type=Path, nargs="+", metavar="RUN",
+                   help="run directory of `leanbits study record`; several are merged, "
+                   "each net from the one run that holds it")
     p.add_argument("--write", action="store_true",
                    help="update BENCHMARKS.md and docs/results/record/summary.json")
     p.add_argument("--summary", type=Path, default=None,
                    help="write summary.json here (default with --write: "
                    "docs/results/record/summary.json)")
     args = p.parse_args(argv)
-    if not (args.run / "experiment.toml").is_file():
-        print(f"record.py: {args.run} is not a run directory (no experiment.toml); run "
-              "`leanbits study record` first", file=sys.stderr)
-        return 2
-    per_net = collect(args.run)
-    if not per_net:
-        print(f"record.py: {args.run} has no finished compress stage", file=sys.stderr)
+    for run in args.runs:
+        if not (run / "experiment.toml").is_file():
+            print(f"record.py: {run} is not a run directory (no experiment.toml); run "
+                  "`leanbits study record` first", file=sys.stderr)
+            return 2
+    try:
+        per_net, source = gather(args.runs)
+    except ConfigError as err:
+        print(f"record.py: {err}", file=sys.stderr)
         return 2
     summary = summarize(per_net)
-    exp_cfg = load_experiment(args.run / "experiment.toml").settings.get("compress", {})
-    body = section(args.run, per_net, summary, exp_cfg)
+    settings = [load_experiment(run / "experiment.toml").settings.get("compress", {})
+                for run in args.runs]
+    body = section(args.runs, source, per_net, summary, settings)
     target = args.summary or (ROOT / "docs/results/record/summary.json" if args.write
                               else None)
     if target is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -13,9 +14,12 @@ from leanbits.bits import unpack
 from leanbits.errors import ConfigError
 from leanbits.sweep.experiment import load_experiment, parse_experiment
 from leanbits.sweep.presets import study_path
-from leanbits.sweep.run import run_experiment
+from leanbits.sweep.run import run_experiment, write_experiment
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "record.py"
+#: the quick preset's nets, cut so the tests stay fast
+MLP = '{ name = "lenet-300-100", model = "lenet-300-100", fc = [32, 16] }'
+CNN = '{ name = "lenet5", model = "lenet5", conv = [2, 4], fc = [8], epochs = 2 }'
 
 
 def _record_module():
@@ -49,13 +53,24 @@ def test_bad_compress_tables_are_refused_when_loaded(table, message):
         parse_experiment(raw)
 
 
-def test_quick_record_run_and_benchmark_summary(tmp_path):
-    # the quick preset, cut to two seeds of the MLP so the test stays fast
-    exp = load_experiment(study_path("record"), quick=True, overrides=[
-        'train.vary.model=[{ name = "lenet-300-100", model = "lenet-300-100", fc = [32, 16] }]',
-        "train.vary.seed=[1, 2]"])
-    run = tmp_path / "run"
+def _quick(models: str, seeds: str):
+    return load_experiment(study_path("record"), quick=True, overrides=[
+        f"train.vary.model=[{models}]", f"train.vary.seed=[{seeds}]"])
+
+
+def _run(exp, run: Path) -> Path:
     run_experiment(exp, run, executor="inline", progress=False, log=lambda _line: None)
+    return run
+
+
+@pytest.fixture(scope="module")
+def mlp_run(tmp_path_factory) -> Path:
+    """The quick preset cut to two seeds of the MLP, run once for the module."""
+    return _run(_quick(MLP, "1, 2"), tmp_path_factory.mktemp("record") / "mlp")
+
+
+def test_quick_record_run_and_benchmark_summary(mlp_run, tmp_path, capsys):
+    exp, run = _quick(MLP, "1, 2"), mlp_run
     specs = exp.stages("compress")
     assert len(specs) == 2
     for spec in specs:
@@ -69,6 +84,8 @@ def test_quick_record_run_and_benchmark_summary(tmp_path):
     bench = _record_module()
     summary_path = tmp_path / "summary.json"
     assert bench.main([str(run), "--summary", str(summary_path)]) == 0
+    body = capsys.readouterr().out
+    assert f"`python benchmarks/record.py {run} --write` after `leanbits study record` (" in body
     summary = json.loads(summary_path.read_text())
     entry = summary["lenet-300-100"]
     assert entry["seeds"] == [1, 2]
@@ -84,3 +101,40 @@ def test_quick_record_run_and_benchmark_summary(tmp_path):
 def test_benchmark_refuses_a_directory_that_is_not_a_run(tmp_path, capsys):
     assert _record_module().main([str(tmp_path)]) == 2
     assert "not a run directory" in capsys.readouterr().err
+
+
+def test_benchmark_gathers_the_nets_of_several_runs(mlp_run, tmp_path, capsys):
+    # a run per net (as LeNet-5 is run on its own) reads as one run holding both: the
+    # combined run's stages are the two runs' own, and its LeNet-5 seed 2 never finished
+    cnn_run = _run(_quick(CNN, "1"), tmp_path / "cnn")
+    both = tmp_path / "both"
+    for run in (mlp_run, cnn_run):
+        shutil.copytree(run / "stages", both / "stages", dirs_exist_ok=True)
+    write_experiment(_quick(f"{MLP}, {CNN}", "1, 2"), both / "experiment.toml")
+
+    bench = _record_module()
+    apart, together = tmp_path / "apart.json", tmp_path / "together.json"
+    assert bench.main([str(mlp_run), str(cnn_run), "--summary", str(apart)]) == 0
+    body = capsys.readouterr().out
+    assert bench.main([str(both), "--summary", str(together)]) == 0
+    apart, together = json.loads(apart.read_text()), json.loads(together.read_text())
+    assert sorted(apart) == sorted(together) == ["lenet-300-100", "lenet5"]
+    assert apart["lenet-300-100"]["seeds"] == [1, 2] and apart["lenet5"]["seeds"] == [1]
+    for net, entry in together.items():
+        assert apart[net].keys() == entry.keys()
+        for key, value in entry.items():
+            assert apart[net][key] == value, (net, key)
+    # the section names the runs and which net came from which
+    assert f"`python benchmarks/record.py {mlp_run} {cnn_run} --write`" in body
+    assert f"LeNet-300-100 from `{mlp_run}`, LeNet-5-Caffe from `{cnn_run}`" in body
+    assert "| LeNet-5-Caffe | 1 |" in body
+
+
+def test_benchmark_refuses_a_net_in_two_runs(mlp_run, tmp_path, capsys):
+    again = shutil.copytree(mlp_run, tmp_path / "again")
+    out = tmp_path / "summary.json"
+    assert _record_module().main([str(mlp_run), str(again), "--summary", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"record.py: LeNet-300-100 is in two runs, {mlp_run} and {again}; give "
+                   "each net's run once\n")
+    assert not out.exists()
