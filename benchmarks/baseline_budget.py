@@ -22,6 +22,11 @@ three times that.
     python benchmarks/baseline_budget.py --quick          # synthetic data, ~10 s
     python benchmarks/baseline_budget.py --jobs 2 --write # MNIST, 5 seeds (hours)
 
+``--resume DIR`` keeps each finished seed's records in ``DIR/seed-N.json`` and skips the
+seeds already there, so the full mode can be run in pieces (a seed is the unit: one that is
+cut short runs again from its start). The seeds of one table can then come from different
+processes and machine loads; their method seconds are still side by side within each seed.
+
 ``--write`` (full mode only) stores the per-seed results in
 ``docs/results/baseline-budget/results.json``, the plot in
 ``docs/results/baseline-budget/accuracy_vs_epochs.png`` and the table in BENCHMARKS.md,
@@ -97,14 +102,57 @@ def budgets(mode: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
-def run_seed(mode: dict[str, Any], seed: int) -> list[dict[str, Any]]:
+class ResumeError(ValueError):
+    """A ``--resume`` directory holds a seed file that cannot be used."""
+
+
+def fingerprint(mode: dict[str, Any]) -> dict[str, Any]:
+    """Everything a seed's records depend on besides the seed (JSON-comparable)."""
+    return json.loads(json.dumps({"mode": mode, "sparsities": SPARSITIES, "lr_grid": LR_GRID,
+                                  "rounds": ROUNDS, "methods": METHODS}))
+
+
+def seed_path(resume: Path, seed: int) -> Path:
+    return resume / f"seed-{seed}.json"
+
+
+def load_seed(resume: Path, mode: dict[str, Any], seed: int) -> list[dict[str, Any]] | None:
+    """The records of ``seed`` kept in ``resume``, or None when it has not finished there.
+
+    Raises:
+        ResumeError: the file is unreadable, not a seed file, or made with other settings.
+    """
+    path = seed_path(resume, seed)
+    if not path.is_file():
+        return None
+    if path.stat().st_size > 16 << 20:
+        raise ResumeError(f"{path}: larger than any seed file; remove it or use another "
+                          "--resume directory")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ResumeError(f"{path}: not readable JSON ({exc}); remove it to rerun seed "
+                          f"{seed}") from None
+    if not isinstance(doc, dict) or doc.get("seed") != seed or not isinstance(
+            doc.get("records"), list):
+        raise ResumeError(f"{path}: not a seed file of this benchmark; remove it or use "
+                          "another --resume directory")
+    if doc.get("fingerprint") != fingerprint(mode):
+        raise ResumeError(f"{path}: made with other settings (mode, sparsities, grid); use "
+                          "another --resume directory")
+    return doc["records"]
+
+
+def run_seed(mode: dict[str, Any], seed: int,
+             resume: Path | None = None) -> list[dict[str, Any]]:
     """Train one snapshot and prune it with every method, budget and sparsity.
 
     Returns:
         One record per (method, budget, sparsity): ``seed``, ``method``, ``sparsity``,
         ``epochs`` (backprop epochs of the kept run), ``grid_epochs``, ``lr``,
         ``val_acc``, ``test_acc``, ``method_seconds`` (the kept run) and
-        ``grid_seconds``.
+        ``grid_seconds``. With ``resume``, the records are also kept in
+        ``resume/seed-<seed>.json`` (written once, when the seed has finished).
     """
     torch.set_num_threads(1)  # methods side by side on one core, as a sweep stage runs
     data = DataConfig(**{**mode["data"], "split_seed": seed})
@@ -128,16 +176,37 @@ def run_seed(mode: dict[str, Any], seed: int) -> list[dict[str, Any]]:
                     "grid_seconds": rep.get("grid_wall_time_s", rep["wall_time_s"]),
                     "dense_test_acc": rep["dense"]["test_acc"],
                 })
+    if resume is not None:
+        doc = {"seed": seed, "fingerprint": fingerprint(mode), "records": rows}
+        write_text_atomic(seed_path(resume, seed), json.dumps(doc, indent=1) + "\n")
     return rows
 
 
-def run(mode: dict[str, Any], seeds: list[int], jobs: int) -> list[dict[str, Any]]:
-    """Every seed's records, seeds in order (``jobs`` processes, one seed each)."""
-    if jobs <= 1:
-        return [r for s in seeds for r in run_seed(mode, s)]
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        parts = list(pool.map(run_seed, [mode] * len(seeds), seeds))
-    return [r for part in parts for r in part]
+def run(mode: dict[str, Any], seeds: list[int], jobs: int,
+        resume: Path | None = None) -> list[dict[str, Any]]:
+    """Every seed's records, seeds in order (``jobs`` processes, one seed each).
+
+    With ``resume``, seeds already finished there are read back instead of run.
+    """
+    done: dict[int, list[dict[str, Any]]] = {}
+    if resume is not None:
+        resume.mkdir(parents=True, exist_ok=True)
+        for s in seeds:
+            kept = load_seed(resume, mode, s)
+            if kept is not None:
+                done[s] = kept
+        if done:
+            print(f"resuming: seeds {', '.join(map(str, sorted(done)))} read from {resume}",
+                  file=sys.stderr)
+    todo = [s for s in seeds if s not in done]
+    if jobs <= 1 or len(todo) <= 1:
+        for s in todo:
+            done[s] = run_seed(mode, s, resume)
+    else:
+        with ProcessPoolExecutor(max_workers=min(jobs, len(todo))) as pool:
+            parts = pool.map(run_seed, [mode] * len(todo), todo, [resume] * len(todo))
+            done.update(zip(todo, parts, strict=True))
+    return [r for s in seeds for r in done[s]]
 
 
 def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -233,6 +302,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", help="comma-separated seeds (default: 1-5; quick: 1,2)")
     ap.add_argument("--jobs", type=int, default=1, help="processes, one seed each")
     ap.add_argument("--out", type=Path, help="also write the per-seed records (JSON) here")
+    ap.add_argument("--resume", type=Path, metavar="DIR",
+                    help="keep each finished seed in DIR/seed-N.json and skip seeds "
+                         "already there (run the full mode in pieces)")
     ap.add_argument("--write", action="store_true",
                     help="store results, plot and the BENCHMARKS.md section (full mode)")
     args = ap.parse_args(argv)
@@ -247,7 +319,13 @@ def main(argv: list[str] | None = None) -> int:
     if not 1 <= args.jobs <= 64:
         ap.error("--jobs must be between 1 and 64")
     t0 = time.perf_counter()
-    records = run(mode, seeds, args.jobs)
+    if args.resume is not None and args.resume.exists() and not args.resume.is_dir():
+        ap.error(f"--resume {args.resume}: not a directory")
+    try:
+        records = run(mode, seeds, args.jobs, args.resume)
+    except ResumeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     summary = summarize(records)
     table = markdown(summary, records)
     print(table)
@@ -261,9 +339,10 @@ def main(argv: list[str] | None = None) -> int:
         write_text_atomic(OUT_DIR / "results.json", json.dumps(doc, indent=1) + "\n")
         plot(summary, OUT_DIR / "accuracy_vs_epochs.png")
         seeds_arg = "" if args.seeds is None else f" --seeds {args.seeds}"
+        resume_arg = "" if args.resume is None else f" --resume {args.resume}"
         header = (f"Command: `python benchmarks/baseline_budget.py --jobs {args.jobs}"
-                  f"{seeds_arg} --write`  \nMachine: {platform.machine()}, 2 cores, torch "
-                  f"{torch.__version__}  \nDate: {dt.date.today().isoformat()}\n\n"
+                  f"{seeds_arg}{resume_arg} --write`  \nMachine: {platform.machine()}, "
+                  f"2 cores, torch {torch.__version__}  \nDate: {dt.date.today().isoformat()}\n\n"
                   f"{len(seeds)} seeds. Plot: [docs/results/baseline-budget/accuracy_vs_epochs"
                   ".png](docs/results/baseline-budget/accuracy_vs_epochs.png); per-seed "
                   "records: [docs/results/baseline-budget/results.json]"

@@ -55,3 +55,41 @@ def test_quick_results_are_never_written_as_the_benchmark():
     with pytest.raises(SystemExit) as exc:
         _bench().main(["--quick", "--write"])
     assert exc.value.code == 2
+
+
+def test_resume_reads_finished_seeds_instead_of_rerunning_them(tmp_path, monkeypatch):
+    bench = _bench()
+    resume = tmp_path / "seeds"
+    first = bench.run(bench.QUICK, [1], jobs=1, resume=resume)
+    assert (resume / "seed-1.json").is_file()
+    ran = []
+    real = bench.run_seed
+
+    def counting(mode, seed, resume=None):
+        ran.append(seed)
+        return real(mode, seed, resume)
+
+    monkeypatch.setattr(bench, "run_seed", counting)
+    both = bench.run(bench.QUICK, [1, 2], jobs=1, resume=resume)
+    assert ran == [2]  # seed 1 was read back, not trained again
+    assert both[:len(first)] == first
+    assert {r["seed"] for r in both} == {1, 2}
+    assert (resume / "seed-2.json").is_file()
+
+
+def test_resume_refuses_files_it_cannot_use(tmp_path, capsys):
+    bench = _bench()
+    resume = tmp_path / "seeds"
+    resume.mkdir()
+    (resume / "seed-1.json").write_text("{not json")
+    assert bench.main(["--quick", "--seeds", "1", "--resume", str(resume)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "seed-1.json" in err
+    # a seed file made with other settings is not mixed into this table
+    doc = {"seed": 1, "fingerprint": {"mode": "other"}, "records": []}
+    (resume / "seed-1.json").write_text(json.dumps(doc))
+    assert bench.main(["--quick", "--seeds", "1", "--resume", str(resume)]) == 2
+    assert "other settings" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["--quick", "--resume", str(resume / "seed-1.json")])
+    assert exc.value.code == 2
