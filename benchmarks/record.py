@@ -5,7 +5,10 @@ For each net (LeNet-300-100, LeNet-5-Caffe), over the seeds of the run: mean +- 
 total-bits compression of the compressed file (32 x dense parameters / file bits), the
 weights-kept ratio (dense weights / nonzero weights stored) and the test error of the
 decoded file - every file chosen on validation by `leanbits compress` - beside the
-published anchors, with the training and compression wall time.
+published anchors, with the training and compression wall time. From each search's log
+(``compress.json``: every candidate scored on validation) it also pairs the quantizers by
+seed: per quantizer the smallest file that met the validation requirement, so rate-aware
+quantization (ECSQ) is measured against plain k-means within the same search.
 
     leanbits study record                      # the real run (hours on 2 cores)
     python benchmarks/record.py runs/record --write
@@ -33,6 +36,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench_md import update_section  # noqa: E402
 
+from leanbits import paths  # noqa: E402
 from leanbits.errors import ConfigError  # noqa: E402
 from leanbits.fileio import write_text_atomic  # noqa: E402
 from leanbits.sweep.experiment import load_experiment  # noqa: E402
@@ -42,6 +46,11 @@ ROOT = Path(__file__).resolve().parent.parent
 TITLE = "Fewest bits on record: leanbits compress on MNIST"
 #: the nets of the study, by the ``model`` preset of their train stage
 NETS = {"lenet-300-100": "LeNet-300-100", "lenet5": "LeNet-5-Caffe"}
+#: the quantizers paired by seed: the plain one, then the rate-aware one
+QUANTS = ("kmeans", "ecsq")
+#: ``compress.json`` files larger than this are not read (a search logs some hundreds of
+#: candidates, well under 1 MiB)
+MAX_LOG_BYTES = 64 << 20
 #: published anchors (dense float32 size / stored size, MNIST test error), from issue 11
 ANCHORS = {
     "lenet-300-100": {
@@ -63,6 +72,40 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     if not values:
         return math.nan, math.nan
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def smallest_per_quant(log: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per quantizer of :data:`QUANTS`, from a compress search's log: how many candidates it
+    scored (``tried``) and the fewest total bits of those that met the validation
+    requirement (``bits``; None when none did).
+
+    Example:
+        >>> log = {"required_val_acc": 0.9, "candidates": [
+        ...     {"settings": {"quant": "kmeans"}, "total_bits": 90, "val_acc": 0.95},
+        ...     {"settings": {"quant": "kmeans"}, "total_bits": 50, "val_acc": 0.85},
+        ...     {"settings": {"quant": "ecsq"}, "total_bits": 80, "val_acc": 0.91}]}
+        >>> smallest_per_quant(log)
+        {'kmeans': {'tried': 2, 'bits': 90}, 'ecsq': {'tried': 1, 'bits': 80}}
+    """
+    required = log["required_val_acc"]
+    out = {}
+    for quant in QUANTS:
+        mine = [c for c in log.get("candidates", [])
+                if c.get("settings", {}).get("quant", "kmeans") == quant]
+        passed = [c["total_bits"] for c in mine if c["val_acc"] >= required]
+        out[quant] = {"tried": len(mine), "bits": min(passed) if passed else None}
+    return out
+
+
+def _search_log(stage: Path) -> dict[str, Any]:
+    """The compress stage's search log, size-checked before it is read."""
+    path = paths.compress(stage)
+    if path.stat().st_size > MAX_LOG_BYTES:
+        raise ConfigError(f"{path}: larger than any search log ({MAX_LOG_BYTES} bytes)")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: not readable JSON ({exc})") from None
 
 
 def collect(run: Path) -> dict[str, list[dict[str, Any]]]:
@@ -89,6 +132,9 @@ def collect(run: Path) -> dict[str, list[dict[str, Any]]]:
             "train_s": float(t["seconds"]), "compress_s": float(m["seconds"]),
             "train_epochs": t["metrics"].get("epochs_completed"),
             "compress_epochs": met["backprop_epochs"],
+            "budget_exhausted": bool(met.get("budget_exhausted", False)),
+            "total_bits": met["total_bits"],
+            "quants": smallest_per_quant(_search_log(stage)),
         })
     for rows in out.values():
         rows.sort(key=lambda r: r["seed"])
@@ -146,9 +192,10 @@ def summarize(per_net: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
 
 def section(runs: list[Path], source: dict[str, Path],
             per_net: dict[str, list[dict[str, Any]]], summary: dict[str, Any],
-            settings: list[dict[str, Any]]) -> str:
+            settings: list[dict[str, Any]], remarks: list[str] | None = None) -> str:
     """The BENCHMARKS.md section of the runs (as given on the command line), with
-    ``source`` naming each net's run and ``settings`` each run's ``[compress]`` table."""
+    ``source`` naming each net's run, ``settings`` each run's ``[compress]`` table and
+    ``remarks`` what the writer adds about how the runs were made."""
     given = " ".join(str(r) for r in runs)
     if len(runs) == 1:
         origin = ""
@@ -162,7 +209,8 @@ def section(runs: list[Path], source: dict[str, Path],
         f"file within {_max_drop_text(runs, settings)} of the trained model's validation "
         "accuracy); test error is that of the decoded file, read once after the choice. "
         "Compression = 32 x dense parameters / file bits (everything counted); weights kept "
-        "= dense weights / stored nonzero weights. Mean +- sample std over seeds.",
+        "= dense weights / stored nonzero weights. Mean +- sample std over seeds."
+        + "".join(f" {r.strip()}" for r in remarks or []),
         "",
         "| net | seeds | compression (total bits) | weights kept | test error % | "
         "train s / seed | compress s / seed |",
@@ -180,18 +228,63 @@ def section(runs: list[Path], source: dict[str, Path],
               "|---|---|---|---|"]
     for net, a in ANCHORS.items():
         lines.append(f"| {NETS[net]} | {a['weights kept']} | {a['storage']} | {a['goal']} |")
-    lines += ["", "Per seed:", "", "| net | seed | method | bits | codebook epochs | "
-              "nonzero | bytes | compression | weights kept | test error % | val acc "
-              "(required) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += ["", "Per seed (compress epochs: backprop epochs the search spent; \"all\": "
+              "it stopped because its budget was spent):", "",
+              "| net | seed | method | bits | codebook epochs | nonzero | bytes | "
+              "compression | weights kept | test error % | val acc (required) | "
+              "compress epochs |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for net, rows in per_net.items():
         for r in rows:
+            spent = " (all)" if r["budget_exhausted"] else ""
             lines.append(
                 f"| {NETS.get(net, net)} | {r['seed']} | {r['method']} | {r['bits']} | "
                 f"{r['codebook_epochs']} | {r['nonzero']:,} | {r['file_bytes']:,} | "
                 f"{r['compression']:.1f}x | {r['weights_kept']:.1f}x | "
                 f"{r['test_error_pct']:.2f} | {r['val_acc']:.4f} "
-                f"({r['required_val_acc']:.4f}) |")
+                f"({r['required_val_acc']:.4f}) | {r['compress_epochs']:g}{spent} |")
+    lines += ["", *quant_lines(per_net)]
     return "\n".join(lines)
+
+
+def quant_lines(per_net: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """The quantizers paired by seed: per seed each one's smallest file that met the
+    validation requirement in the same search, and per net how often and by how much
+    the rate-aware one (ECSQ) was smaller."""
+    plain, rate = QUANTS
+    lines = ["Rate-aware quantization (ECSQ) against k-means, paired by seed: in each "
+             "seed's search, the smallest file of each quantizer that met the validation "
+             "requirement (candidates scored per quantizer in brackets; the chosen file is "
+             "the smaller of the two).", "",
+             "| net | seed | k-means bits | ECSQ bits | k-means / ECSQ |", "|---|---|---|---|---|"]
+    notes = []
+    for net, rows in per_net.items():
+        ratios = []
+        for r in rows:
+            q = r["quants"]
+            a, b = q[plain]["bits"], q[rate]["bits"]
+            ratio = a / b if a is not None and b is not None else None
+            if ratio is not None:
+                ratios.append(ratio)
+
+            def cell(x: dict[str, Any]) -> str:
+                return ("none" if x["bits"] is None else f"{x['bits']:,}") + f" ({x['tried']})"
+
+            lines.append(f"| {NETS.get(net, net)} | {r['seed']} | {cell(q[plain])} | "
+                         f"{cell(q[rate])} | "
+                         f"{'-' if ratio is None else f'{ratio:.3f}'} |")
+        if ratios:
+            smaller = sum(x > 1 for x in ratios)
+            notes.append(
+                f"- {NETS.get(net, net)}: ECSQ's file is smaller in {smaller} of "
+                f"{len(ratios)} seeds with both; k-means / ECSQ bits {statistics.fmean(ratios):.3f}"
+                f" on average (range {min(ratios):.3f}-{max(ratios):.3f}).")
+    tried = {q: sum(r["quants"][q]["tried"] for rows in per_net.values() for r in rows)
+             for q in QUANTS}
+    if tried[plain] != tried[rate]:
+        notes.append(f"- The searches scored {tried[rate]:,} ECSQ candidates against "
+                     f"{tried[plain]:,} k-means ones in all (the grid gives ECSQ one per rate "
+                     "lambda), so ECSQ had more chances to pass validation.")
+    return lines + ([""] + notes if notes else [])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -201,6 +294,9 @@ def main(argv: list[str] | None = None) -> int:
                    "each net from the one run that holds it")
     p.add_argument("--write", action="store_true",
                    help="update BENCHMARKS.md and docs/results/record/summary.json")
+    p.add_argument("--remark", action="append", default=[], metavar="TEXT",
+                   help="a sentence about how the runs were made that the runs cannot tell "
+                   "(the commit, the machine's load); repeatable, printed after the command")
     p.add_argument("--summary", type=Path, default=None,
                    help="write summary.json here (default with --write: "
                    "docs/results/record/summary.json)")
@@ -218,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarize(per_net)
     settings = [load_experiment(run / "experiment.toml").settings.get("compress", {})
                 for run in args.runs]
-    body = section(args.runs, source, per_net, summary, settings)
+    body = section(args.runs, source, per_net, summary, settings, args.remark)
     target = args.summary or (ROOT / "docs/results/record/summary.json" if args.write
                               else None)
     if target is not None:

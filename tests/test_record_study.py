@@ -96,6 +96,47 @@ def test_quick_record_run_and_benchmark_summary(mlp_run, tmp_path, capsys):
     per_seed = bench.collect(run)["lenet-300-100"][0]
     assert per_seed["compression"] == pytest.approx(m["dense_float32_bits"] / m["total_bits"])
     assert per_seed["test_error_pct"] == pytest.approx(100 * (1 - m["test_acc"]))
+    # the quantizers paired from the search log: both scored, and the chosen file is the
+    # smaller of the two quantizers' smallest passing files
+    for row in bench.collect(run)["lenet-300-100"]:
+        quants = row["quants"]
+        assert all(quants[q]["tried"] > 0 for q in bench.QUANTS)
+        passing = [q["bits"] for q in quants.values() if q["bits"] is not None]
+        assert min(passing) == row["total_bits"]
+    assert "| net | seed | k-means bits | ECSQ bits | k-means / ECSQ |" in body
+    assert body.count("\n| LeNet-300-100 | 1 | ") == 2  # per-seed table and quantizer pair
+
+
+def test_quantizers_are_paired_on_validation_only():
+    bench = _record_module()
+    log = {"required_val_acc": 0.9, "test_acc": 0.5, "candidates": [
+        {"settings": {"quant": "kmeans"}, "total_bits": 900, "val_acc": 0.91},
+        {"settings": {"quant": "kmeans"}, "total_bits": 500, "val_acc": 0.89},
+        {"settings": {"quant": "ecsq"}, "total_bits": 700, "val_acc": 0.9},
+        {"settings": {"quant": "ecsq"}, "total_bits": 400, "val_acc": 0.2}]}
+    assert bench.smallest_per_quant(log) == {"kmeans": {"tried": 2, "bits": 900},
+                                             "ecsq": {"tried": 2, "bits": 700}}
+    log["candidates"] = log["candidates"][:2]
+    assert bench.smallest_per_quant(log)["ecsq"] == {"tried": 0, "bits": None}
+    rows = {"lenet-300-100": [
+        {"seed": 1, "quants": {"kmeans": {"tried": 2, "bits": 900},
+                               "ecsq": {"tried": 4, "bits": 600}}},
+        {"seed": 2, "quants": {"kmeans": {"tried": 2, "bits": 500},
+                               "ecsq": {"tried": 4, "bits": None}}}]}
+    text = "\n".join(bench.quant_lines(rows))
+    assert "| LeNet-300-100 | 1 | 900 (2) | 600 (4) | 1.500 |" in text
+    assert "| LeNet-300-100 | 2 | 500 (2) | none (4) | - |" in text
+    assert "smaller in 1 of 1 seeds with both" in text
+    assert "8 ECSQ candidates against 4 k-means ones" in text
+
+
+def test_remarks_follow_the_command(mlp_run, capsys):
+    bench = _record_module()
+    assert bench.main([str(mlp_run), "--remark", "Made at commit abc.",
+                       "--remark", "The machine was busy."]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.endswith("Mean +- sample std over seeds. Made at commit abc. The machine "
+                          "was busy.")
 
 
 def test_benchmark_refuses_a_directory_that_is_not_a_run(tmp_path, capsys):
