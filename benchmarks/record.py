@@ -67,6 +67,45 @@ ANCHORS = {
 }
 
 
+#: the issue's goals per net: (total-bits compression >=, weights kept >=, test error % <=)
+GOALS = {"lenet-300-100": (150.0, 70.0, 1.60), "lenet5": (1000.0, 300.0, 0.80)}
+#: the published storage anchors as numbers: (method, compression, test error %)
+STORAGE = {
+    "lenet-300-100": [("EPR", 124, 1.9), ("SWS", 64, 1.94), ("Deep Compression", 40, 1.58)],
+    "lenet5": [("MIRACLE", 555, 0.69), ("MIRACLE", 1110, 0.96), ("EPR", 606, 1.0),
+               ("BC", 419, 1.0), ("SWS", 162, 0.97), ("DC", 39, 0.74)],
+}
+
+
+def reading(net: str, s: dict[str, Any]) -> str:
+    """One line per net, read mechanically from the seed means: each goal met or not, and
+    which storage anchors the file beats (more compression at no higher test error).
+
+    Example:
+        >>> reading("lenet-300-100", {"compression_mean": 100.0, "weights_kept_mean": 20.0,
+        ...                           "test_error_pct_mean": 1.7})  # doctest: +ELLIPSIS
+        '- LeNet-300-100 (seed means): compression 100.0x against the goal >= 150x (not met)...'
+    """
+    comp, kept, err = s["compression_mean"], s["weights_kept_mean"], s["test_error_pct_mean"]
+    parts = [f"- {NETS.get(net, net)} (seed means): compression {comp:.1f}x"]
+    goal = GOALS.get(net)
+    if goal is not None:
+        g_comp, g_kept, g_err = goal
+        def met(ok: bool) -> str:
+            return "met" if ok else "not met"
+        parts[0] += (f" against the goal >= {g_comp:g}x ({met(comp >= g_comp)}), weights kept "
+                     f"{kept:.1f}x against >= {g_kept:g}x ({met(kept >= g_kept)}), test error "
+                     f"{err:.2f} % against <= {g_err:.2f} % ({met(err <= g_err)})")
+    anchors = STORAGE.get(net, [])
+    beaten = [f"{m} {x}x @ {e} %" for m, x, e in anchors if comp > x and err <= e]
+    short = [f"{m} {x}x @ {e} %" for m, x, e in anchors if not (comp > x and err <= e)]
+    if beaten:
+        parts.append(f"beats {', '.join(beaten)}")
+    if short:
+        parts.append(f"does not beat {', '.join(short)}")
+    return "; ".join(parts) + "."
+
+
 def _mean_std(values: list[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for a single value)."""
     if not values:
@@ -228,6 +267,9 @@ def section(runs: list[Path], source: dict[str, Path],
               "|---|---|---|---|"]
     for net, a in ANCHORS.items():
         lines.append(f"| {NETS[net]} | {a['weights kept']} | {a['storage']} | {a['goal']} |")
+    lines += ["", "Against the goals and the storage anchors (a file beats an anchor with more "
+              "compression at no higher test error):", ""]
+    lines += [reading(net, s) for net, s in summary.items()]
     lines += ["", "Per seed (compress epochs: backprop epochs the search spent; \"all\": "
               "it stopped because its budget was spent):", "",
               "| net | seed | method | bits | codebook epochs | nonzero | bytes | "

@@ -179,3 +179,19 @@ def test_benchmark_refuses_a_net_in_two_runs(mlp_run, tmp_path, capsys):
     assert err == (f"record.py: LeNet-300-100 is in two runs, {mlp_run} and {again}; give "
                    "each net's run once\n")
     assert not out.exists()
+
+
+def test_reading_against_goals_and_anchors_is_mechanical():
+    bench = _record_module()
+    line = bench.reading("lenet5", {"compression_mean": 600.0, "weights_kept_mean": 310.0,
+                                    "test_error_pct_mean": 0.75})
+    # an anchor is beaten only with more compression *and* no higher error: not EPR
+    # (606x), not MIRACLE at 0.69 % nor DC at 0.74 % (lower error than 0.75 %)
+    assert line == (
+        "- LeNet-5-Caffe (seed means): compression 600.0x against the goal >= 1000x (not "
+        "met), weights kept 310.0x against >= 300x (met), test error 0.75 % against <= 0.80 % "
+        "(met); beats BC 419x @ 1.0 %, SWS 162x @ 0.97 %; does not beat MIRACLE 555x @ "
+        "0.69 %, MIRACLE 1110x @ 0.96 %, EPR 606x @ 1.0 %, DC 39x @ 0.74 %.")
+    assert bench.reading("other", {"compression_mean": 2.0, "weights_kept_mean": 1.0,
+                                   "test_error_pct_mean": 3.0}) == (
+        "- other (seed means): compression 2.0x.")
