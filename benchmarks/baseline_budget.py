@@ -305,6 +305,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--resume", type=Path, metavar="DIR",
                     help="keep each finished seed in DIR/seed-N.json and skip seeds "
                          "already there (run the full mode in pieces)")
+    ap.add_argument("--remark", action="append", default=[], metavar="TEXT",
+                    help="with --write: a sentence on how the seeds were run that the "
+                    "records cannot tell (the machine's load, pieces run apart); repeatable")
     ap.add_argument("--write", action="store_true",
                     help="store results, plot and the BENCHMARKS.md section (full mode)")
     args = ap.parse_args(argv)
@@ -346,7 +349,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{len(seeds)} seeds. Plot: [docs/results/baseline-budget/accuracy_vs_epochs"
                   ".png](docs/results/baseline-budget/accuracy_vs_epochs.png); per-seed "
                   "records: [docs/results/baseline-budget/results.json]"
-                  "(docs/results/baseline-budget/results.json).\n")
+                  "(docs/results/baseline-budget/results.json)."
+                  + "".join(f" {r.strip()}" for r in args.remark) + "\n")
         update_section(ROOT / "BENCHMARKS.md", TITLE, header + "\n" + table)
     return 0
 
