@@ -25,7 +25,8 @@ three times that.
 ``--resume DIR`` keeps each finished seed's records in ``DIR/seed-N.json`` and skips the
 seeds already there, so the full mode can be run in pieces (a seed is the unit: one that is
 cut short runs again from its start). The seeds of one table can then come from different
-processes and machine loads; their method seconds are still side by side within each seed.
+processes and machine loads; their method seconds are still side by side within each seed,
+and the table gives each row's median over seeds.
 
 ``--write`` (full mode only) stores the per-seed results in
 ``docs/results/baseline-budget/results.json``, the plot in
@@ -227,8 +228,9 @@ def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "test_err": err, "test_err_std": err_sd,
             "val_err": statistics.fmean(100 * (1 - r["val_acc"]) for r in rs),
             "lrs": sorted({r["lr"] for r in rs}),
-            "method_seconds": statistics.fmean(r["method_seconds"] for r in rs),
-            "grid_seconds": statistics.fmean(r["grid_seconds"] for r in rs),
+            # medians: a run slowed by other work on the machine moves one seed, not the row
+            "method_seconds": statistics.median(r["method_seconds"] for r in rs),
+            "grid_seconds": statistics.median(r["grid_seconds"] for r in rs),
         })
     return out
 
@@ -255,7 +257,9 @@ def markdown(summary: list[dict[str, Any]], records: list[dict[str, Any]]) -> st
         "of the kept run; each run chose its learning rate from its method's rate x "
         f"{', '.join(f'{f:g}' for f in LR_GRID)} on validation (grid s: the three runs). "
         "Method seconds: the method alone (training and scoring, no data loading or "
-        "evaluation), every method in one process on one thread. Iterative: 5 rounds x "
+        "evaluation), every method in one process on one thread; seconds are medians over "
+        "seeds (one seed's run slowed by other work on the machine does not move them). "
+        "Iterative: 5 rounds x "
         "the epochs per round; rewind: the epochs of the training schedule after its rewind "
         "epoch."
     )
