@@ -61,8 +61,10 @@ from _bench_md import update_section  # noqa: E402
 
 from leanbits import snapshot  # noqa: E402
 from leanbits.data import DataConfig, load_data  # noqa: E402
+from leanbits.errors import FormatError  # noqa: E402
 from leanbits.fileio import write_bytes_atomic, write_text_atomic  # noqa: E402
 from leanbits.prune import PruneConfig, prune_snapshot  # noqa: E402
+from leanbits.snapshot.files import read_json  # noqa: E402
 from leanbits.train import TrainConfig, train  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -126,14 +128,10 @@ def load_seed(resume: Path, mode: dict[str, Any], seed: int) -> list[dict[str, A
     path = seed_path(resume, seed)
     if not path.is_file():
         return None
-    if path.stat().st_size > 16 << 20:
-        raise ResumeError(f"{path}: larger than any seed file; remove it or use another "
-                          "--resume directory")
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ResumeError(f"{path}: not readable JSON ({exc}); remove it to rerun seed "
-                          f"{seed}") from None
+        doc = read_json(path)
+    except FormatError as exc:
+        raise ResumeError(f"{exc}; remove it to rerun seed {seed}") from None
     if not isinstance(doc, dict) or doc.get("seed") != seed or not isinstance(
             doc.get("records"), list):
         raise ResumeError(f"{path}: not a seed file of this benchmark; remove it or use "

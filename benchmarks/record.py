@@ -37,8 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench_md import update_section  # noqa: E402
 
 from leanbits import paths  # noqa: E402
-from leanbits.errors import ConfigError  # noqa: E402
+from leanbits.errors import ConfigError, LeanbitsError  # noqa: E402
 from leanbits.fileio import write_text_atomic  # noqa: E402
+from leanbits.snapshot.files import read_json  # noqa: E402
 from leanbits.sweep.experiment import load_experiment  # noqa: E402
 from leanbits.sweep.stages import is_complete, read_stage  # noqa: E402
 
@@ -48,9 +49,6 @@ TITLE = "Fewest bits on record: leanbits compress on MNIST"
 NETS = {"lenet-300-100": "LeNet-300-100", "lenet5": "LeNet-5-Caffe"}
 #: the quantizers paired by seed: the plain one, then the rate-aware one
 QUANTS = ("kmeans", "ecsq")
-#: ``compress.json`` files larger than this are not read (a search logs some hundreds of
-#: candidates, well under 1 MiB)
-MAX_LOG_BYTES = 64 << 20
 #: published anchors (dense float32 size / stored size, MNIST test error), from issue 11
 ANCHORS = {
     "lenet-300-100": {
@@ -136,17 +134,6 @@ def smallest_per_quant(log: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _search_log(stage: Path) -> dict[str, Any]:
-    """The compress stage's search log, size-checked before it is read."""
-    path = paths.compress(stage)
-    if path.stat().st_size > MAX_LOG_BYTES:
-        raise ConfigError(f"{path}: larger than any search log ({MAX_LOG_BYTES} bytes)")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path}: not readable JSON ({exc})") from None
-
-
 def collect(run: Path) -> dict[str, list[dict[str, Any]]]:
     """Per net, one record per finished compress stage of the run: seed, compression,
     weights kept, test error, chosen setting and wall times."""
@@ -173,7 +160,7 @@ def collect(run: Path) -> dict[str, list[dict[str, Any]]]:
             "compress_epochs": met["backprop_epochs"],
             "budget_exhausted": bool(met.get("budget_exhausted", False)),
             "total_bits": met["total_bits"],
-            "quants": smallest_per_quant(_search_log(stage)),
+            "quants": smallest_per_quant(read_json(paths.compress(stage))),
         })
     for rows in out.values():
         rows.sort(key=lambda r: r["seed"])
@@ -288,6 +275,11 @@ def section(runs: list[Path], source: dict[str, Path],
     return "\n".join(lines)
 
 
+def _quant_cell(x: dict[str, Any]) -> str:
+    """A quantizer's smallest passing file (or none) and, in brackets, its candidates."""
+    return ("none" if x["bits"] is None else f"{x['bits']:,}") + f" ({x['tried']})"
+
+
 def quant_lines(per_net: dict[str, list[dict[str, Any]]]) -> list[str]:
     """The quantizers paired by seed: per seed each one's smallest file that met the
     validation requirement in the same search, and per net how often and by how much
@@ -308,11 +300,8 @@ def quant_lines(per_net: dict[str, list[dict[str, Any]]]) -> list[str]:
             if ratio is not None:
                 ratios.append(ratio)
 
-            def cell(x: dict[str, Any]) -> str:
-                return ("none" if x["bits"] is None else f"{x['bits']:,}") + f" ({x['tried']})"
-
-            lines.append(f"| {NETS.get(net, net)} | {r['seed']} | {cell(q[plain])} | "
-                         f"{cell(q[rate])} | "
+            lines.append(f"| {NETS.get(net, net)} | {r['seed']} | {_quant_cell(q[plain])} | "
+                         f"{_quant_cell(q[rate])} | "
                          f"{'-' if ratio is None else f'{ratio:.3f}'} |")
         if ratios:
             smaller = sum(x > 1 for x in ratios)
@@ -350,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     try:
         per_net, source = gather(args.runs)
-    except ConfigError as err:
+    except LeanbitsError as err:
         print(f"record.py: {err}", file=sys.stderr)
         return 2
     summary = summarize(per_net)
