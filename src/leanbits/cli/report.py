@@ -1,5 +1,6 @@
-"""``leanbits report RUN_DIR``: write report.md (+ figures/) and a self-contained report.html,
-from a run, snapshot or profile directory or a study's committed ``results.csv``.
+"""``leanbits report RUN_DIR [RUN_DIR ...]``: write report.md (+ figures/) and a
+self-contained report.html, from a run, snapshot or profile directory or a study's committed
+``results.csv``; several directories are reported as one (e.g. a sweep per network).
 
 The work is done by :func:`leanbits.report.build_report`; this module parses and prints.
 """
@@ -17,8 +18,12 @@ from leanbits.console import emit_json
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Build the report of ``args.run_dir``; print where it is (or JSON with ``--json``)."""
+    from leanbits.errors import LeanbitsError
     from leanbits.report import build_report
 
+    if len(args.run_dir) > 1 and args.out is None:
+        raise LeanbitsError(f"{len(args.run_dir)} directories given: say where their joint "
+                            "report goes with --out DIR")
     files = build_report(args.run_dir, args.out, args.study)
     if args.json:
         emit_json(files.to_dict())
@@ -48,15 +53,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "configuration section shows one config.toml per configuration, naming its seeds "
         "and the keys that follow the seed.",
     )
-    p.add_argument("run_dir", metavar="RUN_DIR",
+    p.add_argument("run_dir", metavar="RUN_DIR", nargs="+",
                    help="sweep run directory, snapshot directory, `leanbits profile` output "
-                   "or a directory holding a study's results.csv")
+                   "or a directory holding a study's results.csv; several are reported "
+                   "together (e.g. one sweep per network compared; needs --out)")
     p.add_argument("--study", default=None, metavar="NAME",
-                   help="state this study's verdicts (default: RUN_DIR's name when it names "
+                   help="state this study's verdicts (default: the first RUN_DIR's name "
+                   "when it names "
                    "one: explosion, regularization, snapshot, frontier-mnist, "
                    "frontier-fashion)")
     p.add_argument("--out", metavar="DIR", default=None,
-                   help="where to write the report (default: RUN_DIR)")
+                   help="where to write the report (default: RUN_DIR; needed for several)")
     p.add_argument("--json", action="store_true",
                    help="print the written paths, sections and notes as JSON")
     p.set_defaults(func=cmd_report)

@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from leanbits import paths
 from leanbits.errors import LeanbitsError
 from leanbits.fileio import write_bytes_atomic, write_text_atomic
 from leanbits.report.claims import STUDIES
-from leanbits.report.collect import MAX_DEPTH, RESULTS_FILES, RunData, collect
+from leanbits.report.collect import MAX_DEPTH, RESULTS_FILES, RunData, collect_all
 from leanbits.report.configuration import configuration_section
 from leanbits.report.document import Block, Heading, Note, Report, Text
 from leanbits.report.frontier import frontier_section
@@ -78,7 +79,7 @@ def make_report(data: RunData, study: str | None = None) -> Report:
         )
     notes = list(data.notes)
     name_runs(data.runs, data.results)
-    report = Report(f"leanbits report: {data.root.resolve().name}")
+    report = Report("leanbits report: " + " + ".join(r.resolve().name for r in data.roots))
     what = []
     if data.runs:
         what.append(f"{len(data.runs)} training run(s)")
@@ -89,7 +90,8 @@ def make_report(data: RunData, study: str | None = None) -> Report:
     if data.records and not data.results:
         what.append(f"{len(data.records)} per-seed record(s)")
     # the path as given (relative stays relative: committed reports name no machine)
-    report.blocks.append(Text(f"Source: {data.root} - " + ", ".join(what) + "."))
+    report.blocks.append(Text(f"Source: {' + '.join(map(str, data.roots))} - "
+                              + ", ".join(what) + "."))
     body: list[Block] = []
     name = study_of(data, study)
     body += seeds_section(data.records, data.records_source or "", *(
@@ -160,15 +162,17 @@ def write_report(report: Report, out_dir: str | os.PathLike[str]) -> ReportFiles
     return ReportFiles(md, html, tuple(written), tuple(report.sections()), tuple(report.notes))
 
 
-def build_report(run_dir: str | os.PathLike[str],
+def build_report(run_dir: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
                  out_dir: str | os.PathLike[str] | None = None,
                  study: str | None = None) -> ReportFiles:
     """Collect ``run_dir``, render every figure and write the report into ``out_dir``.
 
     Args:
         run_dir: a sweep run directory, a snapshot directory, a profile output directory or
-            a directory holding a study's ``results.csv``.
-        out_dir: where report.md, report.html and figures/ go (default: ``run_dir``).
+            a directory holding a study's ``results.csv``; or several, reported as one
+            (:func:`.collect.collect_all`: e.g. a sweep per network of a comparison).
+        out_dir: where report.md, report.html and figures/ go (default: ``run_dir``, the
+            first of several).
         study: the study whose verdicts to state (default: the directory's name, when it
             is one of :data:`leanbits.report.claims.STUDIES`).
 
@@ -182,5 +186,6 @@ def build_report(run_dir: str | os.PathLike[str],
     if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise LeanbitsError(f"--out {out_dir}: is an existing file, not a directory; give a "
                             "directory for report.md, report.html and figures/")
-    report = make_report(collect(run_dir), study)
-    return write_report(report, run_dir if out_dir is None else out_dir)
+    roots = ([run_dir] if isinstance(run_dir, (str, os.PathLike)) else list(run_dir))
+    report = make_report(collect_all(roots), study)
+    return write_report(report, roots[0] if out_dir is None else out_dir)

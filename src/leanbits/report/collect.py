@@ -24,7 +24,7 @@ import dataclasses
 import json
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,6 +95,8 @@ class RunData:
     """
 
     root: Path
+    #: further roots read with ``root`` into this one (:func:`collect_all`)
+    also: tuple[Path, ...] = ()
     runs: list[TrainingRun] = field(default_factory=list)
     results: list[Row] = field(default_factory=list)
     profile: list[Row] = field(default_factory=list)
@@ -107,6 +109,11 @@ class RunData:
     @property
     def empty(self) -> bool:
         return not (self.runs or self.results or self.profile or self.records)
+
+    @property
+    def roots(self) -> tuple[Path, ...]:
+        """Every directory read: ``root``, then ``also``."""
+        return (self.root, *self.also)
 
 
 def _walk(root: Path, max_depth: int) -> list[Path]:
@@ -285,6 +292,55 @@ def collect(root: str | os.PathLike[str]) -> RunData:
             data.results_source = name
             break
     _add_records(root, data)
+    return data
+
+
+def collect_all(roots: Sequence[str | os.PathLike[str]]) -> RunData:
+    """:func:`collect` several directories into one: e.g. one sweep per network of a
+    comparison, each run on its own (its own grid, seeds or budget), reported together.
+
+    Training runs, result rows, profile rows and per-seed records are concatenated in the
+    order of ``roots``; a training run found under two roots (a stage directory both
+    sweeps share) is kept once. Top-level experiment files are named by their root
+    (``frontier-mnist/experiment.toml``) and notes by the root they are about.
+
+    Raises:
+        LeanbitsError: no roots, one is not a directory, or two have the same name (their
+            files could not be told apart).
+    """
+    if not roots:
+        raise LeanbitsError("no directory to report")
+    if len(roots) == 1:
+        return collect(roots[0])
+    names = [Path(r).resolve().name for r in roots]
+    twice = next((n for n in names if names.count(n) > 1), None)
+    if twice is not None:
+        raise LeanbitsError(f"two directories named {twice!r}: give directories with "
+                            "distinct names (each names its files in the report)")
+    parts = [collect(r) for r in roots]
+    data = RunData(root=parts[0].root, also=tuple(p.root for p in parts[1:]))
+    seen_runs: set[Path] = set()
+    seen_configs: dict[str, int] = {}
+    for name, part in zip(names, parts, strict=True):
+        for run in part.runs:
+            if run.path.resolve() not in seen_runs:
+                seen_runs.add(run.path.resolve())
+                data.runs.append(run)
+        data.results += part.results
+        data.profile += part.profile
+        data.records += part.records
+        data.notes += [f"{name}: {n}" for n in part.notes]
+        for cfg in part.configs:
+            # a root's own files (experiment.toml) carry no directory in their name
+            titles = [t if "/" in t else f"{name}/{t}" for t in cfg.names]
+            if cfg.text in seen_configs:
+                data.configs[seen_configs[cfg.text]].names.extend(titles)
+                continue
+            seen_configs[cfg.text] = len(data.configs)
+            data.configs.append(ConfigFile(titles, cfg.language, cfg.text))
+    sources = [s for s in (p.records_source for p in parts) if s]
+    data.records_source = " + ".join(sources) or None
+    data.results_source = next((p.results_source for p in parts if p.results_source), None)
     return data
 
 

@@ -51,6 +51,7 @@ def frontier(records: Sequence[SeedRecord], levels: Sequence[float]) -> StudyRes
         if r.get("total_bits") is not None:
             groups.setdefault((r.axes.get("model"), r.axes.get("head")), []).append(r)
     rows, choices = [], {}
+    seeds: dict[tuple[Any, Any], int] = {}
     best: dict[float, tuple[float, str, list[SeedRecord]]] = {}
     for (model, head), rs in sorted(groups.items(), key=lambda kv: str(kv[0])):
         cells = []
@@ -64,8 +65,10 @@ def frontier(records: Sequence[SeedRecord], levels: Sequence[float]) -> StudyRes
             cells.append(f"{bits:,.0f} (test {pts(est(got[1], 'test_acc'))})")
             if lv not in best or bits < best[lv][0]:
                 best[lv] = (bits, f"{model}/{head}, {_config_label(got[0])}", got[1])
-        rows.append([model, head, pts(est(_dense(rs), "train_val_acc")), *cells])
-    text = md_table(["model", "head", "dense val acc (%)"]
+        seeds[(model, head)] = len({r.seed for r in rs})
+        rows.append([model, head, seeds[(model, head)], pts(est(_dense(rs), "train_val_acc")),
+                     *cells])
+    text = md_table(["model", "head", "seeds", "dense val acc (%)"]
                     + [f"fewest bits, val acc >= {lv}" for lv in levels], rows)
     text += ("\n\nA configuration is a grid point without its seed. It is chosen by its "
              "seed-mean validation accuracy; its test accuracy (%, mean ± std over seeds) "
@@ -82,9 +85,10 @@ def frontier(records: Sequence[SeedRecord], levels: Sequence[float]) -> StudyRes
         "of everything tried).")
     headline = "; ".join(f">= {lv}: {round(best[lv][0]):,} bits" if lv in best else
                          f">= {lv}: none reached" for lv in levels)
+    # networks compared by separate runs may have different numbers of seeds: the fewest
     finding = Finding("claim 5", CLAIM5, f"{MEASURED}: the fewest mean total bits per "
                       "validation accuracy level (their test accuracy in the section)",
-                      headline)
+                      headline, seeds=min(seeds.values(), default=0))
     return StudyResult(text, verdict, {}, choices, (finding,))
 
 
