@@ -31,14 +31,11 @@ before the studies run; tables show mean ± std over seeds and 95 % CIs of diffe
 paired by seed; every choice (cutoff, fewest bits at a level, most prunable) is made on validation.
 
 The runs: `leanbits study NAME --out runs/studies/NAME --jobs 2` for explosion,
-regularization and snapshot; the frontier study once per network, since they cost very
-differently on 2 cores: LeNet-300-100 (3 heads, 5 seeds) into runs/studies/frontier-mnist
-and LeNet-5 (the llr head, 3 seeds) into runs/studies/frontier-mnist-lenet5, a part of the
-study read with it (:data:`STUDY_PARTS`); the same again on Fashion-MNIST
-(frontier-fashion, frontier-fashion-lenet5). :data:`STUDY_PRESETS` holds every run's
-command. Each run directory keeps the effective experiment.toml; a part's is committed as
-``experiment-<part>.toml`` (``experiment-lenet5.toml``) beside the study's, and the study's
-report reads all of its runs (``leanbits report RUN RUN ... --out DIR``).
+regularization, snapshot and (the frontier preset) frontier-mnist: LeNet-300-100 with 3
+heads x 5 seeds and LeNet-5 with the llr head x 3 seeds in one grid (the preset's exclude
+rules); frontier-fashion once more with `--set data.dataset=fashion-mnist --set
+train.epochs=12 --set train.lr=0.02`. Each run directory keeps the effective
+experiment.toml.
 """
 
 from __future__ import annotations
@@ -83,28 +80,14 @@ from leanbits.sweep.experiment import differences, load_experiment, study_path  
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "docs" / "results"
-_LENET300 = 'train.vary.model=["lenet-300-100"]'
-#: the LeNet-5 part of a frontier study: 3 seeds (the protocol's minimum for LeNet-5), the
-#: llr head only (2 cores: about 1.5 h a dataset), SGD at 0.02 as the preset's entry has it
-_LENET5_PART = ('train.vary.model=[{name="lenet5", model="lenet5", lr=0.02}]',
-                'train.vary.head=["llr"]', "train.vary.seed=[1,2,3]")
 _FASHION = ("data.dataset=fashion-mnist", "train.epochs=12", "train.lr=0.02")
-#: run directory name -> (preset, --set overrides): the command meant to run it from
-#: scratch; a study's parts (:data:`STUDY_PARTS`) are run directories of their own
+#: study name -> (preset, --set overrides): the command meant to run it from scratch
 STUDY_PRESETS: dict[str, tuple[str, tuple[str, ...]]] = {
     "explosion": ("explosion", ()),
     "regularization": ("regularization", ()),
     "snapshot": ("snapshot", ()),
-    "frontier-mnist": ("frontier", (_LENET300,)),
-    "frontier-mnist-lenet5": ("frontier", _LENET5_PART),
-    "frontier-fashion": ("frontier", (_LENET300, *_FASHION)),
-    "frontier-fashion-lenet5": ("frontier", (*_LENET5_PART, *_FASHION)),
-}
-#: study -> run directories beside RUNS/<study> read with it when present: networks
-#: compared by one study but run on their own (their own seeds and heads, as they cost)
-STUDY_PARTS: dict[str, tuple[str, ...]] = {
-    "frontier-mnist": ("frontier-mnist-lenet5",),
-    "frontier-fashion": ("frontier-fashion-lenet5",),
+    "frontier-mnist": ("frontier", ()),
+    "frontier-fashion": ("frontier", _FASHION),
 }
 #: the name of a run's effective experiment file, committed beside its results.csv
 EXPERIMENT = paths.experiment(Path()).name
@@ -148,23 +131,12 @@ def rerun(name: str, experiment: Path | None) -> str:
             + (f"; and {more} more settings" if more > 0 else "") + ")")
 
 
-def part_experiment(study_dir: Path, name: str, part: str) -> Path:
-    """Where a study's part ``part`` (a run directory name) commits its experiment file:
-    ``experiment-<part without the study's name>.toml`` beside the study's CSV."""
-    stem, suffix = Path(EXPERIMENT).stem, Path(EXPERIMENT).suffix
-    return study_dir / f"{stem}-{part.removeprefix(name + '-')}{suffix}"
-
-
-def regenerate(name: str, experiment: Path | None,
-               parts: Sequence[tuple[str, Path | None]] = ()) -> str:
-    """How a study's section is made again: each of its run directories (the study's own,
-    then its ``parts``: (run directory name, committed experiment file)) by
-    :func:`rerun`; then from the runs, or from the CSV."""
-    first = rerun(name, experiment) + "".join(
-        f", and for its part {part}: {rerun(part, exp)}" for part, exp in parts)
-    return (f"Regenerate: {first}, then `python benchmarks/paper_studies.py runs/studies "
-            "--write` (every study found there); from the committed CSV, without training: "
-            f"`python benchmarks/paper_studies.py --from-csv --only {name}`.")
+def regenerate(name: str, experiment: Path | None) -> str:
+    """How a study's section is made again: its run by :func:`rerun`; then from the runs,
+    or from the CSV."""
+    return (f"Regenerate: {rerun(name, experiment)}, then `python benchmarks/paper_studies.py "
+            "runs/studies --write` (every study found there); from the committed CSV, "
+            f"without training: `python benchmarks/paper_studies.py --from-csv --only {name}`.")
 
 
 BUDGET_PRICE = ("The price of each budget - accuracy against backprop epochs at 0.9 / 0.95 "
@@ -252,38 +224,19 @@ def readme(path: Path, new: dict[str, str], overview: str) -> str:
 
 
 def section(name: str, result: StudyResult, seeds: int, budget: str,
-            experiment: Path | None, links: str,
-            parts: Sequence[tuple[str, Path | None]] = ()) -> str:
-    """A study's section body; ``links``: the prefix of its files' links; ``parts``: as
-    :func:`regenerate` takes them."""
+            experiment: Path | None, links: str) -> str:
+    """A study's section body; ``links``: the prefix of its files' links."""
     where = f"{links}{name}"
     return (f"{budget}{result.verdict}\n\n{result.text}\n\nPer-seed results ({seeds} seeds): "
             f"[{where}/{CSV_NAME}]({where}/{CSV_NAME}); report with plots: "
             f"[{where}/report.md]({where}/report.md)\n\n"
-            f"{regenerate(name, experiment, parts)}")
+            f"{regenerate(name, experiment)}")
 
 
 def measured(records: Sequence[SeedRecord],
              fn: Callable[[Sequence[SeedRecord]], StudyResult]) -> tuple[StudyResult, int]:
     """A study's result and its number of seeds."""
     return fn(records), len({r.seed for r in records})
-
-
-def _parts(name: str, study_dir: Path, runs: Path | None, committed: bool,
-           ) -> list[tuple[str, Path | None]]:
-    """The parts of study ``name`` that its results hold, each with its experiment file:
-    the committed one (``--from-csv``, or just written), else the run's own."""
-    out = []
-    for part in STUDY_PARTS.get(name, ()):
-        if runs is not None and not committed:
-            exp = paths.experiment(runs / part)
-            if paths.results(runs / part).is_file():
-                out.append((part, exp if exp.is_file() else None))
-            continue
-        exp = part_experiment(study_dir, name, part)
-        if exp.is_file():
-            out.append((part, exp))
-    return out
 
 
 def main() -> None:
@@ -325,36 +278,23 @@ def main() -> None:
                     results[name] = (measured(read_csv(csv_path), fn) if csv_path.is_file()
                                      else None)
                     continue
-                runs = [run] + [args.runs / p for p in STUDY_PARTS.get(name, ())
-                                if paths.results(args.runs / p).is_file()]
-                records = [r for d in runs for r in records_of_run(d)]
+                records = records_of_run(run)
+                experiment = paths.experiment(run)
+                experiment = experiment if experiment.is_file() else None
                 if args.write:
-                    build_report(runs, out_dir=args.results / name, study=name)
+                    build_report(run, out_dir=args.results / name, study=name)
                     write_csv(csv_path, records)
-                    for d in runs:  # each run's experiment, as it ran
-                        exp = paths.experiment(d)
-                        dest = (committed if d == run else
-                                part_experiment(args.results / name, name, d.name))
-                        if exp.is_file():
-                            write_bytes_atomic(dest, exp.read_bytes())
-                        else:  # a stale one would name another run
-                            dest.unlink(missing_ok=True)
-                    for p in STUDY_PARTS.get(name, ()):  # a part not run this time
-                        if args.runs / p not in runs:
-                            part_experiment(args.results / name, name, p).unlink(
-                                missing_ok=True)
-                    experiment = committed if committed.is_file() else None
-                else:
-                    experiment = paths.experiment(run)
-                    experiment = experiment if experiment.is_file() else None
-            parts = _parts(name, args.results / name, args.runs, args.write)
+                    if experiment is None:  # a stale one would name another run
+                        committed.unlink(missing_ok=True)
+                    else:
+                        write_bytes_atomic(committed, experiment.read_bytes())
+                        experiment = committed
             budget = budgets(name, experiment) + "\n\n" if name in BUDGETED_STUDIES else ""
             result, seeds = results[name] = measured(records, fn)
-            bench = section(name, result, seeds, budget, experiment, "docs/results/", parts)
+            bench = section(name, result, seeds, budget, experiment, "docs/results/")
         except LeanbitsError as exc:
             sys.exit(f"paper_studies: {exc}")
-        sections.append((title, bench, section(name, result, seeds, budget, experiment, "",
-                                               parts)))
+        sections.append((title, bench, section(name, result, seeds, budget, experiment, "")))
         print(f"## {title}\n\n{bench}\n")
     source = "--from-csv" if args.from_csv else str(args.runs)
     header = (f"Command: `python benchmarks/paper_studies.py {source}"

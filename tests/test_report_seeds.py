@@ -7,7 +7,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import random
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -289,12 +288,11 @@ def test_paper_studies_only_replaces_its_section_and_keeps_the_others(tmp_path):
         assert rows[name][0][-1] == f"[{name}](#{slug.replace(' ', '-')})"
 
 
-def _frontier_experiment(run: Path, models: str) -> Path:
-    """The run's effective experiment.toml: the frontier preset for ``models``."""
+def _frontier_experiment(run: Path, models: str | None) -> Path:
+    """The run's effective experiment.toml: the frontier preset, for ``models`` if given."""
     from leanbits.sweep.run import write_experiment
-    write_experiment(load_experiment(study_path("frontier"),
-                                     overrides=[f"train.vary.model={models}"]),
-                     run / "experiment.toml")
+    write_experiment(load_experiment(study_path("frontier"), overrides=[
+        f"train.vary.model={models}"] if models else []), run / "experiment.toml")
     return run / "experiment.toml"
 
 
@@ -306,7 +304,7 @@ def test_paper_studies_commits_the_runs_experiment_and_reruns_exactly_it(tmp_pat
     run = frontier_run(tmp_path / "runs" / "frontier-mnist")
     docs = tmp_path / "docs"
     title = claims.STUDIES["frontier-mnist"][0]
-    _frontier_experiment(run, '["lenet-300-100","lenet5"]')
+    _frontier_experiment(run, '["lenet-300-100"]')
     out = _paper_studies(str(tmp_path / "runs"), "--only", "frontier-mnist", "--results",
                          str(docs), "--write")
     assert out.returncode == 0, out.stderr
@@ -315,14 +313,14 @@ def test_paper_studies_commits_the_runs_experiment_and_reruns_exactly_it(tmp_pat
     line = sections((docs / "README.md").read_text())[title].splitlines()[-1]
     rerun = f"leanbits run {committed} --out runs/studies/frontier-mnist --jobs 2"
     assert line.startswith(f"Regenerate: `{rerun}` (the run's own experiment; ")
-    assert ("--set 'train.vary.model=[\"lenet-300-100\"]'` differs: "
-            "train.vary.model = lenet-300-100, lenet5 (that command: lenet-300-100))") in line
+    assert ("leanbits study frontier --out runs/studies/frontier-mnist --jobs 2` differs: "
+            "train.vary.model = lenet-300-100 (that command: lenet-300-100, lenet5))") in line
     dry = subprocess.run([sys.executable, "-m", "leanbits", *rerun.split()[1:], "--dry-run"],
                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert dry.returncode == 0, dry.stderr
     assert not (tmp_path / "runs" / "studies").exists()  # a dry run writes nothing
     # the same experiment as the preset command: that command is the second pointer
-    _frontier_experiment(run, '["lenet-300-100"]')
+    _frontier_experiment(run, None)
     out = _paper_studies(str(tmp_path / "runs"), "--only", "frontier-mnist", "--results",
                          str(docs), "--write")
     assert out.returncode == 0, out.stderr
@@ -336,58 +334,26 @@ def test_paper_studies_commits_the_runs_experiment_and_reruns_exactly_it(tmp_pat
     assert sections((docs / "README.md").read_text())[title].splitlines()[-1] == again
 
 
-def test_a_study_reads_its_parts_run_on_their_own(tmp_path):
-    """A network run on its own (RUNS/frontier-mnist-lenet5: other seeds) is read with its
-    study: one CSV holding both runs' records, one report over both, the part's experiment
-    committed as experiment-lenet5.toml and rerun by the regenerate line; the seeds of each
-    network are shown, the fewest counted in the overview; --from-csv gives the same
-    section."""
-    runs = tmp_path / "runs"
-    main = frontier_run(runs / "frontier-mnist", nets=NETS[:1])
-    part = frontier_run(runs / "frontier-mnist-lenet5", nets=NETS[1:], seeds=SEEDS[:2])
-    _frontier_experiment(main, '["lenet-300-100"]')
-    from leanbits.sweep.run import write_experiment
-    ps = _paper_studies_module()
-    write_experiment(load_experiment(study_path("frontier"),
-                                     overrides=list(ps.STUDY_PRESETS[part.name][1])),
-                     part / "experiment.toml")
-    docs = tmp_path / "docs"
-    out = _paper_studies(str(runs), "--only", "frontier-mnist", "--results", str(docs),
-                         "--write")
+def test_report_of_several_directories_reads_them_as_one(tmp_path):
+    """`leanbits report A B --out R`: one report over both sweeps (e.g. one per network):
+    the records of both, each one's experiment named by its directory, the title naming
+    both."""
+    a = frontier_run(tmp_path / "a" / "frontier-lenet300", nets=NETS[:1])
+    b = frontier_run(tmp_path / "b" / "frontier-lenet5", nets=NETS[1:], seeds=SEEDS[:2])
+    (a / "experiment.toml").write_text('name = "a"\n[train]\nepochs = 1\n')
+    (b / "experiment.toml").write_text('name = "b"\n[train]\nepochs = 2\n')
+    out = subprocess.run([sys.executable, "-m", "leanbits", "report", str(a), str(b),
+                          "--out", str(tmp_path / "r"), "--study", "frontier-mnist"],
+                         capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
-    study = docs / "frontier-mnist"
-    records = read_csv(study / "results.csv")
-    assert records == records_of_run(main) + records_of_run(part)
-    assert {r.axes["model"] for r in records} == {"lenet-300-100", "lenet5"}
-    assert (study / "experiment-lenet5.toml").read_bytes() == (
-        part / "experiment.toml").read_bytes()
-    report = (study / "report.md").read_text(encoding="utf-8")
-    assert "leanbits report: frontier-mnist + frontier-mnist-lenet5" in report
-    assert "frontier-mnist-lenet5/experiment.toml" in report
-    title = claims.STUDIES["frontier-mnist"][0]
-    body = sections((docs / "README.md").read_text(encoding="utf-8"))[title]
-    table = [b for b in markdown_blocks(body) if isinstance(b, Table)][0]
-    assert table.headers[:3] == ["model", "head", "seeds"]
-    assert {r[0]: r[2] for r in table.rows} == {"lenet-300-100": "3", "lenet5": "2"}
-    regen = body.splitlines()[-1]
-    assert (f"and for its part frontier-mnist-lenet5: `leanbits run "
-            f"{study / 'experiment-lenet5.toml'} --out runs/studies/frontier-mnist-lenet5 "
-            "--jobs 2` (the run's own experiment; the same as `leanbits study frontier") in regen
-    (row,) = _glance_rows((docs / "README.md").read_text(encoding="utf-8"))["frontier-mnist"]
-    assert row[4] == "2"
-    out = _paper_studies("--from-csv", "--only", "frontier-mnist", "--results", str(docs),
-                         "--write")
-    assert out.returncode == 0, out.stderr
-    again = sections((docs / "README.md").read_text(encoding="utf-8"))[title]
-    assert again.split("\n", 3)[3] == body.split("\n", 3)[3]  # all but the command lines
-    # the part not run (any more): its experiment file goes, the regenerate line drops it
-    shutil.rmtree(part)
-    out = _paper_studies(str(runs), "--only", "frontier-mnist", "--results", str(docs),
-                         "--write")
-    assert out.returncode == 0, out.stderr
-    assert not (study / "experiment-lenet5.toml").exists()
-    assert "frontier-mnist-lenet5" not in sections(
-        (docs / "README.md").read_text(encoding="utf-8"))[title]
+    md = (tmp_path / "r" / "report.md").read_text(encoding="utf-8")
+    assert "leanbits report: frontier-lenet300 + frontier-lenet5" in md
+    assert "frontier-lenet300/experiment.toml" in md and "frontier-lenet5/experiment.toml" in md
+    assert "| model | head | seeds | dense val acc (%) |" in md  # the claim-5 table
+    assert "| lenet-300-100 | llr | 3 |" in md and "| lenet5 | llr | 2 |" in md
+    both = build.collect_all([a, b])
+    assert both.records == records_of_run(a) + records_of_run(b)
+    assert both.roots == (a, b)
 
 
 def test_report_of_several_directories_needs_out_and_distinct_names(tmp_path):

@@ -269,6 +269,35 @@ def test_bad_overrides_and_bad_files(tmp_path):
         study_path("nope")
 
 
+def test_exclude_drops_the_points_its_rules_match():
+    """A rule drops every point matching all its keys (a list: any of its labels), with
+    their stages when no other point uses them; the other points keep their stages (same
+    names); a misspelt axis or a malformed rule is refused; --set reaches exclude."""
+    full = _exp(train__vary={"head": ["softmax", "llr"], "seed": [1, 2, 3]})
+    rules = [{"head": "llr", "seed": [2, 3]}, {"head": "softmax", "sparsity": 0.8}]
+    cut = _exp(train__vary={"head": ["softmax", "llr"], "seed": [1, 2, 3]}, exclude=rules)
+    def dropped(p):
+        return (p.axes["head"] == "llr" and p.axes["seed"] in (2, 3)
+                or p.axes["head"] == "softmax" and p.axes["sparsity"] == 0.8)
+    kept = [p for p in full.points if not dropped(p)]
+    assert [p.axes for p in cut.points] == [p.axes for p in kept]
+    assert [[s.key for s in p.stages] for p in cut.points] == [
+        [s.key for s in p.stages] for p in kept]
+    assert [p.index for p in cut.points] == list(range(len(kept)))
+    assert len(cut.stages("train")) == 4  # softmax x 3 seeds, llr x seed 1
+    # a label the grid does not have (an axis narrowed by --set) drops nothing
+    same = _exp(exclude=[{"head": "llr-code"}])
+    assert [p.axes for p in same.points] == [p.axes for p in _exp().points]
+    # --set exclude=...
+    over = parse_experiment(copy.deepcopy(TINY), overrides=['exclude=[{head="llr"}]'])
+    assert {p.axes["head"] for p in over.points} == {"softmax"}
+    for bad, words in ((["head"], "list of tables"), ([{}], "empty rule"),
+                       ([{"haed": "llr"}], "haed: not an axis of this grid; valid: head"),
+                       ([{"head": {"x": 1}}], "label of the axis")):
+        with pytest.raises(ConfigError, match=words):
+            _exp(exclude=bad)
+
+
 def test_profile_and_pick_tables_are_checked():
     raw = copy.deepcopy(TINY)
     raw["profile"] = {"methods": ["refit"], "sparsities": [0.5]}

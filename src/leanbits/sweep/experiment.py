@@ -5,6 +5,10 @@ set at least one table: an empty one is refused rather than training the default
 
     name = "heads"                      # default run directory: runs/<name>
     description = "softmax vs LLR"      # free text
+    exclude = [                         # points left out of the grid (before any table):
+        { model = "lenet5", seed = [2] },  # each rule names axes and labels (a list: any
+    ]                                   #   of them); a point matching a whole rule is
+                                        #   dropped, e.g. fewer seeds of a costly net
 
     [data]                              # DataConfig values shared by every point
     dataset = "mnist"                   # mnist | fashion-mnist | synthetic (generated,
@@ -124,7 +128,7 @@ __all__ = [
 
 #: the tables an experiment file may set (``--set`` reaches them too)
 SECTIONS = ("data", "train", "profile", "compress", "prune", "bits", "pick")
-TOP_KEYS = ("name", "description", *SECTIONS, "quick")
+TOP_KEYS = ("name", "description", *SECTIONS, "exclude", "quick")
 
 
 # ----------------------------------------------------------------------------- loading
@@ -200,9 +204,11 @@ def _apply_override(settings: dict[str, Any], item: str, source: str) -> None:
         raise ConfigError(f"--set {item!r}: expected SECTION.KEY=VALUE, e.g. train.epochs=3")
     key, text = item.split("=", 1)
     parts = key.strip().split(".")
-    if len(parts) < 2 or parts[0] not in SECTIONS or not all(parts):
+    if parts != ["exclude"] and (len(parts) < 2 or parts[0] not in SECTIONS
+                                 or not all(parts)):
         raise ConfigError(f"--set {item!r}: the key must start with one of "
-                          f"{', '.join(SECTIONS)} and name a field, e.g. train.epochs")
+                          f"{', '.join(SECTIONS)} and name a field, e.g. train.epochs (or "
+                          "be exclude)")
     try:
         value = tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:

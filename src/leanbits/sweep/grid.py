@@ -408,6 +408,7 @@ def expand(settings: dict[str, Any], max_points: int | None = MAX_POINTS,
     if "train" not in combos:
         combos["train"] = _combos("train", {}, [], kinds.config_class("train"))
 
+    exclude = _exclusions(settings.get("exclude", []), axis_owner)
     follows = {kind: not _sets_seed(settings.get(kind)) for kind in STAGE_KINDS}
     points = []
     shared: dict[tuple[str, str], StageSpec] = {}
@@ -416,6 +417,12 @@ def expand(settings: dict[str, Any], max_points: int | None = MAX_POINTS,
     grid = [combos[k] for k in POINT_KINDS if k in combos]
     for (d, (data_labels, point_data)), *choice in itertools.product(enumerate(data_combos),
                                                                      *grid):
+        labels_of_point = dict(data_labels)
+        for labels, _cfg, _skip in choice:
+            labels_of_point.update(labels)
+        if any(all(labels_of_point.get(a) in allowed for a, allowed in rule.items())
+               for rule in exclude):
+            continue
         axes: dict[str, Any] = dict(data_labels)
         chain: list[StageSpec] = []
         parent = None
@@ -457,6 +464,37 @@ def expand(settings: dict[str, Any], max_points: int | None = MAX_POINTS,
     pick = _table_config("pick", settings["pick"]) if "pick" in settings else None
     return Experiment(name, description, settings, data, tuple(points), profiles, pick,
                       compressions)
+
+
+def _exclusions(raw: Any, axis_owner: dict[str, str]) -> list[dict[str, list[Any]]]:
+    """The ``exclude`` rules, checked: each a table of axis name -> a label or a list of
+    labels; a point whose labels match every key of a rule is not in the grid.
+
+    A label the grid does not have is allowed (``--set`` may have narrowed an axis the
+    file's rules name); an axis it does not have is an error (a misspelt rule would
+    silently keep every point).
+    """
+    where = "exclude"
+    if not isinstance(raw, list) or not all(isinstance(r, dict) for r in raw):
+        raise ConfigError(f"{where}: must be a list of tables, e.g. exclude = "
+                          '[{ model = "lenet5", seed = [4, 5] }]')
+    rules = []
+    for i, rule in enumerate(raw):
+        if not rule:
+            raise ConfigError(f"{where}[{i}]: an empty rule would drop every point; name "
+                              "at least one axis")
+        checked = {}
+        for axis, value in rule.items():
+            if axis not in axis_owner:
+                raise ConfigError(f"{where}[{i}].{axis}: not an axis of this grid; valid: "
+                                  f"{', '.join(axis_owner) or 'none (no [*.vary] axes)'}")
+            values = value if isinstance(value, list) else [value]
+            if not values or any(isinstance(v, dict | list) for v in values):
+                raise ConfigError(f"{where}[{i}].{axis}: give a label of the axis (its "
+                                  "value, or the name of a table value) or a list of them")
+            checked[axis] = [_label(v) for v in values]
+        rules.append(checked)
+    return rules
 
 
 def _table_config(kind: str, section: Any) -> Any:
