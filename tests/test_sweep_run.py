@@ -331,9 +331,11 @@ def test_cli_dry_run_counts_stages(tmp_path, monkeypatch, capsys):
     assert main(["study", "frontier", "--quick", "--dry-run", "--json", "--out",
                  str(tmp_path)]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert info["points"] == 36
-    assert {k: v["stages"] for k, v in info["stages"].items()} == {"train": 9, "prune": 9,
-                                                                    "bits": 36}
+    # 3 models x 3 heads, less lenet5's softmax and llr-code (the preset's exclude rules),
+    # x (dense, 0.8) x 2 bit widths
+    assert info["points"] == 7 * 2 * 2
+    assert {k: v["stages"] for k, v in info["stages"].items()} == {"train": 7, "prune": 7,
+                                                                    "bits": 28}
     assert not any(tmp_path.iterdir())
 
 
