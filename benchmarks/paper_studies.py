@@ -26,6 +26,8 @@ recomputed this time from their committed CSV; a study without one is "not measu
 the current protocol"). The claim-4 section also states the budget of every pruning
 method (:func:`leanbits.report.claims.baseline_budgets`), read from the run's
 ``experiment.toml`` (the committed one with ``--from-csv``), else from the shipped preset.
+Written from runs, each study also commits ``cost.json``: its stages and the seconds each
+took (``stage.json``), summed per kind; the README's "Compute" table reads them back.
 Every verdict's criterion is a constant in ``leanbits/report/claims/criteria.py`` fixed
 before the studies run; tables show mean ± std over seeds and 95 % CIs of differences
 paired by seed; every choice (cutoff, fewest bits at a level, most prunable) is made on validation.
@@ -42,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import platform
 import re
 import shlex
@@ -75,6 +78,7 @@ from leanbits.report.seeds import (  # noqa: E402
     records_of_run,
     write_csv,
 )
+from leanbits.snapshot.files import read_json  # noqa: E402
 from leanbits.stats import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED  # noqa: E402
 from leanbits.sweep.experiment import differences, load_experiment, study_path  # noqa: E402
 
@@ -91,6 +95,10 @@ STUDY_PRESETS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 #: the name of a run's effective experiment file, committed beside its results.csv
 EXPERIMENT = paths.experiment(Path()).name
+#: what a study's run cost (stage counts and seconds), committed beside its results.csv
+COST = "cost.json"
+#: stage kinds a study's results rows name, in run order
+COST_KINDS = ("train", "prune", "bits")
 #: differing settings a regenerate line names before "and N more"
 SHOWN_DIFFERENCES = 3
 NOT_MEASURED = "not measured under the current protocol"
@@ -199,8 +207,9 @@ def glance(results: dict[str, tuple[StudyResult, int] | None]) -> str:
                  "section"], rows))
 
 
-def readme(path: Path, new: dict[str, str], overview: str) -> str:
-    """docs/results/README.md: the verdicts at a glance (``overview``), the criteria, then
+def readme(path: Path, new: dict[str, str], overview: str, compute: str = "") -> str:
+    """docs/results/README.md: the verdicts at a glance (``overview``), what the studies
+    cost (``compute``, when known), the criteria, then
     one section per study in ``STUDIES`` order - the ones in ``new`` (``{title: body}``)
     as given, every other one as ``path`` has it (so ``--only`` keeps them)."""
     old = md_sections(path.read_text(encoding="utf-8")) if path.is_file() else {}
@@ -211,6 +220,7 @@ def readme(path: Path, new: dict[str, str], overview: str) -> str:
            "`--only` rewrites the named studies' sections and keeps the others. The report "
            "beside each study has the plots.", "",
            "## Verdicts at a glance", "", overview, "",
+           *(["## Compute", "", compute, ""] if compute else []),
            "## Verdict criteria (fixed before the runs)", "",
            "Each is decided by the 95 % confidence interval (Student t) of the difference "
            "between two arms paired by seed: supported when the whole interval lies beyond "
@@ -239,6 +249,68 @@ def measured(records: Sequence[SeedRecord],
     return fn(records), len({r.seed for r in records})
 
 
+def run_cost(run: Path) -> dict[str, dict[str, float]] | None:
+    """What a finished run's stages cost: ``{"stages": {kind: count}, "seconds": {kind:
+    sum}}`` over the distinct stages its rows use, each stage's wall time as its
+    ``stage.json`` records it (the stage alone; a stage reused from an earlier run counts
+    with the time it took then). None, said on stderr, when a stage's record is missing
+    (the sum would understate the cost)."""
+    doc = read_json(paths.results(run))
+    used: dict[str, set[str]] = {k: set() for k in COST_KINDS}
+    for row in doc.get("rows", []) if isinstance(doc, dict) else []:
+        for kind, rel in (row.get("stages") or {}).items():
+            if kind in used and isinstance(rel, str):
+                used[kind].add(rel)
+    seconds = {}
+    for kind, rels in used.items():
+        total = 0.0
+        for rel in sorted(rels):
+            marker = paths.stage_marker(paths.stages(run) / rel)
+            got = read_json(marker).get("seconds") if marker.is_file() else None
+            if not isinstance(got, int | float):
+                print(f"paper_studies: {run.name}: compute not counted - {marker} records "
+                      "no seconds", file=sys.stderr)
+                return None
+            total += got
+        seconds[kind] = round(total, 1)
+    return {"stages": {k: len(v) for k, v in used.items()}, "seconds": seconds}
+
+
+def read_cost(path: Path) -> dict[str, dict[str, float]] | None:
+    """A committed :data:`COST` file (None: there is none)."""
+    if not path.is_file():
+        return None
+    doc = read_json(path)
+    if not (isinstance(doc, dict) and isinstance(doc.get("stages"), dict)
+            and isinstance(doc.get("seconds"), dict)):
+        raise LeanbitsError(f"{path}: not a cost file (stages and seconds per kind)")
+    return doc
+
+
+def cost_table(costs: dict[str, dict[str, dict[str, float]] | None]) -> str:
+    """The compute of every study whose cost is known: stages and stage-hours per kind."""
+    rows = []
+    for name, cost in costs.items():
+        if cost is None:
+            continue
+        n, sec = cost["stages"], cost["seconds"]
+        total = sum(sec.values()) / 3600
+        rows.append([name, *(f"{n.get(k, 0):,} / {sec.get(k, 0) / 3600:.2f}"
+                             for k in COST_KINDS), f"{total:.2f}", f"{total / 2:.1f}"])
+    if not rows:
+        return ""
+    total = sum(float(r[-2]) for r in rows)
+    return ("Compute per study: each stage's wall time as its stage.json records it, summed "
+            "(stage-hours). A stage runs on one thread, and `--jobs 2` runs two at a time "
+            "on the 2 cores, so a study's wall time there is about half its stage-hours; "
+            "the runs shared the machine with other work at times, so these are upper "
+            "bounds. "
+            f"All studies: {total:.1f} stage-hours, about {total / 2:.1f} hours on 2 "
+            "cores.\n\n" + md_table(
+                ["study", *(f"{k} stages / hours" for k in COST_KINDS), "stage-hours",
+                 "hours at --jobs 2 (about)"], rows))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", type=Path, nargs="?",
@@ -259,10 +331,12 @@ def main() -> None:
         ap.error(f"--only {args.only}: unknown study; valid: {', '.join(STUDIES)}")
     sections: list[tuple[str, str, str]] = []  # (title, body for BENCHMARKS, for README)
     results: dict[str, tuple[StudyResult, int] | None] = {}
+    costs: dict[str, dict[str, dict[str, float]] | None] = {}
     for name, (title, fn) in STUDIES.items():
         csv_path = args.results / name / CSV_NAME
         committed = args.results / name / EXPERIMENT
         try:
+            costs[name] = read_cost(args.results / name / COST)  # a run read below replaces it
             if only and name not in only or args.from_csv:
                 if not csv_path.is_file():
                     results[name] = None
@@ -281,9 +355,15 @@ def main() -> None:
                 records = records_of_run(run)
                 experiment = paths.experiment(run)
                 experiment = experiment if experiment.is_file() else None
+                costs[name] = run_cost(run)
                 if args.write:
                     build_report(run, out_dir=args.results / name, study=name)
                     write_csv(csv_path, records)
+                    if costs[name] is None:  # a stale one would be another run's
+                        (args.results / name / COST).unlink(missing_ok=True)
+                    else:
+                        write_text_atomic(args.results / name / COST,
+                                          json.dumps(costs[name], indent=1) + "\n")
                     if experiment is None:  # a stale one would name another run
                         committed.unlink(missing_ok=True)
                     else:
@@ -302,14 +382,16 @@ def main() -> None:
               f"Machine: {platform.machine()}, 2 cores, torch {torch.__version__}  \n"
               f"Date: {dt.date.today().isoformat()}\n")
     overview = glance(results)
-    print(f"## Verdicts at a glance\n\n{overview}\n")
+    compute = cost_table(costs)
+    print(f"## Verdicts at a glance\n\n{overview}\n\n{compute}\n")
     if args.write and sections:
         for title, bench, _body in sections:
             if args.results.resolve() == RESULTS.resolve():  # BENCHMARKS.md: committed ones
                 update_section(ROOT / "BENCHMARKS.md", title, header + "\n" + bench)
         path = args.results / "README.md"
         write_text_atomic(path, readme(path, {title: header + "\n" + body
-                                              for title, _bench, body in sections}, overview))
+                                              for title, _bench, body in sections}, overview,
+                                       compute))
 
 
 if __name__ == "__main__":

@@ -79,6 +79,11 @@ def frontier_run(root: Path, nets=NETS, seeds=SEEDS) -> Path:
                     ).to_dict())
     root.mkdir(parents=True)
     (root / "results.json").write_text(json.dumps({"rows": rows}))
+    for seed in seeds:  # the train stages' records: what each took
+        for model, _size in nets:
+            stage = root / "stages" / "train" / f"{model}-{seed}"
+            stage.mkdir(parents=True)
+            (stage / "stage.json").write_text(json.dumps({"kind": "train", "seconds": 36.0}))
     return root
 
 
@@ -315,6 +320,12 @@ def test_paper_studies_commits_the_runs_experiment_and_reruns_exactly_it(tmp_pat
     assert line.startswith(f"Regenerate: `{rerun}` (the run's own experiment; ")
     assert ("leanbits study frontier --out runs/studies/frontier-mnist --jobs 2` differs: "
             "train.vary.model = lenet-300-100 (that command: lenet-300-100, lenet5))") in line
+    # what the run cost: its stages' recorded seconds, committed and shown
+    cost = json.loads((docs / "frontier-mnist" / "cost.json").read_text())
+    assert cost == {"stages": {"train": 6, "prune": 0, "bits": 0},
+                    "seconds": {"train": 216.0, "prune": 0.0, "bits": 0.0}}
+    assert "| frontier-mnist | 6 / 0.06 | 0 / 0.00 | 0 / 0.00 | 0.06 | 0.0 |" in (
+        docs / "README.md").read_text()
     dry = subprocess.run([sys.executable, "-m", "leanbits", *rerun.split()[1:], "--dry-run"],
                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert dry.returncode == 0, dry.stderr
@@ -332,6 +343,14 @@ def test_paper_studies_commits_the_runs_experiment_and_reruns_exactly_it(tmp_pat
                          "--write")
     assert out.returncode == 0, out.stderr
     assert sections((docs / "README.md").read_text())[title].splitlines()[-1] == again
+    assert "| frontier-mnist | 6 / 0.06 |" in (docs / "README.md").read_text()
+    # a stage without its record: the cost is not counted (and not kept from before)
+    (run / "stages" / "train" / "lenet5-1" / "stage.json").unlink()
+    out = _paper_studies(str(tmp_path / "runs"), "--only", "frontier-mnist", "--results",
+                         str(docs), "--write")
+    assert out.returncode == 0 and "compute not counted" in out.stderr
+    assert not (docs / "frontier-mnist" / "cost.json").exists()
+    assert "## Compute" not in (docs / "README.md").read_text()
 
 
 def test_report_of_several_directories_reads_them_as_one(tmp_path):
