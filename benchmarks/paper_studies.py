@@ -237,7 +237,9 @@ def section(name: str, result: StudyResult, seeds: int, budget: str,
             experiment: Path | None, links: str) -> str:
     """A study's section body; ``links``: the prefix of its files' links."""
     where = f"{links}{name}"
-    return (f"{budget}{result.verdict}\n\n{result.text}\n\nPer-seed results ({seeds} seeds): "
+    low = min((f.seeds for f in result.findings if f.seeds), default=seeds)
+    count = f"{low}-{seeds} seeds" if low < seeds else f"{seeds} seeds"
+    return (f"{budget}{result.verdict}\n\n{result.text}\n\nPer-seed results ({count}): "
             f"[{where}/{CSV_NAME}]({where}/{CSV_NAME}); report with plots: "
             f"[{where}/report.md]({where}/report.md)\n\n"
             f"{regenerate(name, experiment)}")
