@@ -440,3 +440,28 @@ def test_lines_named_group_and_arm_get_a_colour_per_arm_and_a_marker_per_group()
         assert len({style[f"{g} / {a}"][0] for g in ("full", "1k", "5k", "noise20")}) == 1
     for g in ("full", "1k", "5k", "noise20"):
         assert len({style[f"{g} / {a}"][1] for a in ("none", "l2", "group")}) == 1
+
+
+def test_frontier_lines_of_several_networks_get_a_colour_per_network():
+    """A head's fixed colour is kept while one network has that head; when two networks
+    share a head (llr / lenet5 and llr / lenet-300-100), each head / network gets its own
+    colour and each method its marker, so no two lines are drawn alike."""
+    def point(line: str, x: float) -> overseeds.ConfigPoint:
+        return overseeds.ConfigPoint(line, f"{x}", estimate([x]), estimate([2.0, 3.0]),
+                                     estimate([2.0, 3.0]), True)
+
+    def styles(names):
+        lines = overseeds.error_lines([point(n, x) for n in names for x in (1e4, 1e5)])
+        return {line.label: (line.color, line.marker) for line in lines}
+
+    one = styles(["llr / lenet5", "llr / lenet5 / refit", "softmax / lenet5 / refit"])
+    assert one["llr / lenet5 / refit"][0] == plots.HEAD_COLORS["llr"]
+    assert one["softmax / lenet5 / refit"][0] == plots.HEAD_COLORS["softmax"]
+    names = [f"{h} / {n}{m}" for h, n in (("softmax", "lenet-300-100"),
+                                         ("llr", "lenet-300-100"), ("llr", "lenet5"))
+             for m in ("", " / refit", " / finetune")]
+    got = styles(names)
+    assert len(set(got.values())) == len(names)
+    assert got["llr / lenet5 / refit"][0] != got["llr / lenet-300-100 / refit"][0]
+    assert got["llr / lenet5 / refit"][0] == got["llr / lenet5 / finetune"][0]
+    assert got["llr / lenet5 / refit"][1] == got["softmax / lenet-300-100 / refit"][1]

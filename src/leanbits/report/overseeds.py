@@ -125,11 +125,14 @@ def error_lines(points: Sequence[ConfigPoint]) -> list[plots.ErrorLine]:
     """The figure's lines: one per line name, test error mean ± std at mean x."""
     out = []
     by_line = group(points, lambda c: c.line)
-    # "group / arm" lines: one colour per arm, one marker per group
-    paired = plots.arm_group_indices(list(by_line))
+    # several networks with one head, which the head's colour would not tell apart: a
+    # colour per network; else "group / arm" lines: one colour per arm, one marker per group
+    shared = _shared_head_indices(list(by_line))
+    paired = shared or plots.arm_group_indices(list(by_line))
     for i, (line, members) in enumerate(by_line.items()):
-        head = next((h for h in plots.HEAD_COLORS if line.split(" / ")[-1] == h
-                     or f" {h} " in f" {line} ".replace("/", " ")), None)
+        head = None if shared else next(
+            (h for h in plots.HEAD_COLORS if line.split(" / ")[-1] == h
+             or f" {h} " in f" {line} ".replace("/", " ")), None)
         color_index, marker_index = paired[i] if paired else (i, i)
         out.append(plots.ErrorLine(
             line, [plots.ErrorPoint(c.x.mean, c.test_error.mean,
@@ -138,6 +141,29 @@ def error_lines(points: Sequence[ConfigPoint]) -> list[plots.ErrorLine]:
                    for c in members if not math.isnan(c.test_error.mean)],
             plots.color_for(head, color_index), plots.marker_for(marker_index)))
     return out
+
+
+def _shared_head_indices(names: Sequence[str]) -> list[tuple[int, int]] | None:
+    """Per line named ``head / network[ / method]`` (a frontier over several networks):
+    the index of its ``head / network`` and of its method, so each network gets one colour
+    and each method one marker - when a head's fixed colour would be shared by lines of
+    different networks (e.g. ``llr / lenet5`` and ``llr / lenet-300-100``). None when no
+    head colour is shared so, or a name has no network part.
+
+    Example:
+        >>> _shared_head_indices(["llr / a", "llr / a / refit", "llr / b / refit"])
+        [(0, 0), (0, 1), (1, 1)]
+        >>> _shared_head_indices(["llr / a", "softmax / a / refit"]) is None
+        True
+    """
+    parts = [name.split(" / ") for name in names]
+    if any(len(p) < 2 or p[0] not in plots.HEAD_COLORS for p in parts):
+        return None
+    nets = list(dict.fromkeys(" / ".join(p[:2]) for p in parts))
+    if len(nets) == len({n.split(" / ")[0] for n in nets}):  # one network per head
+        return None
+    rests = list(dict.fromkeys(" / ".join(p[2:]) for p in parts))
+    return [(nets.index(" / ".join(p[:2])), rests.index(" / ".join(p[2:]))) for p in parts]
 
 
 def frontier_figure(samples: Sequence[Sample], name: str, xlabel: str, title: str) -> Figure:
