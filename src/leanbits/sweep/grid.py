@@ -417,18 +417,16 @@ def expand(settings: dict[str, Any], max_points: int | None = MAX_POINTS,
     grid = [combos[k] for k in POINT_KINDS if k in combos]
     for (d, (data_labels, point_data)), *choice in itertools.product(enumerate(data_combos),
                                                                      *grid):
-        labels_of_point = dict(data_labels)
+        axes: dict[str, Any] = dict(data_labels)
         for labels, _cfg, _skip in choice:
-            labels_of_point.update(labels)
-        if any(all(labels_of_point.get(a) in allowed for a, allowed in rule.items())
+            axes.update(labels)
+        if any(all(axes.get(a) in allowed for a, allowed in rule.items())
                for rule in exclude):
             continue
-        axes: dict[str, Any] = dict(data_labels)
         chain: list[StageSpec] = []
         parent = None
-        for kind, (labels, cfg, skip) in zip([k for k in POINT_KINDS if k in combos], choice,
-                                            strict=True):
-            axes.update(labels)
+        for kind, (_labels, cfg, skip) in zip([k for k in POINT_KINDS if k in combos],
+                                             choice, strict=True):
             if skip:
                 continue
             # Hash each (config, input) pair once, not once per point that uses it; a
