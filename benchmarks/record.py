@@ -203,6 +203,45 @@ def _max_drop_text(runs: list[Path], settings: list[dict[str, Any]]) -> str:
     return "max_drop = " + ", ".join(f"{d} (`{r}`)" for r, d in zip(runs, drops, strict=True))
 
 
+#: the [compress] keys that say which recipe a run searched (beyond the quantizer grid),
+#: each with the method it belongs to (None: every recipe); a method's keys are named only
+#: when the recipe uses that method
+RECIPE_KEYS = {"methods": None, "budget": None, "vd_epochs": "sparse-vd",
+               "vd_warmup_epochs": "sparse-vd", "vd_finetune_epochs": "sparse-vd",
+               "gradual_epochs": "gradual", "finetune_epochs": "finetune"}
+
+
+def recipe_text(net_runs: dict[str, Path], settings: dict[Path, dict[str, Any]]) -> str:
+    """The recipe each net was compressed with (methods, epoch budget and the methods' epoch
+    settings from its run's ``[compress]`` table): one sentence when every net shares it,
+    else one clause per net, so that nets from runs of different recipes are never read
+    as one recipe.
+
+    Example:
+        >>> a, b = Path("a"), Path("b")
+        >>> recipe_text({"lenet5": a}, {a: {"methods": ["gradual"], "budget": 120,
+        ...                                 "vd_epochs": 100}})
+        'Recipe: methods gradual, budget 120.'
+        >>> recipe_text({"lenet-300-100": a, "lenet5": b},
+        ...             {a: {"methods": ["sparse-vd"]}, b: {"methods": ["gradual"]}})
+        'Recipes differ by net: LeNet-300-100 methods sparse-vd; LeNet-5-Caffe methods gradual.'
+    """
+    def one(cfg: dict[str, Any]) -> str:
+        parts = []
+        for key, method in RECIPE_KEYS.items():
+            if key in cfg and (method is None or method in cfg.get("methods", ())):
+                value = cfg[key]
+                text = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+                parts.append(f"{key} {text}")
+        return ", ".join(parts) or "the compress defaults"
+
+    texts = {net: one(settings[run]) for net, run in net_runs.items()}
+    if len(set(texts.values())) == 1:
+        return f"Recipe: {next(iter(texts.values()))}."
+    return "Recipes differ by net: " + "; ".join(
+        f"{NETS.get(net, net)} {text}" for net, text in texts.items()) + "."
+
+
 def summarize(per_net: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     """``summary.json``: one entry per net with seeds and mean / std of each figure."""
     summary = {}
@@ -235,7 +274,8 @@ def section(runs: list[Path], source: dict[str, Path],
         f"file within {_max_drop_text(runs, settings)} of the trained model's validation "
         "accuracy); test error is that of the decoded file, read once after the choice. "
         "Compression = 32 x dense parameters / file bits (everything counted); weights kept "
-        "= dense weights / stored nonzero weights. Mean +- sample std over seeds."
+        "= dense weights / stored nonzero weights. Mean +- sample std over seeds. "
+        + recipe_text(source, dict(zip(runs, settings, strict=True)))
         + "".join(f" {r.strip()}" for r in remarks or []),
         "",
         "| net | seeds | compression (total bits) | weights kept | test error % | "

@@ -135,8 +135,24 @@ def test_remarks_follow_the_command(mlp_run, capsys):
     assert bench.main([str(mlp_run), "--remark", "Made at commit abc.",
                        "--remark", "The machine was busy."]) == 0
     first = capsys.readouterr().out.splitlines()[0]
-    assert first.endswith("Mean +- sample std over seeds. Made at commit abc. The machine "
-                          "was busy.")
+    assert first.endswith("Mean +- sample std over seeds. Recipe: methods finetune, budget 8, "
+                          "finetune_epochs 1. Made at commit abc. The machine was busy.")
+
+
+def test_section_names_each_nets_recipe_when_the_runs_differ():
+    bench = _record_module()
+    a, b = Path("runs/record-vd"), Path("runs/record-lenet5")
+    vd = {"methods": ["sparse-vd", "gradual"], "budget": 320, "vd_epochs": 100,
+          "finetune_epochs": 2, "bits": [2, 3]}  # no finetune method: its epochs unnamed
+    old = {"methods": ["gradual", "finetune"], "budget": 120, "gradual_epochs": 8,
+           "vd_epochs": 100}
+    same = bench.recipe_text({"lenet-300-100": a, "lenet5": b}, {a: vd, b: dict(vd)})
+    assert same == "Recipe: methods sparse-vd, gradual, budget 320, vd_epochs 100."
+    differ = bench.recipe_text({"lenet-300-100": a, "lenet5": b}, {a: vd, b: old})
+    assert differ == ("Recipes differ by net: LeNet-300-100 methods sparse-vd, gradual, "
+                      "budget 320, vd_epochs 100; LeNet-5-Caffe methods gradual, finetune, "
+                      "budget 120, gradual_epochs 8.")
+    assert bench.recipe_text({"lenet5": b}, {b: {}}) == "Recipe: the compress defaults."
 
 
 def test_benchmark_refuses_a_directory_that_is_not_a_run(tmp_path, capsys):
