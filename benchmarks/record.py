@@ -14,11 +14,14 @@ quantization (ECSQ) is measured against plain k-means within the same search.
     python benchmarks/record.py runs/record --write
     python benchmarks/record.py runs/record-mlp runs/record-lenet5 --write   # a run per net
     python benchmarks/record.py runs/record-quick --summary OUT.json   # smoke check
+    python benchmarks/record.py runs/record-vd --against runs/record   # a new recipe, paired
 
 The nets are gathered from every run given (LeNet-5 costs hours, so it is often a run of
 its own); a net with finished stages in two runs is refused. Only the compress stages of
 each run's own ``experiment.toml`` are read (a shared stage directory may hold others).
-Without ``--write`` the section is printed.
+With ``--against RUN`` an earlier record run (say, of another recipe) is set beside
+this one, paired by seed: both recipes' files from the same trained snapshots. Without
+``--write`` the section is printed.
 """
 
 from __future__ import annotations
@@ -255,12 +258,59 @@ def summarize(per_net: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     return summary
 
 
+def paired_lines(per_net: dict[str, list[dict[str, Any]]], against: Path,
+                 other: dict[str, list[dict[str, Any]]], recipe: str) -> list[str]:
+    """This record against another run's (``against``, compressed by ``recipe``), paired
+    by seed: per net and seed both files' compression and test error, and per net the
+    mean and range of the compression ratio (this / other) over the seeds both have.
+
+    Nets or seeds that only one side has are left out and said so; with no seed in
+    common there is nothing to pair and no lines are returned.
+    """
+    recipe = recipe.rstrip(".")
+    lines = [f"Paired by seed against `{against}` ({recipe[:1].lower()}{recipe[1:]}): the "
+             "same trained "
+             "snapshots (same seeds), each side's file chosen on validation by its own "
+             "recipe.", "",
+             "| net | seed | compression | other | ratio | test error % | other |",
+             "|---|---|---|---|---|---|---|"]
+    notes, paired = [], 0
+    for net, rows in per_net.items():
+        theirs = {r["seed"]: r for r in other.get(net, [])}
+        ratios, errs = [], []
+        for r in rows:
+            o = theirs.get(r["seed"])
+            if o is None:
+                continue
+            ratio = r["compression"] / o["compression"]
+            ratios.append(ratio)
+            errs.append(r["test_error_pct"] - o["test_error_pct"])
+            lines.append(f"| {NETS.get(net, net)} | {r['seed']} | {r['compression']:.1f}x | "
+                         f"{o['compression']:.1f}x | {ratio:.2f} | "
+                         f"{r['test_error_pct']:.2f} | {o['test_error_pct']:.2f} |")
+        missing = sorted({r["seed"] for r in rows} ^ set(theirs))
+        if ratios:
+            paired += len(ratios)
+            notes.append(
+                f"- {NETS.get(net, net)}: compression ratio {statistics.fmean(ratios):.2f} on "
+                f"average over {len(ratios)} seeds (range {min(ratios):.2f}-{max(ratios):.2f}, "
+                f"higher in {sum(x > 1 for x in ratios)}); test error "
+                f"{statistics.fmean(errs):+.2f} points on average.")
+        if missing and (ratios or theirs):
+            which = (f"seed {missing[0]} is" if len(missing) == 1 else
+                     f"seeds {', '.join(map(str, missing))} are")
+            notes.append(f"- {NETS.get(net, net)}: {which} in one run only, not paired.")
+    return lines + [""] + notes if paired else []
+
+
 def section(runs: list[Path], source: dict[str, Path],
             per_net: dict[str, list[dict[str, Any]]], summary: dict[str, Any],
-            settings: list[dict[str, Any]], remarks: list[str] | None = None) -> str:
+            settings: list[dict[str, Any]], remarks: list[str] | None = None,
+            paired: list[str] | None = None) -> str:
     """The BENCHMARKS.md section of the runs (as given on the command line), with
-    ``source`` naming each net's run, ``settings`` each run's ``[compress]`` table and
-    ``remarks`` what the writer adds about how the runs were made."""
+    ``source`` naming each net's run, ``settings`` each run's ``[compress]`` table,
+    ``remarks`` what the writer adds about how the runs were made and ``paired`` the
+    lines of :func:`paired_lines` (for ``--against``)."""
     given = " ".join(str(r) for r in runs)
     if len(runs) == 1:
         origin = ""
@@ -312,6 +362,8 @@ def section(runs: list[Path], source: dict[str, Path],
                 f"{r['test_error_pct']:.2f} | {r['val_acc']:.4f} "
                 f"({r['required_val_acc']:.4f}) | {r['compress_epochs']:g}{spent} |")
     lines += ["", *quant_lines(per_net)]
+    if paired:
+        lines += ["", *paired]
     return "\n".join(lines)
 
 
@@ -368,24 +420,36 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--remark", action="append", default=[], metavar="TEXT",
                    help="a sentence about how the runs were made that the runs cannot tell "
                    "(the commit, the machine's load); repeatable, printed after the command")
+    p.add_argument("--against", type=Path, action="append", default=[], metavar="RUN",
+                   help="an earlier record run (another recipe) to compare with, paired by "
+                   "seed; repeatable, each net from the one run that holds it")
     p.add_argument("--summary", type=Path, default=None,
                    help="write summary.json here (default with --write: "
                    "docs/results/record/summary.json)")
     args = p.parse_args(argv)
-    for run in args.runs:
+    for run in [*args.runs, *args.against]:
         if not (run / "experiment.toml").is_file():
             print(f"record.py: {run} is not a run directory (no experiment.toml); run "
                   "`leanbits study record` first", file=sys.stderr)
             return 2
     try:
         per_net, source = gather(args.runs)
+        other, other_source = gather(args.against) if args.against else ({}, {})
     except LeanbitsError as err:
         print(f"record.py: {err}", file=sys.stderr)
         return 2
     summary = summarize(per_net)
-    settings = [load_experiment(run / "experiment.toml").settings.get("compress", {})
-                for run in args.runs]
-    body = section(args.runs, source, per_net, summary, settings, args.remark)
+
+    def compress_table(run: Path) -> dict[str, Any]:
+        return load_experiment(run / "experiment.toml").settings.get("compress", {})
+
+    settings = [compress_table(run) for run in args.runs]
+    paired = []
+    for run in args.against:
+        nets = {net: other[net] for net, src in other_source.items() if src == run}
+        recipe = recipe_text({net: run for net in nets}, {run: compress_table(run)})
+        paired += paired_lines(per_net, run, nets, recipe)
+    body = section(args.runs, source, per_net, summary, settings, args.remark, paired)
     target = args.summary or (ROOT / "docs/results/record/summary.json" if args.write
                               else None)
     if target is not None:

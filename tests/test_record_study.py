@@ -211,3 +211,36 @@ def test_reading_against_goals_and_anchors_is_mechanical():
     assert bench.reading("other", {"compression_mean": 2.0, "weights_kept_mean": 1.0,
                                    "test_error_pct_mean": 3.0}) == (
         "- other (seed means): compression 2.0x.")
+
+
+def test_paired_comparison_pairs_by_seed_and_names_the_unpaired():
+    bench = _record_module()
+
+    def row(seed, comp, err):
+        return {"seed": seed, "compression": comp, "test_error_pct": err}
+
+    mine = {"lenet-300-100": [row(1, 120.0, 1.7), row(2, 60.0, 1.8), row(5, 99.0, 1.6)],
+            "lenet5": [row(1, 200.0, 0.8)]}
+    theirs = {"lenet-300-100": [row(1, 60.0, 1.6), row(2, 60.0, 1.9), row(3, 10.0, 2.0)]}
+    text = "\n".join(bench.paired_lines(mine, Path("runs/old"), theirs,
+                                        "Recipe: methods gradual, budget 120."))
+    assert text.startswith("Paired by seed against `runs/old` (recipe: methods gradual, "
+                           "budget 120): ")
+    assert "| LeNet-300-100 | 1 | 120.0x | 60.0x | 2.00 | 1.70 | 1.60 |" in text
+    assert "| LeNet-300-100 | 2 | 60.0x | 60.0x | 1.00 | 1.80 | 1.90 |" in text
+    assert "| LeNet-300-100 | 5 " not in text and "LeNet-5-Caffe" not in text
+    assert ("- LeNet-300-100: compression ratio 1.50 on average over 2 seeds (range "
+            "1.00-2.00, higher in 1); test error +0.00 points on average.") in text
+    assert "- LeNet-300-100: seeds 3, 5 are in one run only, not paired." in text
+    # nothing in common: nothing to pair
+    assert bench.paired_lines({"lenet5": [row(1, 2.0, 1.0)]}, Path("x"), theirs, "R.") == []
+
+
+def test_against_a_run_adds_the_paired_table(mlp_run, tmp_path, capsys):
+    bench = _record_module()
+    assert bench.main([str(mlp_run), "--against", str(mlp_run)]) == 0
+    body = capsys.readouterr().out
+    assert f"Paired by seed against `{mlp_run}` (recipe: methods finetune, budget 8, " in body
+    assert "compression ratio 1.00 on average over 2 seeds (range 1.00-1.00, higher in 0)" in body
+    assert bench.main([str(mlp_run), "--against", str(tmp_path)]) == 2
+    assert "not a run directory" in capsys.readouterr().err
