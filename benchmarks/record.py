@@ -268,10 +268,9 @@ def paired_lines(per_net: dict[str, list[dict[str, Any]]], against: Path,
     common there is nothing to pair and no lines are returned.
     """
     recipe = recipe.rstrip(".")
-    lines = [f"Paired by seed against `{against}` ({recipe[:1].lower()}{recipe[1:]}): the "
-             "same trained "
-             "snapshots (same seeds), each side's file chosen on validation by its own "
-             "recipe.", "",
+    lines = [f"Paired by seed against `{against}` ({recipe[:1].lower()}{recipe[1:]}): for "
+             "each train seed both runs have, each side's file chosen on validation by its "
+             "own recipe.", "",
              "| net | seed | compression | other | ratio | test error % | other |",
              "|---|---|---|---|---|---|---|"]
     notes, paired = [], 0
@@ -306,12 +305,12 @@ def paired_lines(per_net: dict[str, list[dict[str, Any]]], against: Path,
 def section(runs: list[Path], source: dict[str, Path],
             per_net: dict[str, list[dict[str, Any]]], summary: dict[str, Any],
             settings: list[dict[str, Any]], remarks: list[str] | None = None,
-            paired: list[str] | None = None) -> str:
+            paired: list[str] | None = None, against: list[Path] | None = None) -> str:
     """The BENCHMARKS.md section of the runs (as given on the command line), with
     ``source`` naming each net's run, ``settings`` each run's ``[compress]`` table,
     ``remarks`` what the writer adds about how the runs were made and ``paired`` the
     lines of :func:`paired_lines` (for ``--against``)."""
-    given = " ".join(str(r) for r in runs)
+    given = " ".join([*map(str, runs), *(f"--against {r}" for r in against or [])])
     if len(runs) == 1:
         origin = ""
     else:
@@ -449,7 +448,8 @@ def main(argv: list[str] | None = None) -> int:
         nets = {net: other[net] for net, src in other_source.items() if src == run}
         recipe = recipe_text({net: run for net in nets}, {run: compress_table(run)})
         paired += paired_lines(per_net, run, nets, recipe)
-    body = section(args.runs, source, per_net, summary, settings, args.remark, paired)
+    body = section(args.runs, source, per_net, summary, settings, args.remark, paired,
+                   args.against)
     target = args.summary or (ROOT / "docs/results/record/summary.json" if args.write
                               else None)
     if target is not None:
