@@ -17,10 +17,10 @@ from leanbits.bits import evaluate_lbits, unpack
 from leanbits.compression import CompressConfig, check_target
 from leanbits.compression import run as compress_run
 from leanbits.compression import search as compress_search
-from leanbits.errors import ConfigError
+from leanbits.errors import ConfigError, PruneError
 from leanbits.heads import Head
 from leanbits.models import Plan, build
-from leanbits.prune import train_masked
+from leanbits.prune import train_masked, variational
 
 PLAN = Plan("mlp", (1, 8, 8), (), (24, 16), 10)
 HEAD = Head("softmax", 10)
@@ -194,3 +194,59 @@ def test_unknown_method_is_refused_before_work(trained):
     snap, splits = trained
     with pytest.raises(ConfigError, match="unknown pruning method"):
         _compress(snap, splits, config=dataclasses.replace(CFG, methods=("bogus",)))
+
+
+def test_vd_search_bisects_one_variational_training(trained, tmp_path, monkeypatch):
+    snap, splits = trained
+    cfg = dataclasses.replace(CFG, methods=("sparse-vd",), vd_epochs=2, vd_finetune_epochs=1,
+                              vd_warmup_epochs=1, budget=40, codebook_epochs=(0,))
+    trainings = []
+    real = compress_search.train_variational
+
+    def counting(*a, **kw):
+        trainings.append(1)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(compress_search, "train_variational", counting)
+    monkeypatch.setattr(variational, "train_variational", counting)  # what sparse_vd calls
+    once = _compress(snap, splits, config=cfg)
+    assert once.chosen.method == "sparse-vd" and {c.sparsity for c in once.candidates} == {0.0}
+    assert len(trainings) == 1
+
+    trainings.clear()
+    searched = dataclasses.replace(cfg, vd_search=True)
+    r = _compress(snap, splits, config=searched)
+    assert len(trainings) == 1  # one training, ranked to every level
+    levels = {c.sparsity for c in r.candidates}
+    assert len(levels) >= 3 and min(levels) >= cfg.search_lo
+    assert r.val_acc >= r.required_val_acc and r.chosen.sparsity in levels
+    # the training's epochs count once, each level's fine-tuning once
+    assert r.epochs == cfg.vd_epochs + len(levels) * cfg.vd_finetune_epochs
+    # interrupted after the training and two levels, a resumed search reads them back
+    # (the training is not run again) and makes the same choice with the same epochs
+    finished = []
+    real_finish = compress_search.finish_variational
+
+    def finishing(*a, **kw):
+        if len(finished) == 2:
+            raise KeyboardInterrupt
+        finished.append(1)
+        return real_finish(*a, **kw)
+
+    monkeypatch.setattr(compress_search, "finish_variational", finishing)
+    trainings.clear()
+    out = tmp_path / "vd.lbits"
+    with pytest.raises(KeyboardInterrupt):
+        _compress(snap, splits, config=searched, output=out)
+    assert len(trainings) == 1
+    monkeypatch.setattr(compress_search, "finish_variational", real_finish)
+    trainings.clear()
+    again = _compress(snap, splits, config=searched, output=out)
+    assert trainings == [] and again.chosen == r.chosen and again.data == r.data
+    assert again.epochs == r.epochs and again.reused >= 2
+    # the budget counts the training before the first level: one epoch short runs none
+    trainings.clear()
+    short = dataclasses.replace(searched, budget=cfg.vd_epochs + cfg.vd_finetune_epochs - 1)
+    with pytest.raises(PruneError, match="budget"):
+        _compress(snap, splits, config=short)
+    assert trainings == []

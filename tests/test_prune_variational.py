@@ -11,6 +11,7 @@ from torch import nn
 from leanbits.errors import PruneError
 from leanbits.loop import FitState
 from leanbits.models import Plan, build
+from leanbits.prune.magnitude import LayerEmptiedError
 from leanbits.prune.variational import (
     Conv2dSVD,
     LinearSVD,
@@ -20,6 +21,7 @@ from leanbits.prune.variational import (
     kl_weight,
     log_alpha,
     neg_kl,
+    rank_masks,
     to_variational,
     total_kl,
     variational_layers,
@@ -140,3 +142,40 @@ def test_warmup_and_kl_term():
         assert float(hook.extra_loss(state)) == pytest.approx(0.5 * float(total_kl(vd)) / 100)
     with pytest.raises(PruneError, match="variational"):
         SparseVD(build(LENET), n_train=10)
+
+
+def test_rank_masks_keep_the_lowest_log_alpha_over_all_layers():
+    torch.manual_seed(0)
+    model = build(LENET)
+    old = {"fc1.weight": torch.rand_like(model.fc1.weight) > 0.3}
+    vd = to_variational(model, old)
+    g = torch.Generator().manual_seed(2)
+    for _, layer in variational_layers(vd):
+        _set_log_alpha(layer, torch.empty_like(layer.weight).uniform_(-6, 6, generator=g))
+    layers = variational_layers(vd)
+    alive = torch.cat([m.prior_mask.flatten() for _, m in layers])
+    scores = torch.cat([m.log_alpha().detach().flatten() for _, m in layers])
+    for sparsity in (0.0, 0.5, 0.9):
+        masks = rank_masks(vd, sparsity)
+        flat = torch.cat([masks[f"{n}.weight"].flatten() for n, _ in layers])
+        assert int(flat.sum()) == round((1 - sparsity) * int(alive.sum()))
+        assert not bool((flat & ~alive).any())  # pruned before: never kept
+        # every kept weight is at most as noisy as every live weight left out
+        left_out = alive & ~flat
+        if bool(left_out.any()):
+            assert float(scores[flat].max()) <= float(scores[left_out].min())
+    # the ranked masks end as an ordinary model, like the threshold's
+    masks = rank_masks(vd, 0.5)
+    plain, got = from_variational(vd, masks)
+    for k, m in got.items():
+        assert torch.equal(m, masks[k])
+        assert torch.equal(plain.state_dict()[k], vd.state_dict()[k] * m)
+    with pytest.raises(PruneError, match="no mask given"):
+        from_variational(vd, {"conv1.weight": masks["conv1.weight"]})
+    for bad in (-0.1, 1.0):
+        with pytest.raises(PruneError, match="sparsity"):
+            rank_masks(vd, bad)
+    # a layer whose weights are all noisier than the rest empties first, and is refused
+    _set_log_alpha(vd.out, torch.full_like(vd.out.weight, 7.5))
+    with pytest.raises(LayerEmptiedError, match="out.weight"):
+        rank_masks(vd, 0.8)

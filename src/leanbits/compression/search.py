@@ -31,6 +31,12 @@ from leanbits.prune import PruneConfig, run_method
 from leanbits.prune.baselines import OWN_SPARSITY
 from leanbits.prune.magnitude import LayerEmptiedError
 from leanbits.prune.search import search_sparsity
+from leanbits.prune.variational import (
+    finish_variational,
+    new_variational,
+    rank_masks,
+    train_variational,
+)
 
 Loss = Callable[[Tensor, Tensor], Tensor]
 
@@ -110,6 +116,48 @@ class Search:
         self.budget_exhausted = False
         self.evaluated = self.reused = 0
         self.candidates: list[Candidate] = []
+        self.vd: nn.Module | None = None  # the trained variational model (vd_search)
+        self.vd_counted = False  # its training epochs are in self.epochs
+
+    def bisects(self, method: str) -> bool:
+        """Whether ``method``'s sparsity is bisected (a method that finds its own runs once,
+        but ``sparse-vd`` is bisected too under ``vd_search``)."""
+        return method not in OWN_SPARSITY or (method == "sparse-vd" and self.cfg.vd_search)
+
+    def variational(self) -> nn.Module:
+        """The trained variational model of ``vd_search``: trained once per search, kept in
+        the work directory so a resumed search does not train it again."""
+        if self.vd is not None:
+            return self.vd
+        key = cache_key(self.run_key, "variational")
+        record, tensors = self.work.read("variational", key), self.work.tensors(key)
+        vd = new_variational(self.model, self.prune_cfg, self.masks)
+        if record is not None and tensors is not None and tensors.is_file():
+            vd.load_state_dict(load_file(str(tensors)))  # a damaged file fails loudly here
+        else:
+            vd, _ = train_variational(self.model, self.train, self.loss, self.prune_cfg,
+                                      self.masks)
+            if tensors is not None:
+                with atomic_path(tensors) as tmp:
+                    save_file({k: v.detach().cpu().contiguous()
+                               for k, v in vd.state_dict().items()}, str(tmp))
+            self.work.write("variational", key, {"epochs": self.prune_cfg.vd_epochs})
+        self.vd = vd
+        return vd
+
+    def _run(self, method: str, sparsity: float):
+        """One method run at ``sparsity``, as :func:`run_method` returns it; under
+        ``vd_search`` a ``sparse-vd`` level is the shared variational training ranked to
+        ``sparsity`` and fine-tuned, its training's epochs counted with the first level."""
+        if not (method == "sparse-vd" and self.cfg.vd_search):
+            return run_method(self.model, method, sparsity, self.train, self.loss,
+                              self.prune_cfg, masks=self.masks)
+        vd = self.variational()
+        result = finish_variational(self.model, vd, self.train, self.loss, self.prune_cfg,
+                                    self.masks, keep=rank_masks(vd, sparsity))
+        if not self.vd_counted:
+            result.record["backprop_epochs"] += self.prune_cfg.vd_epochs
+        return result
 
     def _tick(self, cached: bool) -> None:
         if cached:
@@ -128,9 +176,12 @@ class Search:
         record = self.work.read("prune", key)
         tensors = self.work.tensors(key)
         result: tuple[nn.Module, dict[str, Tensor]] | None = None
+        vd_level = method == "sparse-vd" and self.cfg.vd_search
         if record is not None and (record.get("emptied") or (tensors and tensors.is_file())):
             self.epochs += float(record.get("epochs", 0.0))
             self.cost.setdefault(method, float(record.get("epochs", 0.0)))
+            if vd_level and not record.get("emptied"):
+                self.vd_counted = True
             if not record.get("emptied"):
                 stored = load_file(str(tensors))  # a damaged file fails loudly here
                 model = copy.deepcopy(self.model)
@@ -141,13 +192,15 @@ class Search:
             self._tick(cached=True)
         else:
             expected = self.cost.get(method, 0.0)
+            if vd_level:  # a level costs its fine-tuning, the training once
+                expected = (self.prune_cfg.vd_finetune_epochs
+                            + (0 if self.vd_counted else self.prune_cfg.vd_epochs))
             if self.epochs + expected > self.cfg.budget:
                 self.budget_exhausted = True
                 self.pruned[(method, sparsity)] = None
                 return None
             try:
-                run = run_method(self.model, method, sparsity, self.train, self.loss,
-                                 self.prune_cfg, masks=self.masks)
+                run = self._run(method, sparsity)
             except LayerEmptiedError:
                 self.write_prune(key, None, {"emptied": True, "epochs": 0.0})
                 self._tick(cached=False)
@@ -156,6 +209,7 @@ class Search:
             spent = float(run.record.get("backprop_epochs", 0.0))
             self.epochs += spent
             self.cost[method] = max(self.cost.get(method, 0.0), spent)
+            self.vd_counted = self.vd_counted or vd_level
             masks = {k: v.to(torch.bool) for k, v in run.masks.items()}
             result = (run.model, masks)
             self.write_prune(key, result, {"emptied": False, "epochs": spent})
@@ -239,7 +293,7 @@ def run_search(search: Search, grid: list[dict[str, Any]], required: float) -> C
     cfg = search.cfg
     gentle = grid[0]
     for method in cfg.methods:
-        if method in OWN_SPARSITY:  # it finds its own sparsity: one run, the whole grid
+        if not search.bisects(method):  # it finds its own sparsity: one run, the grid
             for settings in grid:
                 search.score(method, 0.0, settings)
             continue

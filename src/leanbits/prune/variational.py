@@ -35,6 +35,7 @@ from torch import Tensor, nn
 from leanbits.errors import PruneError
 from leanbits.loop import FitState, Hook, epoch_batches, fit, make_optimizer
 from leanbits.prune.baselines import MethodResult
+from leanbits.prune.magnitude import LayerEmptiedError
 from leanbits.prune.masks import (
     MaskHook,
     Masks,
@@ -200,8 +201,8 @@ def _variational_twin(m: nn.Module, threshold: float, clip: float, init_log_sigm
     return new
 
 
-def _plain_twin(m: _Variational) -> tuple[nn.Module, Tensor]:
-    keep = m.keep_mask().detach()
+def _plain_twin(m: _Variational, keep: Tensor | None = None) -> tuple[nn.Module, Tensor]:
+    keep = (m.keep_mask() if keep is None else keep.to(torch.bool) & m.prior_mask).detach()
     if isinstance(m, LinearSVD):
         new = nn.Linear(m.in_features, m.out_features, m.bias is not None,
                         device=m.weight.device, dtype=m.weight.dtype)
@@ -283,22 +284,83 @@ def to_variational(
     return out
 
 
-def from_variational(model: nn.Module) -> tuple[nn.Module, Masks]:
+def from_variational(model: nn.Module,
+                     keep: Mapping[str, Tensor] | None = None) -> tuple[nn.Module, Masks]:
     """Swap every variational layer back for an ordinary one with weight ``theta * mask``.
+
+    Args:
+        model: a model from :func:`to_variational` (not modified).
+        keep: the masks to end with, one per variational layer's weight (e.g. from
+            :func:`rank_masks`); None: the threshold's (``log alpha < threshold``).
 
     Returns:
         ``(plain model, masks)``: a new model (``model`` is not modified) with ordinary
         ``nn.Linear`` / ``nn.Conv2d`` layers, and a mask for every variational layer's
-        weight (True where ``log alpha < threshold`` and not pruned before).
+        weight (``keep``'s, or True where ``log alpha < threshold``; never a weight
+        pruned before).
     """
     out = copy.deepcopy(model)
     masks: Masks = {}
     for name, m in list(out.named_modules()):
         if isinstance(m, VARIATIONAL):
-            plain, keep = _plain_twin(m)
+            key = weight_key(name)
+            if keep is not None and key not in keep:
+                raise PruneError(f"no mask given for the variational layer {key}")
+            plain, keep_m = _plain_twin(m, None if keep is None else keep[key])
             out = _replace(out, name, plain)
-            masks[weight_key(name)] = keep
+            masks[key] = keep_m
     return out, masks
+
+
+def rank_masks(model: nn.Module, sparsity: float) -> Masks:
+    """Masks that keep the ``1 - sparsity`` fraction of the variational layers' weights
+    with the lowest ``log alpha`` (the least noisy), ranked over all layers at once.
+
+    This turns one variational training into any sparsity: the threshold gives one
+    level, the ranking every other. Weights pruned before training never come back (they
+    rank last), ties are broken by position, and the count kept is
+    ``round((1 - sparsity) * weights still in play)``.
+
+    Args:
+        model: a model from :func:`to_variational`, usually trained.
+        sparsity: fraction of the weights still in play to prune, in ``[0, 1)``.
+
+    Returns:
+        ``{"<layer>.weight": bool tensor}`` for every variational layer.
+
+    Raises:
+        PruneError: ``sparsity`` outside ``[0, 1)`` or no variational layer.
+        LayerEmptiedError: a layer would keep no weight (too sparse for this network).
+
+    Example:
+        >>> masks = rank_masks(vd, 0.97)  # doctest: +SKIP
+    """
+    if not 0.0 <= sparsity < 1.0:
+        raise PruneError(f"sparsity must be in [0, 1), got {sparsity}")
+    layers = variational_layers(model)
+    if not layers:
+        raise PruneError("the model has no variational layer (use to_variational first)")
+    with torch.no_grad():
+        scores = torch.cat([m.log_alpha().detach().flatten() for _, m in layers])
+        alive = torch.cat([m.prior_mask.flatten() for _, m in layers])
+        keep_n = round((1.0 - sparsity) * int(alive.sum()))
+        # pruned-before weights rank after every live one; a stable sort breaks ties by
+        # position, so the masks do not depend on the sort's implementation
+        scores = torch.where(alive, scores, torch.full_like(scores, math.inf))
+        order = torch.sort(scores, stable=True).indices
+        flat = torch.zeros_like(alive)
+        flat[order[:keep_n]] = True
+        flat &= alive
+    masks: Masks = {}
+    start = 0
+    for name, m in layers:
+        n = m.weight.numel()
+        key = weight_key(name)
+        masks[key] = flat[start:start + n].view_as(m.weight).clone()
+        start += n
+        if not bool(masks[key].any()):
+            raise LayerEmptiedError(f"sparsity {sparsity:g} leaves {key} without a weight")
+    return masks
 
 
 def total_kl(model: nn.Module) -> Tensor:
@@ -402,10 +464,38 @@ def sparse_vd(
         >>> r = sparse_vd(snap.model, (x, y), snap.head.loss, PruneConfig(vd_epochs=20))
         ... # doctest: +SKIP
     """
-    x, y = check_examples(data)
     t0 = time.perf_counter()
-    vd = to_variational(model, masks, threshold=cfg.vd_threshold, clip=cfg.vd_clip,
-                        init_log_sigma2=cfg.vd_init_log_sigma2, exclude=cfg.exclude)
+    vd, record = train_variational(model, data, loss, cfg, masks)
+    result = finish_variational(model, vd, data, loss, cfg, masks)
+    record.update(result.record)
+    record.update(backprop_epochs=cfg.vd_epochs + result.record["backprop_epochs"],
+                  wall_time_s=time.perf_counter() - t0)
+    return MethodResult(result.model, result.masks, record)
+
+
+def new_variational(model: nn.Module, cfg: PruneConfig,
+                    masks: Mapping[str, Tensor] | None = None) -> nn.Module:
+    """The untrained variational copy of ``model`` that :func:`train_variational` trains
+    (its shape, to load a stored training into)."""
+    return to_variational(model, masks, threshold=cfg.vd_threshold, clip=cfg.vd_clip,
+                          init_log_sigma2=cfg.vd_init_log_sigma2, exclude=cfg.exclude)
+
+
+def train_variational(
+    model: nn.Module,
+    data: tuple[Tensor, Tensor],
+    loss: Callable[[Tensor, Tensor], Tensor],
+    cfg: PruneConfig,
+    masks: Mapping[str, Tensor] | None = None,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """The variational training of :func:`sparse_vd`, without turning it into masks.
+
+    Returns:
+        ``(variational model, record)``: the trained copy of ``model`` and a record with
+        ``method``, ``kl`` (final) and the epochs' ``history``.
+    """
+    x, y = check_examples(data)
+    vd = new_variational(model, cfg, masks)
     per_epoch = math.ceil(x.shape[0] / cfg.batch_size)
     total = cfg.vd_epochs * per_epoch
     hook = SparseVD(vd, x.shape[0], round(cfg.vd_warmup_epochs * per_epoch))
@@ -415,19 +505,38 @@ def sparse_vd(
                  [hook], epochs=cfg.vd_epochs, scheduler=sched, seed=cfg.seed)
     with torch.no_grad():
         kl = float(total_kl(vd))
-    net, vd_masks = from_variational(vd)
+    return vd, {"method": "sparse-vd", "kl": kl, "history": result.history}
+
+
+def finish_variational(
+    model: nn.Module,
+    vd: nn.Module,
+    data: tuple[Tensor, Tensor],
+    loss: Callable[[Tensor, Tensor], Tensor],
+    cfg: PruneConfig,
+    masks: Mapping[str, Tensor] | None = None,
+    keep: Mapping[str, Tensor] | None = None,
+) -> MethodResult:
+    """A trained variational model ended as an ordinary pruned one: the weights ``keep``
+    (default: the threshold's; :func:`rank_masks` gives any sparsity) keep ``theta``, then
+    ``cfg.vd_finetune_epochs`` of masked fine-tuning (``vd`` is not modified).
+
+    Returns:
+        A :class:`MethodResult` whose record has ``backprop_epochs`` (the fine-tuning's
+        only) and ``finetune_history`` when it fine-tuned.
+    """
+    x, y = check_examples(data)
+    net, vd_masks = from_variational(vd, keep)
     new_masks = combine(model_masks(model, masks), vd_masks)
-    record: dict[str, Any] = {"method": "sparse-vd", "kl": kl, "history": result.history}
-    epochs = cfg.vd_epochs
+    record: dict[str, Any] = {}
     if cfg.vd_finetune_epochs:
         opt = make_optimizer(cfg.optimizer, net.parameters(), cfg.finetune_lr)
         tuned = fit(net, net.parameters(), epoch_batches((x, y), cfg.batch_size, cfg.seed), loss,
                     opt, [MaskHook(new_masks)], epochs=cfg.vd_finetune_epochs, seed=cfg.seed)
         record["finetune_history"] = tuned.history
-        epochs += cfg.vd_finetune_epochs
     apply_masks(net, new_masks)
     final = remove_dead_units_if_chain(net, new_masks) if cfg.remove_dead else new_masks
-    record.update(backprop_epochs=epochs, wall_time_s=time.perf_counter() - t0)
+    record["backprop_epochs"] = cfg.vd_finetune_epochs
     return MethodResult(net, final, record)
 
 
@@ -438,15 +547,19 @@ __all__ = [
     "Conv2dSVD",
     "LinearSVD",
     "SparseVD",
+    "finish_variational",
     "from_variational",
     "kept_fraction",
     "kl_approx",
     "kl_weight",
     "log_alpha",
     "neg_kl",
+    "new_variational",
+    "rank_masks",
     "sparse_vd",
     "threshold_mask",
     "to_variational",
     "total_kl",
+    "train_variational",
     "variational_layers",
 ]
