@@ -421,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
                    "(the commit, the machine's load); repeatable, printed after the command")
     p.add_argument("--against", type=Path, action="append", default=[], metavar="RUN",
                    help="an earlier record run (another recipe) to compare with, paired by "
-                   "seed; repeatable, each net from the one run that holds it")
+                   "seed; repeatable, one comparison per run")
     p.add_argument("--summary", type=Path, default=None,
                    help="write summary.json here (default with --write: "
                    "docs/results/record/summary.json)")
@@ -433,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     try:
         per_net, source = gather(args.runs)
-        other, other_source = gather(args.against) if args.against else ({}, {})
+        others = [gather([run])[0] for run in args.against]  # each its own comparison
     except LeanbitsError as err:
         print(f"record.py: {err}", file=sys.stderr)
         return 2
@@ -444,10 +444,9 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = [compress_table(run) for run in args.runs]
     paired = []
-    for run in args.against:
-        nets = {net: other[net] for net, src in other_source.items() if src == run}
+    for run, nets in zip(args.against, others, strict=True):
         recipe = recipe_text({net: run for net in nets}, {run: compress_table(run)})
-        paired += paired_lines(per_net, run, nets, recipe)
+        paired += ([""] if paired else []) + paired_lines(per_net, run, nets, recipe)
     body = section(args.runs, source, per_net, summary, settings, args.remark, paired,
                    args.against)
     target = args.summary or (ROOT / "docs/results/record/summary.json" if args.write

@@ -243,5 +243,10 @@ def test_against_a_run_adds_the_paired_table(mlp_run, tmp_path, capsys):
     assert f"`python benchmarks/record.py {mlp_run} --against {mlp_run} --write`" in body
     assert f"Paired by seed against `{mlp_run}` (recipe: methods finetune, budget 8, " in body
     assert "compression ratio 1.00 on average over 2 seeds (range 1.00-1.00, higher in 0)" in body
+    # two earlier runs: one comparison each, even when both hold the same net
+    again = shutil.copytree(mlp_run, tmp_path / "again")
+    assert bench.main([str(mlp_run), "--against", str(mlp_run), "--against", str(again)]) == 0
+    body = capsys.readouterr().out
+    assert body.count("Paired by seed against `") == 2 and f"against `{again}`" in body
     assert bench.main([str(mlp_run), "--against", str(tmp_path)]) == 2
     assert "not a run directory" in capsys.readouterr().err
