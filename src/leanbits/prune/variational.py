@@ -202,11 +202,7 @@ def _variational_twin(m: nn.Module, threshold: float, clip: float, init_log_sigm
 
 
 def _plain_twin(m: _Variational, keep: Tensor | None = None) -> tuple[nn.Module, Tensor]:
-    below = m.keep_mask().detach()  # log alpha under the threshold, not pruned before
-    keep = below if keep is None else (keep.to(torch.bool) & m.prior_mask).detach()
-    # a weight past the threshold was trained as noise: its theta carries no signal, so one
-    # that ``keep`` re-admits starts at zero (the model computes as the threshold's does)
-    value = keep & below
+    keep = (m.keep_mask() if keep is None else keep.to(torch.bool) & m.prior_mask).detach()
     if isinstance(m, LinearSVD):
         new = nn.Linear(m.in_features, m.out_features, m.bias is not None,
                         device=m.weight.device, dtype=m.weight.dtype)
@@ -215,7 +211,7 @@ def _plain_twin(m: _Variational, keep: Tensor | None = None) -> tuple[nn.Module,
                         m.dilation, m.groups, m.bias is not None, m.padding_mode,
                         device=m.weight.device, dtype=m.weight.dtype)
     with torch.no_grad():
-        new.weight.copy_(m.weight * value.to(m.weight.dtype))
+        new.weight.copy_(m.weight * keep.to(m.weight.dtype))
         if m.bias is not None:
             new.bias.copy_(m.bias)
     new.train(m.training)
@@ -301,10 +297,7 @@ def from_variational(model: nn.Module,
         ``(plain model, masks)``: a new model (``model`` is not modified) with ordinary
         ``nn.Linear`` / ``nn.Conv2d`` layers, and a mask for every variational layer's
         weight (``keep``'s, or True where ``log alpha < threshold``; never a weight
-        pruned before). A weight is ``theta`` where ``log alpha < threshold``; one that
-        ``keep`` keeps past the threshold starts at 0 (it was trained as noise), so the
-        plain model computes what the variational one does in eval mode and fine-tuning
-        grows the re-admitted weights from nothing.
+        pruned before).
     """
     out = copy.deepcopy(model)
     masks: Masks = {}
