@@ -119,10 +119,15 @@ class Search:
         self.vd: nn.Module | None = None  # the trained variational model (vd_search)
         self.vd_counted = False  # its training epochs are in self.epochs
 
+    def ranked_vd(self, method: str) -> bool:
+        """Whether ``method``'s levels are ranked from one shared variational training
+        (``sparse-vd`` under ``vd_search``)."""
+        return method == "sparse-vd" and self.cfg.vd_search
+
     def bisects(self, method: str) -> bool:
         """Whether ``method``'s sparsity is bisected (a method that finds its own runs once,
         but ``sparse-vd`` is bisected too under ``vd_search``)."""
-        return method not in OWN_SPARSITY or (method == "sparse-vd" and self.cfg.vd_search)
+        return method not in OWN_SPARSITY or self.ranked_vd(method)
 
     def variational(self) -> nn.Module:
         """The trained variational model of ``vd_search``: trained once per search, kept in
@@ -149,7 +154,7 @@ class Search:
         """One method run at ``sparsity``, as :func:`run_method` returns it; under
         ``vd_search`` a ``sparse-vd`` level is the shared variational training ranked to
         ``sparsity`` and fine-tuned, its training's epochs counted with the first level."""
-        if not (method == "sparse-vd" and self.cfg.vd_search):
+        if not self.ranked_vd(method):
             return run_method(self.model, method, sparsity, self.train, self.loss,
                               self.prune_cfg, masks=self.masks)
         vd = self.variational()
@@ -176,7 +181,7 @@ class Search:
         record = self.work.read("prune", key)
         tensors = self.work.tensors(key)
         result: tuple[nn.Module, dict[str, Tensor]] | None = None
-        vd_level = method == "sparse-vd" and self.cfg.vd_search
+        vd_level = self.ranked_vd(method)
         if record is not None and (record.get("emptied") or (tensors and tensors.is_file())):
             self.epochs += float(record.get("epochs", 0.0))
             self.cost.setdefault(method, float(record.get("epochs", 0.0)))
