@@ -214,11 +214,22 @@ def test_vd_search_bisects_one_variational_training(trained, tmp_path, monkeypat
     assert len(trainings) == 1
 
     trainings.clear()
-    searched = dataclasses.replace(cfg, vd_search=True)
+    searched = dataclasses.replace(cfg, vd_search=True, search_lo=0.0)
     r = _compress(snap, splits, config=searched)
     assert len(trainings) == 1  # one training, ranked to every level
     levels = {c.sparsity for c in r.candidates}
-    assert len(levels) >= 3 and min(levels) >= cfg.search_lo
+    assert len(levels) >= 3
+    # the bisection starts at the threshold's own level, which is plain sparse-vd's file
+    # (same training, same mask, same fine-tuning), and never goes below it
+    gentle = once.candidates[0].settings
+    floor = [c for c in r.candidates if c.sparsity == min(levels) and c.settings == gentle]
+    plain = [c for c in once.candidates if c.settings == gentle]
+    assert len(floor) == 1 and len(plain) == 1
+    assert (floor[0].total_bits, floor[0].val_acc, floor[0].nonzero) == (
+        plain[0].total_bits, plain[0].val_acc, plain[0].nonzero)
+    # a search_lo above the threshold's level is the floor instead
+    above = _compress(snap, splits, config=dataclasses.replace(searched, search_lo=0.6))
+    assert min(c.sparsity for c in above.candidates) == 0.6
     assert r.val_acc >= r.required_val_acc and r.chosen.sparsity in levels
     # the training's epochs count once, each level's fine-tuning once
     assert r.epochs == cfg.vd_epochs + len(levels) * cfg.vd_finetune_epochs

@@ -22,6 +22,7 @@ from leanbits.prune.variational import (
     log_alpha,
     neg_kl,
     rank_masks,
+    threshold_sparsity,
     to_variational,
     total_kl,
     variational_layers,
@@ -175,6 +176,14 @@ def test_rank_masks_keep_the_lowest_log_alpha_over_all_layers():
     for bad in (-0.1, 1.0):
         with pytest.raises(PruneError, match="sparsity"):
             rank_masks(vd, bad)
+    # the threshold's sparsity is the ranked level that keeps exactly the threshold's weights
+    level = threshold_sparsity(vd)
+    kept = sum(int(m.keep_mask().sum()) for _, m in layers)
+    assert level == pytest.approx(1 - kept / int(alive.sum()))
+    for n, m in layers:
+        assert torch.equal(rank_masks(vd, level)[f"{n}.weight"], m.keep_mask())
+    with pytest.raises(PruneError, match="variational"):
+        threshold_sparsity(build(LENET))
     # a layer whose weights are all noisier than the rest empties first, and is refused
     _set_log_alpha(vd.out, torch.full_like(vd.out.weight, 7.5))
     with pytest.raises(LayerEmptiedError, match="out.weight"):

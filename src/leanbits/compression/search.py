@@ -35,6 +35,7 @@ from leanbits.prune.variational import (
     finish_variational,
     new_variational,
     rank_masks,
+    threshold_sparsity,
     train_variational,
 )
 
@@ -149,6 +150,17 @@ class Search:
             self.work.write("variational", key, {"epochs": self.prune_cfg.vd_epochs})
         self.vd = vd
         return vd
+
+    def vd_floor(self) -> float | None:
+        """The lowest level ``vd_search`` bisects from: the threshold's own sparsity on the
+        ranked scale (below it, weights trained as noise would come back, and accuracy is
+        not monotone there). Trains the variational model if it is not cached; None, and
+        nothing run, when the budget cannot pay for the training and one level."""
+        p = self.prune_cfg
+        if self.epochs + p.vd_epochs + p.vd_finetune_epochs > self.cfg.budget:
+            self.budget_exhausted = True
+            return None
+        return threshold_sparsity(self.variational())
 
     def _run(self, method: str, sparsity: float):
         """One method run at ``sparsity``, as :func:`run_method` returns it; under
@@ -307,9 +319,15 @@ def run_search(search: Search, grid: list[dict[str, Any]], required: float) -> C
             cand = search.score(method, s, gentle)
             return -math.inf if cand is None else cand.val_acc
 
+        lo, hi = cfg.search_lo, cfg.search_hi
+        if search.ranked_vd(method):  # from the threshold's level up, never below it
+            floor = search.vd_floor()
+            if floor is None:
+                continue
+            lo = max(lo, floor)
+            hi = max(hi, lo)
         try:
-            result = search_sparsity(val_acc, required, lo=cfg.search_lo, hi=cfg.search_hi,
-                                     tol=cfg.search_tol)
+            result = search_sparsity(val_acc, required, lo=lo, hi=hi, tol=cfg.search_tol)
         except PruneError:
             continue  # even the lowest level misses: this method offers nothing
         passed = sorted({s for s, a in result.evaluations if a >= required}, reverse=True)

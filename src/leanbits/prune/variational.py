@@ -363,6 +363,30 @@ def rank_masks(model: nn.Module, sparsity: float) -> Masks:
     return masks
 
 
+def threshold_sparsity(model: nn.Module) -> float:
+    """Fraction of the weights still in play that the ``log alpha`` threshold prunes.
+
+    At this sparsity :func:`rank_masks` keeps exactly the threshold's weights, so it is the
+    threshold's own level on the ranked scale; ``compress --vd-search`` bisects from it
+    upward (below it, weights trained as noise would come back).
+
+    Raises:
+        PruneError: no variational layer, or no weight still in play.
+
+    Example:
+        >>> s = threshold_sparsity(vd)  # doctest: +SKIP
+    """
+    layers = variational_layers(model)
+    if not layers:
+        raise PruneError("the model has no variational layer (use to_variational first)")
+    with torch.no_grad():
+        alive = sum(int(m.prior_mask.sum()) for _, m in layers)
+        kept = sum(int(m.keep_mask().sum()) for _, m in layers)
+    if alive == 0:
+        raise PruneError("the variational layers have no weight left to prune")
+    return 1.0 - kept / alive
+
+
 def total_kl(model: nn.Module) -> Tensor:
     """Sum of the approximate KL over every variational layer of ``model``."""
     layers = variational_layers(model)
@@ -556,6 +580,7 @@ __all__ = [
     "neg_kl",
     "new_variational",
     "rank_masks",
+    "threshold_sparsity",
     "sparse_vd",
     "threshold_mask",
     "to_variational",

@@ -46,9 +46,10 @@ class CompressConfig(PruneConfig):
     budget: int = option(100, "backprop epochs at most for all method runs and codebook "
                          "fine-tuning together", minimum=0)
     vd_search: bool = option(False, "method sparse-vd: bisect its sparsity like the other "
-                             "methods (one variational training; each level keeps the "
-                             "weights of lowest log alpha and is fine-tuned for "
-                             "vd_finetune_epochs) instead of taking the threshold's")
+                             "methods, from the threshold's level up to search_hi (one "
+                             "variational training; each level keeps the weights of lowest "
+                             "log alpha and is fine-tuned for vd_finetune_epochs) instead of "
+                             "taking the threshold's level alone")
 
     def prune_config(self) -> PruneConfig:
         """The methods' shared settings as a :class:`~leanbits.prune.PruneConfig`.
