@@ -196,6 +196,51 @@ def test_unknown_method_is_refused_before_work(trained):
         _compress(snap, splits, config=dataclasses.replace(CFG, methods=("bogus",)))
 
 
+def test_a_search_killed_inside_the_variational_training_resumes_it(trained, tmp_path,
+                                                                       monkeypatch):
+    from leanbits.loop import Hook
+
+    snap, splits = trained
+    cfg = dataclasses.replace(CFG, methods=("sparse-vd",), vd_epochs=3, vd_finetune_epochs=1,
+                              vd_warmup_epochs=1, budget=40, codebook_epochs=(0,))
+    ref = _compress(snap, splits, config=cfg, output=tmp_path / "ref.lbits")
+    ran: list[int] = []
+    real_fit = variational.fit
+
+    class Watch(Hook):
+        def __init__(self, stop_at):
+            self.stop_at = stop_at
+
+        def after_epoch(self, state):
+            ran.append(state.epoch)
+            if state.epoch == self.stop_at:
+                raise KeyboardInterrupt
+
+    def watched(stop_at):
+        def run(*a, **kw):
+            if kw.get("checkpoint") is not None:  # the variational training
+                a = (*a[:5], [*a[5], Watch(stop_at)])
+            return real_fit(*a, **kw)
+        return run
+
+    checkpoints = []
+    real_checkpoint = compress_search.EpochCheckpoint
+    monkeypatch.setattr(compress_search, "EpochCheckpoint",
+                        lambda *a, **kw: checkpoints.append(real_checkpoint(*a, **kw))
+                        or checkpoints[-1])
+    out = tmp_path / "vd.lbits"
+    monkeypatch.setattr(variational, "fit", watched(3))
+    with pytest.raises(KeyboardInterrupt):
+        _compress(snap, splits, config=cfg, output=out)
+    assert ran == [1, 2, 3] and checkpoints[-1].path.is_file()
+    ran.clear()
+    monkeypatch.setattr(variational, "fit", watched(0))
+    again = _compress(snap, splits, config=cfg, output=out)
+    assert ran == [3]  # epochs 1 and 2 came from the checkpoint
+    assert again.chosen == ref.chosen and again.data == ref.data and again.epochs == ref.epochs
+    assert not checkpoints[-1].path.exists()  # the finished training replaced it
+
+
 def test_vd_search_bisects_one_variational_training(trained, tmp_path, monkeypatch):
     snap, splits = trained
     cfg = dataclasses.replace(CFG, methods=("sparse-vd",), vd_epochs=2, vd_finetune_epochs=1,

@@ -269,3 +269,107 @@ def test_schedules_follow_the_closed_forms_exactly(schedule):
         if sched is not None:
             sched.step()
     assert (sched is None) == (schedule == "none")
+
+
+class _Interrupt(Hook):
+    """Raises after epoch ``at``'s other hooks, as a kill between epochs would."""
+
+    def __init__(self, at: int) -> None:
+        self.at, self.epochs = at, []
+
+    def after_epoch(self, state: FitState):
+        self.epochs.append(state.epoch)
+        if state.epoch == self.at:
+            raise KeyboardInterrupt
+
+
+def _dropout_net(seed: int = 0) -> nn.Sequential:
+    torch.manual_seed(seed)  # dropout draws from the global RNG: the checkpoint keeps it
+    return nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Dropout(0.3), nn.Linear(8, 4))
+
+
+def _checkpointed_fit(model, hooks, checkpoint, optimizer="sgd", epochs=5):
+    x, y = data()
+    opt = make_optimizer(optimizer, model.parameters(), lr=0.05)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 1.0 / (1 + 0.1 * t))
+    return fit(model, model.parameters(), epoch_batches((x, y), 16, seed=4), F.cross_entropy,
+               opt, hooks, epochs=epochs, scheduler=sched, seed=7, checkpoint=checkpoint)
+
+
+def _same_history(a, b):
+    drop = ("epoch_time_s",)
+    return [{k: v for k, v in r.items() if k not in drop} for r in a] == [
+        {k: v for k, v in r.items() if k not in drop} for r in b]
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_an_interrupted_fit_resumes_from_its_checkpoint_bit_exactly(tmp_path, optimizer):
+    from leanbits.loop import EpochCheckpoint
+
+    whole = _dropout_net()
+    ref = _checkpointed_fit(whole, [], None, optimizer)
+    path = tmp_path / "fit.ckpt"
+    stopped = _dropout_net()
+    with pytest.raises(KeyboardInterrupt):
+        _checkpointed_fit(stopped, [_Interrupt(3)], EpochCheckpoint(path, "run"), optimizer)
+    assert path.is_file()  # epochs 1 and 2 saved; epoch 3 was lost with the interrupt
+    resumed = _dropout_net()  # a fresh process: the model as it was before training
+    seen = _Interrupt(0)
+    got = _checkpointed_fit(resumed, [seen], EpochCheckpoint(path, "run"), optimizer)
+    assert seen.epochs == [3, 4, 5]  # only the epochs not saved ran again
+    for p, q in zip(whole.parameters(), resumed.parameters(), strict=True):
+        assert torch.equal(p, q)
+    assert _same_history(got.history, ref.history) and got.steps == ref.steps
+    # finished: run again with the same checkpoint, nothing trains and nothing changes
+    again = _dropout_net()
+    seen = _Interrupt(0)
+    done = _checkpointed_fit(again, [seen], EpochCheckpoint(path, "run"), optimizer)
+    assert seen.epochs == [] and _same_history(done.history, ref.history)
+    for p, q in zip(whole.parameters(), again.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
+def test_a_foreign_or_damaged_checkpoint_is_not_resumed(tmp_path):
+    from leanbits.loop import EpochCheckpoint
+
+    path = tmp_path / "fit.ckpt"
+    with pytest.raises(KeyboardInterrupt):
+        _checkpointed_fit(_dropout_net(), [_Interrupt(2)], EpochCheckpoint(path, "run"))
+    ref = _dropout_net()
+    _checkpointed_fit(ref, [], None)
+    for damage in ("key", "truncated", "garbage", "shape"):
+        if damage == "key":
+            checkpoint = EpochCheckpoint(path, "another run")
+            model = _dropout_net()
+        elif damage == "shape":
+            checkpoint = EpochCheckpoint(path, "run")
+            torch.manual_seed(0)
+            model = nn.Sequential(nn.Linear(6, 9), nn.ReLU(), nn.Dropout(0.3), nn.Linear(9, 4))
+        else:
+            raw = path.read_bytes()
+            bad = tmp_path / f"{damage}.ckpt"
+            bad.write_bytes(raw[: len(raw) // 2] if damage == "truncated" else b"\x07" * 64)
+            checkpoint, model = EpochCheckpoint(bad, "run"), _dropout_net()
+        seen = _Interrupt(0)
+        _checkpointed_fit(model, [seen], checkpoint)
+        assert seen.epochs == [1, 2, 3, 4, 5], damage  # trained from the start
+        if damage != "shape":
+            for p, q in zip(ref.parameters(), model.parameters(), strict=True):
+                assert torch.equal(p, q)
+    with pytest.raises(ConfigError, match="interval"):
+        EpochCheckpoint(path, every=0)
+
+
+def test_a_checkpoint_of_a_stopped_fit_stays_stopped(tmp_path):
+    from leanbits.loop import EpochCheckpoint
+
+    class StopAt2(Hook):
+        def after_epoch(self, state):
+            state.stop = state.epoch == 2
+
+    path = tmp_path / "fit.ckpt"
+    first = _checkpointed_fit(_dropout_net(), [StopAt2()], EpochCheckpoint(path, "run"))
+    assert len(first.history) == 2
+    seen = _Interrupt(0)
+    again = _checkpointed_fit(_dropout_net(), [seen], EpochCheckpoint(path, "run"))
+    assert seen.epochs == [] and len(again.history) == 2

@@ -13,17 +13,23 @@ run after each epoch.
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from leanbits.errors import ConfigError, TrainingError
+from leanbits.fileio import atomic_path
 from leanbits.settings.train import OPTIMIZERS, SGD_MOMENTUM
 
 Batches = Callable[[int], Iterable[tuple[Tensor, Tensor]]]
@@ -103,6 +109,98 @@ class NonFiniteLoss(TrainingError):
         self.value, self.epoch, self.step = value, epoch, step
 
 
+class EpochCheckpoint:
+    """Where :func:`fit` keeps its state after every ``every``-th epoch, so that a long
+    training killed part-way resumes from its last saved epoch and ends bit-exactly as an
+    uninterrupted one would (on the same machine and thread count).
+
+    The file (safetensors, written atomically) holds the model's state dict, the
+    optimizer's and scheduler's states, the global torch RNG state, the epoch, the step
+    count, the history so far and ``key``. A file whose ``key`` differs, that cannot be
+    read, or that does not fit the model is ignored and training starts from epoch 1.
+    Batch orders of the skipped epochs are drawn again (and thrown away), so a seeded
+    :func:`epoch_batches` continues its order. State that a hook keeps by itself across
+    epochs (rather than reading it from the model, ``step`` or ``epoch``) is not saved:
+    use it with hooks that keep none, such as masks, penalties and the KL warm-up.
+
+    Args:
+        path: the checkpoint file.
+        key: what the training is (settings, data, start): a file made for another
+            training is not resumed.
+        every: save after every ``every``-th epoch and after the last.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], key: str = "", every: int = 1) -> None:
+        if every < 1:
+            raise ConfigError(f"checkpoint interval must be >= 1 epoch, got {every}")
+        self.path, self.key, self.every = Path(path), str(key), int(every)
+
+    def save(self, state: FitState, scheduler: Any, history: list[dict[str, Any]]) -> None:
+        tensors = {f"model/{k}": v.detach().cpu().contiguous()
+                   for k, v in state.model.state_dict().items()}
+        opt = state.optimizer.state_dict()
+        meta_state: dict[str, dict[str, Any]] = {}
+        for idx, entry in opt["state"].items():
+            for name, value in entry.items():
+                if isinstance(value, Tensor):
+                    tensors[f"optim/{idx}/{name}"] = value.detach().cpu().contiguous()
+                else:
+                    meta_state.setdefault(str(idx), {})[name] = value
+        tensors["rng/torch"] = torch.get_rng_state()
+        meta = {
+            "key": self.key, "epoch": state.epoch, "step": state.step, "stop": state.stop,
+            "history": history, "param_groups": opt["param_groups"],
+            "optim_scalars": meta_state,
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        }
+        try:
+            text = json.dumps(meta)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"this training's state cannot be checkpointed: {exc}") from None
+        with atomic_path(self.path) as tmp:
+            save_file(tensors, str(tmp), metadata={"leanbits_fit": text})
+
+    def load(self, state: FitState, scheduler: Any) -> tuple[int, int, list[dict[str, Any]],
+                                                             Tensor, bool] | None:
+        """Restore model, optimizer and scheduler from the file; ``(epoch, step, history,
+        rng state, stopped by a hook)``, or None (nothing restored) when there is no usable
+        checkpoint."""
+        if not self.path.is_file():
+            return None
+        try:
+            with safe_open(str(self.path), framework="pt") as f:
+                meta = json.loads((f.metadata() or {}).get("leanbits_fit", "null"))
+            if not isinstance(meta, dict) or meta.get("key") != self.key:
+                return None
+            tensors = load_file(str(self.path))
+            model_state = {k[6:]: v for k, v in tensors.items() if k.startswith("model/")}
+            own = state.model.state_dict()
+            if set(model_state) != set(own) or any(
+                    model_state[k].shape != own[k].shape for k in own):
+                return None
+            opt_state: dict[int, dict[str, Any]] = {}
+            for name, value in tensors.items():
+                if name.startswith("optim/"):
+                    _, idx, field_name = name.split("/", 2)
+                    opt_state.setdefault(int(idx), {})[field_name] = value
+            for idx, scalars in meta["optim_scalars"].items():
+                opt_state.setdefault(int(idx), {}).update(scalars)
+            epoch, step = int(meta["epoch"]), int(meta["step"])
+            history = list(meta["history"])
+            rng = tensors["rng/torch"]
+            if not 0 < epoch <= state.epochs or step < 0 or len(history) != epoch:
+                return None
+            with torch.no_grad():
+                state.model.load_state_dict(model_state)
+            state.optimizer.load_state_dict({"state": opt_state,
+                                             "param_groups": meta["param_groups"]})
+            if scheduler is not None and meta["scheduler"] is not None:
+                scheduler.load_state_dict(meta["scheduler"])
+        except (OSError, SafetensorError, ValueError, KeyError, TypeError, RuntimeError):
+            return None  # damaged or foreign: train from the start
+        return epoch, step, history, rng, bool(meta.get("stop", False))
+
+
 def _overrides(hooks: Sequence[Hook], name: str) -> list[Callable[..., Any]]:
     """Bound ``name`` methods of the hooks that override :class:`Hook`'s no-op."""
     base = getattr(Hook, name)
@@ -120,6 +218,7 @@ def fit(
     epochs: int,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     seed: int | None = None,
+    checkpoint: EpochCheckpoint | None = None,
 ) -> FitResult:
     """Train ``params`` of ``model`` in place: the one training loop of leanbits.
 
@@ -147,6 +246,9 @@ def fit(
         seed: when given, training runs in a forked global RNG seeded with it (the
             caller's random state is left as it was); when None the global RNG is used
             as it is.
+        checkpoint: save the training's state after epochs, and resume from a saved one
+            (:class:`EpochCheckpoint`): an interrupted fit given the same checkpoint
+            continues where it stopped, and its history holds every epoch.
 
     Returns:
         A :class:`FitResult`.
@@ -182,9 +284,19 @@ def fit(
                 torch.manual_seed(seed)
             for p, _ in flags:
                 p.requires_grad_(id(p) in train_ids)
+            start, last = 0, epochs
+            saved = checkpoint.load(state, scheduler) if checkpoint is not None else None
+            if saved is not None:
+                start, state.step, history, rng, stopped = saved
+                state.epoch = start
+                if stopped:  # a hook had ended the training there
+                    last = start
+                for skipped in range(1, start + 1):  # draw the skipped epochs' orders
+                    next(iter(batches(skipped)), None)
+                torch.set_rng_state(rng)
             for h in _overrides(hooks, "on_start"):
                 h(state)
-            for epoch in range(1, epochs + 1):
+            for epoch in range(start + 1, last + 1):
                 state.epoch = epoch
                 model.train()
                 t0 = time.perf_counter()
@@ -228,6 +340,9 @@ def fit(
                     if more:
                         state.record.update(more)
                 history.append(state.record)
+                if checkpoint is not None and (epoch % checkpoint.every == 0
+                                               or epoch == epochs or state.stop):
+                    checkpoint.save(state, scheduler, history)
                 if state.stop:
                     break
     finally:
@@ -306,6 +421,7 @@ def make_optimizer(name: str, params: Iterable[nn.Parameter], lr: float,
 __all__ = [
     "OPTIMIZERS",
     "SGD_MOMENTUM",
+    "EpochCheckpoint",
     "FitResult",
     "FitState",
     "Hook",

@@ -25,6 +25,7 @@ from leanbits.compression.recipe import ENCODE_KEYS, CompressConfig
 from leanbits.errors import ConfigError, PruneError
 from leanbits.fileio import atomic_path
 from leanbits.heads import Head
+from leanbits.loop import EpochCheckpoint
 from leanbits.models import Plan
 from leanbits.models.layers import weight_layers
 from leanbits.prune import PruneConfig, run_method
@@ -141,13 +142,19 @@ class Search:
         if record is not None and tensors is not None and tensors.is_file():
             vd.load_state_dict(load_file(str(tensors)))  # a damaged file fails loudly here
         else:
+            # the training saves itself after every epoch: an interrupted search resumes it
+            epochs_key = cache_key(self.run_key, "variational-epochs")
+            partial = self.work.tensors(epochs_key)
+            checkpoint = EpochCheckpoint(partial, epochs_key) if partial is not None else None
             vd, _ = train_variational(self.model, self.train, self.loss, self.prune_cfg,
-                                      self.masks)
+                                      self.masks, checkpoint=checkpoint)
             if tensors is not None:
                 with atomic_path(tensors) as tmp:
                     save_file({k: v.detach().cpu().contiguous()
                                for k, v in vd.state_dict().items()}, str(tmp))
             self.work.write("variational", key, {"epochs": self.prune_cfg.vd_epochs})
+            if partial is not None:
+                partial.unlink(missing_ok=True)  # the finished training replaces it
         self.vd = vd
         return vd
 
@@ -166,12 +173,14 @@ class Search:
         """One method run at ``sparsity``, as :func:`run_method` returns it; under
         ``vd_search`` a ``sparse-vd`` level is the shared variational training ranked to
         ``sparsity`` and fine-tuned, its training's epochs counted with the first level."""
-        if not self.ranked_vd(method):
+        if method != "sparse-vd":
             return run_method(self.model, method, sparsity, self.train, self.loss,
                               self.prune_cfg, masks=self.masks)
+        # sparse VD's training is cached and checkpointed whether it is ranked or not
         vd = self.variational()
+        keep = rank_masks(vd, sparsity) if self.ranked_vd(method) else None
         result = finish_variational(self.model, vd, self.train, self.loss, self.prune_cfg,
-                                    self.masks, keep=rank_masks(vd, sparsity))
+                                    self.masks, keep=keep)
         if not self.vd_counted:
             result.record["backprop_epochs"] += self.prune_cfg.vd_epochs
         return result

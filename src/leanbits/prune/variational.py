@@ -33,7 +33,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from leanbits.errors import PruneError
-from leanbits.loop import FitState, Hook, epoch_batches, fit, make_optimizer
+from leanbits.loop import (
+    EpochCheckpoint,
+    FitState,
+    Hook,
+    epoch_batches,
+    fit,
+    make_optimizer,
+)
 from leanbits.prune.baselines import MethodResult
 from leanbits.prune.magnitude import LayerEmptiedError
 from leanbits.prune.masks import (
@@ -511,8 +518,12 @@ def train_variational(
     loss: Callable[[Tensor, Tensor], Tensor],
     cfg: PruneConfig,
     masks: Mapping[str, Tensor] | None = None,
+    checkpoint: EpochCheckpoint | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """The variational training of :func:`sparse_vd`, without turning it into masks.
+
+    ``checkpoint`` saves it after epochs and resumes it from there: it is the long part of
+    sparse VD, and an interrupted one need not start again.
 
     Returns:
         ``(variational model, record)``: the trained copy of ``model`` and a record with
@@ -526,7 +537,8 @@ def train_variational(
     opt = torch.optim.Adam(vd.parameters(), lr=cfg.vd_lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: max(0.0, 1.0 - t / max(total, 1)))
     result = fit(vd, vd.parameters(), epoch_batches((x, y), cfg.batch_size, cfg.seed), loss, opt,
-                 [hook], epochs=cfg.vd_epochs, scheduler=sched, seed=cfg.seed)
+                 [hook], epochs=cfg.vd_epochs, scheduler=sched, seed=cfg.seed,
+                 checkpoint=checkpoint)
     with torch.no_grad():
         kl = float(total_kl(vd))
     return vd, {"method": "sparse-vd", "kl": kl, "history": result.history}
