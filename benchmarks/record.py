@@ -258,6 +258,27 @@ def summarize(per_net: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     return summary
 
 
+#: When a recipe change replaces the record preset's recipe, judged paired by seed against
+#: the preset's run on the same snapshots (written before the runs it judges): at least 3
+#: seeds in common, the mean compression ratio (new / old) at least ADOPT_RATIO, higher on
+#: more than half of the seeds, and the mean test error at most ADOPT_ERROR points worse.
+ADOPT_RATIO, ADOPT_ERROR, ADOPT_SEEDS = 1.10, 0.10, 3
+
+
+def adopt(ratios: list[float], error_changes: list[float]) -> bool:
+    """The adoption rule above, on the paired ratios and test error changes of one net.
+
+    Example:
+        >>> adopt([1.2, 1.3, 0.9], [0.0, 0.05, -0.1]), adopt([1.2, 1.3], [0.0, 0.0])
+        (True, False)
+    """
+    if len(ratios) < ADOPT_SEEDS or len(ratios) != len(error_changes):
+        return False
+    return (statistics.fmean(ratios) >= ADOPT_RATIO
+            and sum(r > 1 for r in ratios) > len(ratios) / 2
+            and statistics.fmean(error_changes) <= ADOPT_ERROR)
+
+
 def paired_lines(per_net: dict[str, list[dict[str, Any]]], against: Path,
                  other: dict[str, list[dict[str, Any]]], recipe: str) -> list[str]:
     """This record against another run's (``against``, compressed by ``recipe``), paired
@@ -294,7 +315,10 @@ def paired_lines(per_net: dict[str, list[dict[str, Any]]], against: Path,
                 f"- {NETS.get(net, net)}: compression ratio {statistics.fmean(ratios):.2f} on "
                 f"average over {len(ratios)} seeds (range {min(ratios):.2f}-{max(ratios):.2f}, "
                 f"higher in {sum(x > 1 for x in ratios)}); test error "
-                f"{statistics.fmean(errs):+.2f} points on average.")
+                f"{statistics.fmean(errs):+.2f} points on average. Adoption rule (mean "
+                f"ratio >= {ADOPT_RATIO:.2f}, higher on most seeds, test error at most "
+                f"{ADOPT_ERROR:+.2f} points, >= {ADOPT_SEEDS} seeds): "
+                f"{'met' if adopt(ratios, errs) else 'not met'}.")
         if missing and (ratios or theirs):
             which = (f"seed {missing[0]} is" if len(missing) == 1 else
                      f"seeds {', '.join(map(str, missing))} are")

@@ -230,8 +230,16 @@ def test_paired_comparison_pairs_by_seed_and_names_the_unpaired():
     assert "| LeNet-300-100 | 2 | 60.0x | 60.0x | 1.00 | 1.80 | 1.90 |" in text
     assert "| LeNet-300-100 | 5 " not in text and "LeNet-5-Caffe" not in text
     assert ("- LeNet-300-100: compression ratio 1.50 on average over 2 seeds (range "
-            "1.00-2.00, higher in 1); test error +0.00 points on average.") in text
+            "1.00-2.00, higher in 1); test error +0.00 points on average. Adoption rule "
+            "(mean ratio >= 1.10, higher on most seeds, test error at most +0.10 points, "
+            ">= 3 seeds): not met.") in text
     assert "- LeNet-300-100: seeds 3, 5 are in one run only, not paired." in text
+    # the adoption rule, one condition at a time
+    assert bench.adopt([1.3, 1.1, 0.95], [0.1, 0.0, 0.1])
+    assert not bench.adopt([1.2, 1.1], [0.0, 0.0])  # too few seeds
+    assert not bench.adopt([1.05, 1.1, 1.1], [0.0, 0.0, 0.0])  # mean ratio under 1.10
+    assert not bench.adopt([2.0, 0.9, 0.9], [0.0, 0.0, 0.0])  # higher on one seed of 3
+    assert not bench.adopt([1.2, 1.2, 1.2], [0.2, 0.1, 0.1])  # test error +0.13 points
     # nothing in common: nothing to pair
     assert bench.paired_lines({"lenet5": [row(1, 2.0, 1.0)]}, Path("x"), theirs, "R.") == []
 
