@@ -71,7 +71,7 @@ def test_version_1_files_still_read(case):
     family = CASES[case][0]
     now = encode(model, plan, HEADS[family], **settings)
     old = decode(V1_FILES[case])
-    assert VERSION == 2 and now.data[4] == 2 and V1_FILES[case][4] == 1
+    assert VERSION == 3 and now.data[4] == 2 and V1_FILES[case][4] == 1
     assert list(old.state) == list(now.state)
     assert all(torch.equal(old.state[k], now.state[k]) for k in now.state)
     assert all(torch.equal(old.masks[k], now.masks[k]) for k in now.masks)

@@ -189,12 +189,19 @@ def test_remove_dead_units_in_place_keeps_the_function():
     model = seeded(CONV)
     masks = engineered_masks(model, CONV)
     x = torch.randn(8, *CONV.in_shape)
+    dead = analyse(model, masks).dead
+    assert sum(int(d.sum()) for d in dead.values()) > 0
     with torch.no_grad():
         want = masked_copy(model, masks)(x)
         new = remove_dead_units(model, masks)
         assert torch.allclose(model(x), want, atol=1e-5, rtol=0)
     for k, m in new.items():
         assert not bool((m & ~masks[k]).any())  # only shrinks
+    # nothing reads a dead unit, so its bias is zero (a sparse non-weight in a file)
+    layers = dict(model.named_children())
+    for name, d in dead.items():
+        if bool(d.any()):
+            assert bool((layers[name].bias[d] == 0).all()), name
 
 
 def test_generic_sequential_with_batchnorm():

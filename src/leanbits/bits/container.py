@@ -43,6 +43,7 @@ from leanbits.bits.records import (
     MAX_TENSORS,
     TAG_FLOAT,
     TAG_INT,
+    TAG_SPARSE,
     TAG_WEIGHT,
     VALUE_CODES,
     Budget,
@@ -67,10 +68,14 @@ from leanbits.models.layers import weight_layers
 from leanbits.settings.bits import DTYPES, INDEX_CHOICES, QUANT_CODES
 
 MAGIC = b"LBIT"
-#: the version written; version 1 (a 1-bit quantizer field, no row counts in coded
-#: positions, no int8 non-weights) is still read
-VERSION = 2
-READABLE_VERSIONS = (1, 2)
+#: the newest version written: 3 adds sparse non-weights (:data:`TAG_SPARSE`). A file
+#: without one is written as version 2, which leanbits has read since int8 non-weights,
+#: so older readers still read it; version 1 (a 1-bit quantizer field, no row counts in
+#: coded positions, no int8 non-weights) is still read
+VERSION = 3
+#: the version of a file with no sparse non-weight
+PLAIN_VERSION = 2
+READABLE_VERSIONS = (1, 2, 3)
 #: magic + version + CRC32, the byte-aligned frame around the body
 FRAME_BITS = 8 * (len(MAGIC) + 1 + 4)
 
@@ -196,6 +201,7 @@ def encode(
     out_masks: dict[str, Tensor] = {}
     layers: dict[str, dict[str, Any]] = {}
     rows_left = MAX_CODED_ROWS
+    sparse_nonweights = False
     for name, tensor in state.items():
         layer = _layer_of(name)
         info = layers.setdefault(layer, {"params": 0})
@@ -228,11 +234,13 @@ def encode(
             )
             info["params"] += tensor.numel()
         else:
-            out_state[name] = encode_nonweight(w, tensor, nonweight_dtype, layer)
+            out_state[name], tag = encode_nonweight(w, tensor, nonweight_dtype, layer)
+            sparse_nonweights = sparse_nonweights or tag == TAG_SPARSE
             if tensor.is_floating_point():
                 info["params"] += tensor.numel()
 
-    body = MAGIC + bytes([VERSION]) + w.to_bytes()
+    version = VERSION if sparse_nonweights else PLAIN_VERSION
+    body = MAGIC + bytes([version]) + w.to_bytes()
     data = body + zlib.crc32(body).to_bytes(4, "big")
     settings = {
         "bits": bits, "quant": quant, "index": index, "values": values,
@@ -360,9 +368,9 @@ def _decode(data: bytes, where: str) -> Unpacked:
             masks[name] = mask
             info.update(winfo)
             info["params"] += numel
-        elif tag in (TAG_FLOAT, TAG_INT):
+        elif tag in (TAG_FLOAT, TAG_INT) or (tag == TAG_SPARSE and version >= 3):
             tensor = decode_nonweight(r, tag, shape, dtype, layer)
-            if tag == TAG_FLOAT:
+            if tag != TAG_INT:
                 info["params"] += numel
         else:
             raise r.fail(f"unknown tensor tag {tag} for {name!r}")

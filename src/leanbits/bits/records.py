@@ -60,6 +60,9 @@ HEAD_CODES = HEADS  # ("softmax", "llr", "llr-code")
 INDEX_CODES = POSITION_ENCODINGS  # ("dense", "bitmask", "relative", "coded")
 VALUE_CODES = ("fixed", "entropy")
 TAG_FLOAT, TAG_WEIGHT, TAG_INT = 0, 1, 2
+#: a float non-weight whose zeros are skipped (a bitmask, then the other elements); format
+#: version 3 and later
+TAG_SPARSE = 3
 
 MAX_NDIM = 16
 MAX_CLASSES = 1 << 16
@@ -451,46 +454,83 @@ def read_name_shape(r: BitReader) -> tuple[str, tuple[int, ...]]:
 # ---------------------------------------------------------------------- non-weights
 
 
-def encode_nonweight(w: BitWriter, tensor: Tensor, dtype: str, layer: str) -> Tensor:
-    """Tag and elements of a non-weight tensor; returns the tensor as the file holds it.
+def encode_nonweight(w: BitWriter, tensor: Tensor, dtype: str, layer: str,
+                     sparse: bool = True) -> tuple[Tensor, int]:
+    """Tag and elements of a non-weight tensor; returns the tensor as the file holds it and
+    the tag written.
 
     ``int8`` stores a float tensor as its float32 scale and one two's-complement byte per
-    element (:func:`leanbits.bits.quantize.fixed_point`, ``|q| <= 127``).
+    element (:func:`leanbits.bits.quantize.fixed_point`, ``|q| <= 127``). With ``sparse``,
+    a float tensor whose stored zeros cost more than one bit per element is written as
+    :data:`TAG_SPARSE`: one bit per element (1 = stored), then only the stored elements
+    (after the int8 scale). Dead units' biases are zero (:func:`leanbits.prune.structure.
+    remove_dead_units`), so they cost one bit each instead of 8-32.
     """
     key = (layer, "nonweight")
-    if tensor.is_floating_point():
-        w.uint(TAG_FLOAT, 2, HEADER)
-        if dtype == "int8":
-            q, scale = fixed_point(tensor, 8)
-            w.array(scale.reshape(1).numpy().view(np.uint32), 32, key)
-            w.array((q.reshape(-1).numpy() & 0xFF).astype(np.uint64), 8, key)
-            return from_fixed_point(q, scale).reshape(tensor.shape)
-        u, width = floats_to_uints(tensor, dtype)
-        w.array(u, width, key)
-        return uints_to_floats(u, dtype).reshape(tensor.shape)
-    w.uint(TAG_INT, 2, HEADER)
-    ints = tensor.to(torch.int64).reshape(-1).numpy()
-    w.array(ints.view(np.uint64), 64, key)
-    return tensor.to(torch.int64).clone()
+    if not tensor.is_floating_point():
+        w.uint(TAG_INT, 2, HEADER)
+        ints = tensor.to(torch.int64).reshape(-1).numpy()
+        w.array(ints.view(np.uint64), 64, key)
+        return tensor.to(torch.int64).clone(), TAG_INT
+    flat = tensor.detach().reshape(-1)
+    if dtype == "int8":
+        q, scale = fixed_point(flat, 8)
+        stored = from_fixed_point(q, scale).reshape(-1)
+        fields, width = (q.numpy() & 0xFF).astype(np.uint64), 8
+        head = scale.reshape(1).numpy().view(np.uint32)
+    else:
+        fields, width = floats_to_uints(flat, dtype)
+        stored, head = uints_to_floats(fields, dtype).reshape(-1), None
+    keep = (stored != 0).numpy()
+    zeros = int(keep.size - keep.sum())
+    tag = TAG_SPARSE if sparse and zeros * width > keep.size else TAG_FLOAT
+    w.uint(tag, 2, HEADER)
+    if head is not None:
+        w.array(head, 32, key)
+    if tag == TAG_SPARSE:
+        w.array(keep.astype(np.uint64), 1, key)
+        w.array(np.asarray(fields)[keep], width, key)
+        stored = torch.where(torch.from_numpy(keep), stored, torch.zeros_like(stored))
+    else:
+        w.array(fields, width, key)
+    return stored.reshape(tensor.shape), tag
 
 
 def decode_nonweight(
     r: BitReader, tag: int, shape: tuple[int, ...], dtype: str, layer: str
 ) -> Tensor:
-    """Elements of a non-weight tensor whose tag (float or int) was read already."""
+    """Elements of a non-weight tensor whose tag (float, sparse float or int) was read
+    already."""
     numel = math.prod(shape)
     key = (layer, "nonweight")
-    if tag == TAG_FLOAT and dtype == "int8":
+    if tag == TAG_INT:
+        raw64 = r.array(numel, 64, key)
+        return torch.from_numpy(raw64.view(np.int64).copy()).reshape(shape)
+    scale = None
+    if dtype == "int8":
         scale = torch.from_numpy(r.array(1, 32, key).astype(np.uint32).view(np.float32).copy())
-        raw = r.array(numel, 8, key).astype(np.int64)
-        q = np.where(raw >= 128, raw - 256, raw)
-        if numel and int(q.min()) == -128:
-            raise r.fail("int8 non-weight holds -128 (the stored range is -127..127)")
         if not bool(torch.isfinite(scale).all()) or float(scale[0]) < 0:
             raise r.fail(f"int8 non-weight scale {float(scale[0])} is not a finite number >= 0")
-        return from_fixed_point(torch.from_numpy(q), scale[0]).reshape(shape)
-    if tag == TAG_FLOAT:
+    keep = None
+    count = numel
+    if tag == TAG_SPARSE:
+        keep = r.array(numel, 1, key).astype(bool)
+        count = int(keep.sum())
+    if scale is not None:
+        raw = r.array(count, 8, key).astype(np.int64)
+        q = np.where(raw >= 128, raw - 256, raw)
+        if count and int(q.min()) == -128:
+            raise r.fail("int8 non-weight holds -128 (the stored range is -127..127)")
+        if keep is not None and count and not bool((q != 0).all()):
+            raise r.fail("a sparse non-weight stores a zero")
+        values = from_fixed_point(torch.from_numpy(q), scale[0]).reshape(-1)
+    else:
         width = 32 if dtype == "float32" else 16
-        return uints_to_floats(r.array(numel, width, key), dtype).reshape(shape)
-    raw64 = r.array(numel, 64, key)
-    return torch.from_numpy(raw64.view(np.int64).copy()).reshape(shape)
+        values = uints_to_floats(r.array(count, width, key), dtype).reshape(-1)
+        if keep is not None and count and not bool((values != 0).all()):
+            raise r.fail("a sparse non-weight stores a zero")
+    if keep is None:
+        return values.reshape(shape)
+    out = torch.zeros(numel, dtype=torch.float32)
+    out[torch.from_numpy(keep)] = values.to(torch.float32)
+    return out.reshape(shape)

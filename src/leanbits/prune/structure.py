@@ -192,7 +192,8 @@ class Structure:
         layers: weight layer names, in order.
         dead: layer -> bool per unit, True where the unit is removed.
         masks: weight name -> bool, True for effective connections only.
-        biases: layer -> bias after folding the constants of removed units (None: no bias).
+        biases: layer -> bias after folding the constants of removed units into the next
+            layer's, zero at removed units (None: no bias).
         units: layer -> total units (before removal).
     """
 
@@ -272,6 +273,9 @@ def analyse(
             w_views[i][idx] = 0
             live[i + 1][:, idx] = False
             w_views[i + 1][:, idx] = 0
+    for b, d in zip(biases, dead, strict=True):
+        if b is not None:  # nothing reads a dead unit: its bias is zero, and costs 1 bit
+            b[d.to(b.device)] = 0
     out_masks = {}
     for layer, lv in zip(layers, live, strict=True):
         out_masks[layer.key] = lv.reshape(layer.module.weight.shape)
