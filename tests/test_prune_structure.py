@@ -20,6 +20,7 @@ from leanbits.prune import (
     macs,
     prune,
     remove_dead_units,
+    unread_units,
 )
 
 MLP = Plan("mlp", (1, 8, 8), (), (16, 12), 10)
@@ -202,6 +203,11 @@ def test_remove_dead_units_in_place_keeps_the_function():
     for name, d in dead.items():
         if bool(d.any()):
             assert bool((layers[name].bias[d] == 0).all()), name
+    # once removed, the dead units are exactly those no live weight reads
+    before = copy.deepcopy(model.state_dict())
+    unread = unread_units(model, new)
+    assert {k: v.tolist() for k, v in unread.items()} == {k: v.tolist() for k, v in dead.items()}
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # read-only
 
 
 def test_generic_sequential_with_batchnorm():

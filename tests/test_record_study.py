@@ -258,3 +258,18 @@ def test_against_a_run_adds_the_paired_table(mlp_run, tmp_path, capsys):
     assert body.count("Paired by seed against `") == 2 and f"against `{again}`" in body
     assert bench.main([str(mlp_run), "--against", str(tmp_path)]) == 2
     assert "not a run directory" in capsys.readouterr().err
+
+
+def test_dead_biases_benchmark_reencodes_each_record_file(mlp_run, capsys):
+    spec = importlib.util.spec_from_file_location("dead_biases", BENCH.parent / "dead_biases.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main([str(mlp_run)]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines()
+            if line.startswith(f"| `{mlp_run}` |")]
+    assert len(rows) == 2  # one per seed's file
+    for line in rows:
+        cells = [c.strip() for c in line.split("|")[1:-1]]
+        old, new = (int(x.replace(",", "")) for x in cells[6].split(" -> "))
+        assert 0 < new <= old  # zero biases are never written larger
+    assert bench.main([str(mlp_run / "nope")]) == 1

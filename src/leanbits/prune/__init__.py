@@ -51,6 +51,7 @@ from leanbits.prune.structure import (
     effective_connections,
     find_dead_units,
     remove_dead_units,
+    unread_units,
 )
 from leanbits.prune.structured import structured_masks, structured_prune
 from leanbits.prune.variational import SparseVD, from_variational, sparse_vd, to_variational
@@ -107,6 +108,7 @@ __all__ = [
     "train_masked",
     "unit_masks",
     "unit_scores",
+    "unread_units",
 ]
 
 

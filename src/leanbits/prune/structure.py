@@ -290,6 +290,31 @@ def analyse(
     )
 
 
+@torch.no_grad()
+def unread_units(model: nn.Module, masks: Mapping[str, Tensor] | None = None
+                 ) -> dict[str, Tensor]:
+    """Layer name -> bool per unit, True where no live weight of the next layer reads the
+    unit (output units are always read). Such a unit's bias can be anything, so zeroing it
+    changes nothing the model computes; unlike :func:`analyse` this folds nothing and
+    changes no weight.
+
+    Example:
+        >>> unread = unread_units(model, masks)  # doctest: +SKIP
+    """
+    layers = parse_chain(model)
+    full = model_masks(model, masks)
+    out = {}
+    for i, layer in enumerate(layers):
+        if i + 1 == len(layers):
+            out[layer.name] = torch.zeros(layer.units, dtype=torch.bool)
+            continue
+        nxt = layers[i + 1]
+        w = nxt.module.weight.detach()
+        live = nxt.view(full[nxt.key].to(w.device) & (w != 0))
+        out[layer.name] = ~live.any(dim=2).any(dim=0).cpu()
+    return out
+
+
 def find_dead_units(
     model: nn.Module, masks: Mapping[str, Tensor] | None = None, x: Tensor | None = None
 ) -> dict[str, Tensor]:
