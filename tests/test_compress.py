@@ -14,7 +14,7 @@ import leanbits
 from leanbits import cli as main_cli
 from leanbits import snapshot
 from leanbits.bits import evaluate_lbits, unpack
-from leanbits.compression import CompressConfig, check_target
+from leanbits.compression import CompressConfig, check_target, quantizer_grid
 from leanbits.compression import run as compress_run
 from leanbits.compression import search as compress_search
 from leanbits.errors import ConfigError, PruneError
@@ -239,6 +239,35 @@ def test_a_search_killed_inside_the_variational_training_resumes_it(trained, tmp
     assert ran == [3]  # epochs 1 and 2 came from the checkpoint
     assert again.chosen == ref.chosen and again.data == ref.data and again.epochs == ref.epochs
     assert not checkpoints[-1].path.exists()  # the finished training replaced it
+
+
+def test_vd_search_scores_the_whole_grid_at_the_threshold_when_the_gentlest_misses(
+        trained, monkeypatch):
+    snap, splits = trained
+    cfg = dataclasses.replace(CFG, methods=("sparse-vd",), vd_epochs=2, vd_finetune_epochs=1,
+                              vd_warmup_epochs=1, budget=40, codebook_epochs=(0,),
+                              vd_search=True, search_lo=0.0)
+    grid = quantizer_grid(cfg)
+    real_score = compress_search.Search.score
+    first = []
+
+    def score(self, method, sparsity, settings):
+        cand = real_score(self, method, sparsity, settings)
+        first[:] = first or [(sparsity, settings)]
+        if cand is not None and (sparsity, settings) == first[0]:
+            # the gentlest setting misses at the threshold's level (the others need not)
+            self.candidates[self.candidates.index(cand)] = cand = dataclasses.replace(
+                cand, val_acc=0.0)
+        return cand
+
+    monkeypatch.setattr(compress_search.Search, "score", score)
+    r = _compress(snap, splits, config=cfg)
+    floor, gentle = first[0]
+    assert gentle == grid[0]  # the bisection starts at the threshold with the gentlest
+    assert {c.sparsity for c in r.candidates} == {floor}  # nothing sparser was searched
+    assert sorted(map(str, (c.settings for c in r.candidates))) == sorted(map(str, grid))
+    assert r.chosen.sparsity == floor and r.chosen.settings != gentle
+    assert r.val_acc >= r.required_val_acc
 
 
 def test_vd_search_bisects_one_variational_training(trained, tmp_path, monkeypatch):

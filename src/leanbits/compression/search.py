@@ -338,7 +338,13 @@ def run_search(search: Search, grid: list[dict[str, Any]], required: float) -> C
         try:
             result = search_sparsity(val_acc, required, lo=lo, hi=hi, tol=cfg.search_tol)
         except PruneError:
-            continue  # even the lowest level misses: this method offers nothing
+            if search.ranked_vd(method) and lo > cfg.search_lo:
+                # the threshold's level missed with the gentlest setting: score it with
+                # the whole grid, as plain sparse-vd does, so that the threshold's file is
+                # still offered when another setting passes there
+                for settings in grid[1:]:
+                    search.score(method, lo, settings)
+            continue  # even the lowest level misses: nothing sparser to search
         passed = sorted({s for s, a in result.evaluations if a >= required}, reverse=True)
         for level in passed[: cfg.levels]:
             for settings in grid[1:]:
