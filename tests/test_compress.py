@@ -241,6 +241,16 @@ def test_a_search_killed_inside_the_variational_training_resumes_it(trained, tmp
     assert not checkpoints[-1].path.exists()  # the finished training replaced it
 
 
+def test_the_variational_training_shows_its_epochs(trained, capsys):
+    snap, splits = trained
+    cfg = dataclasses.replace(CFG, methods=("sparse-vd",), vd_epochs=3, vd_finetune_epochs=1,
+                              vd_warmup_epochs=1, budget=40, codebook_epochs=(0,))
+    leanbits.compress(snap.model, splits, HEAD.loss, config=cfg, plan=PLAN, head=HEAD,
+                      progress=True, max_drop=0.05)
+    err = capsys.readouterr().err
+    assert all(f"variational={e}/3" in err for e in (1, 2, 3))  # hours on LeNet-5
+
+
 def test_vd_search_scores_the_whole_grid_at_the_threshold_when_the_gentlest_misses(
         trained, monkeypatch):
     snap, splits = trained

@@ -146,8 +146,12 @@ class Search:
             epochs_key = cache_key(self.run_key, "variational-epochs")
             partial = self.work.tensors(epochs_key)
             checkpoint = EpochCheckpoint(partial, epochs_key) if partial is not None else None
+            def shown(epoch: int, epochs: int) -> None:  # hours on LeNet-5: show them
+                self.bar.set_postfix(epochs=f"{self.epochs:g}/{self.cfg.budget}",
+                                     variational=f"{epoch}/{epochs}")
+
             vd, _ = train_variational(self.model, self.train, self.loss, self.prune_cfg,
-                                      self.masks, checkpoint=checkpoint)
+                                      self.masks, checkpoint=checkpoint, on_epoch=shown)
             if tensors is not None:
                 with atomic_path(tensors) as tmp:
                     save_file({k: v.detach().cpu().contiguous()

@@ -512,6 +512,16 @@ def new_variational(model: nn.Module, cfg: PruneConfig,
                           init_log_sigma2=cfg.vd_init_log_sigma2, exclude=cfg.exclude)
 
 
+class _EachEpoch(Hook):
+    """Calls ``report(epoch, epochs)`` after each epoch."""
+
+    def __init__(self, report: Callable[[int, int], None]) -> None:
+        self.report = report
+
+    def after_epoch(self, state: FitState) -> None:
+        self.report(state.epoch, state.epochs)
+
+
 def train_variational(
     model: nn.Module,
     data: tuple[Tensor, Tensor],
@@ -519,11 +529,13 @@ def train_variational(
     cfg: PruneConfig,
     masks: Mapping[str, Tensor] | None = None,
     checkpoint: EpochCheckpoint | None = None,
+    on_epoch: Callable[[int, int], None] | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """The variational training of :func:`sparse_vd`, without turning it into masks.
 
     ``checkpoint`` saves it after epochs and resumes it from there: it is the long part of
-    sparse VD, and an interrupted one need not start again.
+    sparse VD, and an interrupted one need not start again. ``on_epoch(epoch, epochs)`` is
+    called after each epoch it runs (e.g. to show progress).
 
     Returns:
         ``(variational model, record)``: the trained copy of ``model`` and a record with
@@ -536,8 +548,9 @@ def train_variational(
     hook = SparseVD(vd, x.shape[0], round(cfg.vd_warmup_epochs * per_epoch))
     opt = torch.optim.Adam(vd.parameters(), lr=cfg.vd_lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: max(0.0, 1.0 - t / max(total, 1)))
+    hooks: list[Hook] = [hook] if on_epoch is None else [hook, _EachEpoch(on_epoch)]
     result = fit(vd, vd.parameters(), epoch_batches((x, y), cfg.batch_size, cfg.seed), loss, opt,
-                 [hook], epochs=cfg.vd_epochs, scheduler=sched, seed=cfg.seed,
+                 hooks, epochs=cfg.vd_epochs, scheduler=sched, seed=cfg.seed,
                  checkpoint=checkpoint)
     with torch.no_grad():
         kl = float(total_kl(vd))
