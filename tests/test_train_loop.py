@@ -373,3 +373,32 @@ def test_a_checkpoint_of_a_stopped_fit_stays_stopped(tmp_path):
     seen = _Interrupt(0)
     again = _checkpointed_fit(_dropout_net(), [seen], EpochCheckpoint(path, "run"))
     assert seen.epochs == [] and len(again.history) == 2
+
+
+def test_a_forged_checkpoint_of_the_right_key_is_ignored_whole(tmp_path):
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from leanbits.loop import EpochCheckpoint
+
+    path = tmp_path / "fit.ckpt"
+    with pytest.raises(KeyboardInterrupt):
+        _checkpointed_fit(_dropout_net(), [_Interrupt(3)], EpochCheckpoint(path, "run"))
+    with safe_open(str(path), framework="pt") as f:
+        meta = json.loads(f.metadata()["leanbits_fit"])
+    tensors = load_file(str(path))
+    ref = _dropout_net()
+    _checkpointed_fit(ref, [], None)
+    # a malformed field fails while reading; no parameter group fails while applying,
+    # after the model's weights were already restored: both must leave nothing behind
+    for field, value in (("optim_scalars", []), ("param_groups", [])):
+        forged = tmp_path / f"{field}.ckpt"
+        save_file(tensors, str(forged),
+                  metadata={"leanbits_fit": json.dumps({**meta, field: value})})
+        model, seen = _dropout_net(), _Interrupt(0)
+        _checkpointed_fit(model, [seen], EpochCheckpoint(forged, "run"))
+        assert seen.epochs == [1, 2, 3, 4, 5], field  # trained from the start...
+        for p, q in zip(ref.parameters(), model.parameters(), strict=True):
+            assert torch.equal(p, q), field  # ...from the model as it was given

@@ -13,6 +13,7 @@ run after each epoch.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -109,6 +110,11 @@ class NonFiniteLoss(TrainingError):
         self.value, self.epoch, self.step = value, epoch, step
 
 
+#: what a damaged or forged checkpoint can raise while it is read or applied
+_UNUSABLE = (OSError, SafetensorError, ValueError, KeyError, TypeError, RuntimeError,
+             AttributeError, IndexError)
+
+
 class EpochCheckpoint:
     """Where :func:`fit` keeps its state after every ``every``-th epoch, so that a long
     training killed part-way resumes from its last saved epoch and ends bit-exactly as an
@@ -190,15 +196,29 @@ class EpochCheckpoint:
             rng = tensors["rng/torch"]
             if not 0 < epoch <= state.epochs or step < 0 or len(history) != epoch:
                 return None
+            stopped = bool(meta.get("stop", False))
+            param_groups, sched_state = meta["param_groups"], meta["scheduler"]
+        except _UNUSABLE:
+            return None  # damaged or foreign: train from the start
+        # applied as a whole or not at all: a state that fails half-way is rolled back
+        before = ({k: v.clone() for k, v in own.items()},
+                  copy.deepcopy(state.optimizer.state_dict()),
+                  scheduler.state_dict() if scheduler is not None else None)
+        try:
             with torch.no_grad():
                 state.model.load_state_dict(model_state)
             state.optimizer.load_state_dict({"state": opt_state,
-                                             "param_groups": meta["param_groups"]})
-            if scheduler is not None and meta["scheduler"] is not None:
-                scheduler.load_state_dict(meta["scheduler"])
-        except (OSError, SafetensorError, ValueError, KeyError, TypeError, RuntimeError):
-            return None  # damaged or foreign: train from the start
-        return epoch, step, history, rng, bool(meta.get("stop", False))
+                                             "param_groups": param_groups})
+            if scheduler is not None and sched_state is not None:
+                scheduler.load_state_dict(sched_state)
+        except _UNUSABLE:
+            with torch.no_grad():
+                state.model.load_state_dict(before[0])
+            state.optimizer.load_state_dict(before[1])
+            if scheduler is not None:
+                scheduler.load_state_dict(before[2])
+            return None
+        return epoch, step, history, rng, stopped
 
 
 def _overrides(hooks: Sequence[Hook], name: str) -> list[Callable[..., Any]]:
