@@ -454,14 +454,14 @@ def read_name_shape(r: BitReader) -> tuple[str, tuple[int, ...]]:
 # ---------------------------------------------------------------------- non-weights
 
 
-def encode_nonweight(w: BitWriter, tensor: Tensor, dtype: str, layer: str,
-                     sparse: bool = True) -> tuple[Tensor, int]:
+def encode_nonweight(w: BitWriter, tensor: Tensor, dtype: str, layer: str
+                     ) -> tuple[Tensor, int]:
     """Tag and elements of a non-weight tensor; returns the tensor as the file holds it and
     the tag written.
 
     ``int8`` stores a float tensor as its float32 scale and one two's-complement byte per
-    element (:func:`leanbits.bits.quantize.fixed_point`, ``|q| <= 127``). With ``sparse``,
-    a float tensor whose stored zeros cost more than one bit per element is written as
+    element (:func:`leanbits.bits.quantize.fixed_point`, ``|q| <= 127``). A float tensor
+    whose stored zeros cost more than one bit per element is written as
     :data:`TAG_SPARSE`: one bit per element (1 = stored), then only the stored elements
     (after the int8 scale). Dead units' biases are zero (:func:`leanbits.prune.structure.
     remove_dead_units`), so they cost one bit each instead of 8-32.
@@ -483,7 +483,7 @@ def encode_nonweight(w: BitWriter, tensor: Tensor, dtype: str, layer: str,
         stored, head = uints_to_floats(fields, dtype).reshape(-1), None
     keep = (stored != 0).numpy()
     zeros = int(keep.size - keep.sum())
-    tag = TAG_SPARSE if sparse and zeros * width > keep.size else TAG_FLOAT
+    tag = TAG_SPARSE if zeros * width > keep.size else TAG_FLOAT
     w.uint(tag, 2, HEADER)
     if head is not None:
         w.array(head, 32, key)

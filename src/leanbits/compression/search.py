@@ -132,8 +132,9 @@ class Search:
         return method not in OWN_SPARSITY or self.ranked_vd(method)
 
     def variational(self) -> nn.Module:
-        """The trained variational model of ``vd_search``: trained once per search, kept in
-        the work directory so a resumed search does not train it again."""
+        """The trained variational model of ``sparse-vd`` (ranked under ``vd_search`` or
+        not): trained once per search, checkpointed after every epoch and kept in the work
+        directory, so a resumed search does not train it again."""
         if self.vd is not None:
             return self.vd
         key = cache_key(self.run_key, "variational")
@@ -146,6 +147,7 @@ class Search:
             epochs_key = cache_key(self.run_key, "variational-epochs")
             partial = self.work.tensors(epochs_key)
             checkpoint = EpochCheckpoint(partial, epochs_key) if partial is not None else None
+
             def shown(epoch: int, epochs: int) -> None:  # hours on LeNet-5: show them
                 self.bar.set_postfix(epochs=f"{self.epochs:g}/{self.cfg.budget}",
                                      variational=f"{epoch}/{epochs}")
