@@ -281,3 +281,22 @@ def test_dead_biases_benchmark_reencodes_each_record_file(mlp_run, capsys):
         old, new = (int(x.replace(",", "")) for x in cells[6].split(" -> "))
         assert 0 < new <= old  # zero biases are never written larger
     assert bench.main([str(mlp_run / "nope")]) == 1
+
+
+def test_vd_cost_benchmark_times_both_nets_and_prices_the_record_preset(capsys):
+    spec = importlib.util.spec_from_file_location("vd_cost", BENCH.parent / "vd_cost.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    exp = load_experiment(study_path("record"))
+    stage = exp.stages("compress")[0]
+    # the estimate prices the epochs the study itself would run
+    assert bench.record_recipe() == {"train": stage.input.config.epochs,
+                                     "vd": stage.config.vd_epochs,
+                                     "budget": stage.config.budget}
+    assert bench.main(["--examples", "256", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    for label in ("LeNet-300-100", "LeNet-5-Caffe"):
+        timed, priced = [line for line in out.splitlines() if line.startswith(f"| {label} |")]
+        plain, vd = (float(c.split()[0]) for c in timed.split("|")[2:4])
+        assert plain > 0 and vd > 0
+        assert priced.split("|")[3].strip().startswith(f"{bench.record_recipe()['vd']} x")
