@@ -39,3 +39,11 @@ def update_section(path: Path, title: str, body: str) -> None:
     else:
         text = text.rstrip() + "\n\n" + block
     write_text_atomic(path, text)
+
+
+def publish(body: str, title: str, write: bool) -> None:
+    """Print a benchmark's section; with ``write``, also put it into the repository's
+    BENCHMARKS.md as the section ``title``."""
+    print(body)
+    if write:
+        update_section(Path(__file__).resolve().parent.parent / "BENCHMARKS.md", title, body)

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _bench_md import update_section  # noqa: E402
+from _bench_md import publish  # noqa: E402
 
 from leanbits.data import DataConfig, load_data  # noqa: E402
 from leanbits.heads import Head  # noqa: E402
@@ -33,7 +33,6 @@ from leanbits.models import build, preset  # noqa: E402
 from leanbits.prune import PruneConfig  # noqa: E402
 from leanbits.prune.variational import train_variational  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
 TITLE = "Checkpointing sparse VD's training after every epoch"
 
 
@@ -80,9 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         "Medians with the range over the repeats in brackets: where the ranges overlap, the "
         "cost of saving is within this machine's run-to-run noise.",
     ])
-    print(body)
-    if args.write:
-        update_section(ROOT / "BENCHMARKS.md", TITLE, body)
+    publish(body, TITLE, args.write)
     return 0
 
 

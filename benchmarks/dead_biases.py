@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _bench_md import update_section  # noqa: E402
+from _bench_md import publish  # noqa: E402
 
 from leanbits import paths  # noqa: E402
 from leanbits.bits import evaluate_lbits, unpack  # noqa: E402
@@ -38,7 +38,6 @@ from leanbits.prune.structure import unread_units  # noqa: E402
 from leanbits.sweep.experiment import load_experiment  # noqa: E402
 from leanbits.sweep.stages import is_complete  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
 TITLE = "Dead units' biases in the record files (format version 3)"
 KEYS = ("bits", "quant", "index", "values", "nonweight_dtype", "per_channel")
 
@@ -126,9 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dead_biases: {exc}", file=sys.stderr)
         return 1
     body = table(args.runs, rows)
-    print(body)
-    if args.write:
-        update_section(ROOT / "BENCHMARKS.md", TITLE, body)
+    publish(body, TITLE, args.write)
     return 0
 
 

@@ -25,13 +25,12 @@ import datetime as dt
 import platform
 import statistics
 import sys
-import tomllib
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _bench_md import update_section  # noqa: E402
+from _bench_md import publish  # noqa: E402
 
 from leanbits.data import DataConfig, load_data  # noqa: E402
 from leanbits.heads import Head  # noqa: E402
@@ -39,9 +38,9 @@ from leanbits.loop import epoch_batches, fit  # noqa: E402
 from leanbits.models import build, preset  # noqa: E402
 from leanbits.prune import PruneConfig  # noqa: E402
 from leanbits.prune.variational import train_variational  # noqa: E402
+from leanbits.sweep.experiment import load_experiment  # noqa: E402
 from leanbits.sweep.presets import study_path  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
 TITLE = "What a sparse VD epoch costs"
 FULL_EPOCH = 55_000
 NETS = (("lenet-300-100", "LeNet-300-100"), ("lenet5", "LeNet-5-Caffe"))
@@ -68,9 +67,9 @@ def vd_epoch(net: str, data, batch_size: int) -> float:
 
 def record_recipe() -> dict[str, int]:
     """The record preset's epochs: train, variational, and the compress budget."""
-    study = tomllib.loads(study_path("record").read_text(encoding="utf-8"))
-    return {"train": int(study["train"]["epochs"]), "vd": int(study["compress"]["vd_epochs"]),
-            "budget": int(study["compress"]["budget"])}
+    stage = load_experiment(study_path("record")).stages("compress")[0]
+    return {"train": stage.input.config.epochs, "vd": stage.config.vd_epochs,
+            "budget": stage.config.budget}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,9 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         "| net | train | sparse VD | rest of the budget | total |",
         "|---|---|---|---|---|", *costs,
     ])
-    print(body)
-    if args.write:
-        update_section(ROOT / "BENCHMARKS.md", TITLE, body)
+    publish(body, TITLE, args.write)
     return 0
 
 
